@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test`. Only Python 3.11+ and make assumed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test test-fast lint check benchmark clean
+
+help:
+	@echo "make run        set up, then run the pipeline on generated data (embedded DuckDB)"
+	@echo "make test       set up, then run lint, structure checks and the whole test suite"
+	@echo "make test-fast  unit tests only"
+	@echo "make benchmark  measure generation + load at scale 100 into BENCHMARKS.md"
+	@echo "make clean      remove the virtualenv, warehouse and generated files"
+
+# Reinstall whenever the declared dependencies change.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dataops run --scale 1
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+
+check: $(STAMP)
+	$(BIN)/dataops check
+
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+benchmark: $(STAMP)
+	$(BIN)/python scripts/benchmark.py --scale 100 --write BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) warehouse data dbt/target dbt/logs

@@ -1,0 +1,23 @@
+{#
+  Fails for every row whose `column_name` lies outside [min_value, max_value] (either bound may be
+  left out). Bounds are SQL expressions, so a date bound is written as a quoted literal or a macro.
+#}
+{% test accepted_range(model, column_name, min_value=none, max_value=none) %}
+    {{ return(adapter.dispatch('test_accepted_range', 'adventureworks')(
+        model, column_name, min_value, max_value)) }}
+{% endtest %}
+
+{% macro default__test_accepted_range(model, column_name, min_value, max_value) %}
+select {{ column_name }} as out_of_range_value
+from {{ model }}
+where {{ column_name }} is not null
+  and (
+        1 = 0
+    {%- if min_value is not none %}
+        or {{ column_name }} < {{ min_value }}
+    {%- endif %}
+    {%- if max_value is not none %}
+        or {{ column_name }} > {{ max_value }}
+    {%- endif %}
+  )
+{% endmacro %}

@@ -1,0 +1,155 @@
+"""Project-structure checks, read from dbt's manifest: the conventions that keep the project sane.
+
+Each check takes the manifest as the JSON artifact (a dict) and returns its violations, so the same
+code runs on `target/manifest.json` and on the in-process parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+Manifest = dict[str, Any]
+
+LAYER_PREFIXES: dict[str, tuple[str, ...]] = {
+    "staging": ("stg_",),
+    "intermediate": ("int_",),
+    "marts": ("fct_", "dim_"),
+}
+# A model may opt out of its layer's prefix with `config: {meta: {naming_exception: "<why>"}}`,
+# so each exception is listed, with its reason, next to the model it excuses.
+NAMING_EXCEPTION_META = "naming_exception"
+
+
+@dataclass(frozen=True)
+class Violation:
+    check: str
+    node: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    run: Callable[[Manifest], Iterator[tuple[str, str]]]
+
+
+def _models(manifest: Manifest) -> Iterator[dict[str, Any]]:
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model" and node["package_name"] == manifest_project(manifest):
+            yield node
+
+
+def manifest_project(manifest: Manifest) -> str:
+    return manifest["metadata"].get("project_name") or next(
+        n["package_name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"
+    )
+
+
+def _layer(model: dict[str, Any]) -> str | None:
+    parts = model["fqn"][1:-1]
+    return next((part for part in parts if part in LAYER_PREFIXES), None)
+
+
+def _tests_by_model(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
+    tested: dict[str, list[dict[str, Any]]] = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "test":
+            for parent in node["depends_on"]["nodes"]:
+                tested.setdefault(parent, []).append(node)
+    for unit_test in manifest.get("unit_tests", {}).values():
+        for parent in unit_test["depends_on"]["nodes"]:
+            tested.setdefault(parent, []).append(unit_test)
+    return tested
+
+
+def models_have_tests(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    tested = _tests_by_model(manifest)
+    for model in _models(manifest):
+        if not tested.get(model["unique_id"]):
+            yield model["name"], "has no tests"
+
+
+def marts_have_primary_key_tests(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    tested = _tests_by_model(manifest)
+    for model in _models(manifest):
+        if _layer(model) != "marts":
+            continue
+        tests_per_column: dict[str, set[str]] = {}
+        for test in tested.get(model["unique_id"], []):
+            metadata = test.get("test_metadata") or {}
+            if test.get("column_name") and metadata.get("name") in ("unique", "not_null"):
+                tests_per_column.setdefault(test["column_name"], set()).add(metadata["name"])
+        if not any(kinds == {"unique", "not_null"} for kinds in tests_per_column.values()):
+            yield model["name"], "has no primary key: no column with both unique and not_null tests"
+
+
+def models_follow_naming(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    for model in _models(manifest):
+        layer = _layer(model)
+        if layer is None:
+            yield model["name"], "is outside the staging/intermediate/marts folders"
+            continue
+        prefixes = LAYER_PREFIXES[layer]
+        excused = model["config"].get("meta", {}).get(NAMING_EXCEPTION_META)
+        if not model["name"].startswith(prefixes) and not excused:
+            expected = " or ".join(prefixes)
+            yield model["name"], (
+                f"is in {layer}/ but does not start with {expected} "
+                f"(or declare meta.{NAMING_EXCEPTION_META} with the reason)"
+            )
+
+
+def no_orphan_models(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    used: set[str] = set()
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model":
+            used.update(node["depends_on"]["nodes"])
+    for model in _models(manifest):
+        if _layer(model) != "marts" and model["unique_id"] not in used:
+            yield model["name"], "is not a mart and no model uses it"
+
+
+def everything_described(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    for model in _models(manifest):
+        if not model.get("description", "").strip():
+            yield model["name"], "has no description"
+    for source in manifest["sources"].values():
+        name = f"{source['source_name']}.{source['name']}"
+        if not source.get("description", "").strip():
+            yield name, "has no description"
+        if not source.get("source_description", "").strip():
+            yield source["source_name"], "(the source) has no description"
+
+
+def sources_have_freshness(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    for source in manifest["sources"].values():
+        name = f"{source['source_name']}.{source['name']}"
+        freshness = source.get("freshness") or {}
+        limits = [freshness.get(k) or {} for k in ("warn_after", "error_after")]
+        if not any(limit.get("count") for limit in limits):
+            yield name, "has no freshness (warn_after / error_after)"
+        elif not source.get("loaded_at_field") and not source.get("loaded_at_query"):
+            yield name, "has freshness but no loaded_at_field to measure it by"
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("models-have-tests", "every model has at least one test", models_have_tests),
+    Check("marts-have-primary-keys", "every mart has unique + not_null on one column",
+          marts_have_primary_key_tests),
+    Check("naming", "stg_ / int_ / fct_ or dim_ prefixes by layer", models_follow_naming),
+    Check("no-orphans", "every non-mart model is used by another model", no_orphan_models),
+    Check("described", "every model and source has a description", everything_described),
+    Check("source-freshness", "every source table has freshness", sources_have_freshness),
+)
+
+
+def run_checks(manifest: Manifest) -> list[Violation]:
+    """All violations of all checks, in check order; empty when the project is in shape."""
+    return [
+        Violation(check.name, node, message)
+        for check in CHECKS
+        for node, message in check.run(manifest)
+    ]

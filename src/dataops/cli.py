@@ -1,0 +1,190 @@
+"""The `dataops` command line: parses arguments, calls the library, prints. Nothing else."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from dataops import render
+from dataops.config import PROJECT_ROOT, load_settings
+from dataops.errors import DataOpsError
+from dataops.results import ExitCode
+
+app = typer.Typer(
+    name="dataops",
+    help="Run and operate the AdventureWorks analytics pipeline (dbt on DuckDB).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target", "-t", envvar="DATAOPS_TARGET",
+        help="Environment from environments.yml (dev, ci); default dev.",
+        show_default=False,
+    ),
+]
+ScaleOption = Annotated[
+    float | None,
+    typer.Option(help="Generate synthetic data at this scale (1 ≈ the real sample).", min=0.0001),
+]
+SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")]
+
+
+class FileFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def generate(
+    scale: Annotated[float, typer.Option(help="1 ≈ the real sample (31,465 orders).", min=0.0001)] = 1.0,
+    seed: SeedOption = 42,
+    out: Annotated[Path, typer.Option(help="Folder to write Schema.Table files into.")] = PROJECT_ROOT
+    / "data" / "generated",
+    file_format: Annotated[FileFormat, typer.Option("--format")] = FileFormat.parquet,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="Newest timestamp in the data (UTC); default now. Fix it for identical bytes."),
+    ] = None,
+) -> None:
+    """Write synthetic AdventureWorks source data (ten OLTP tables)."""
+    from dataops.generate import generate_tables, write_tables
+
+    with console.status(f"Generating scale {scale:g} ..."):
+        tables = generate_tables(scale, seed=seed, as_of=as_of)
+        paths = write_tables(tables, out, file_format.value)
+    row_counts = {name: table.num_rows for name, table in tables.items()}
+    render.table_counts(console, row_counts, f"Wrote {len(paths)} files to {out}")
+
+
+@app.command()
+def load(
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="Folder of Schema.Table.csv/.parquet files (or Microsoft's install files)."
+        ),
+    ] = None,
+    scale: ScaleOption = None,
+    seed: SeedOption = 42,
+    target: TargetOption = None,
+) -> None:
+    """Load source data into the warehouse: all ten tables, or none if any file is bad."""
+    from dataops.load import load_folder, load_generated
+
+    if (from_dir is None) == (scale is None):
+        raise DataOpsError("give --from DIR (files to load) or --scale N (generated data)")
+    settings = load_settings(target)
+    with console.status("Loading ..."):
+        if from_dir is not None:
+            report = load_folder(settings, from_dir)
+        else:
+            report = load_generated(settings, scale or 1.0, seed)
+    render.table_counts(console, report.row_counts, f"Loaded {report.description} into {settings.target}")
+
+
+@app.command()
+def run(
+    scale: ScaleOption = None,
+    data: Annotated[Path | None, typer.Option(help="Load this folder of source files first.")] = None,
+    seed: SeedOption = 42,
+    target: TargetOption = None,
+    select: Annotated[
+        list[str] | None, typer.Option("--select", "-s", help="dbt selection for the build stage.")
+    ] = None,
+    docs: Annotated[bool, typer.Option(help="Generate dbt docs after the build.")] = True,
+) -> None:
+    """The main job: load (if needed), source freshness, dbt build with all tests, docs, summary.
+
+    Exit code 0 when everything passed (warnings allowed), 1 on failures, 2 on usage errors.
+    """
+    from dataops.pipeline import Pipeline, RunOptions
+
+    settings = load_settings(target)
+    options = RunOptions(data_dir=data, scale=scale, seed=seed, select=select or [], docs=docs)
+    with render.ProgressReporter(console) as reporter:
+        summary = Pipeline(settings, reporter).run(options)
+    render.run_summary(console, summary)
+    raise typer.Exit(int(summary.exit_code))
+
+
+@app.command()
+def check(target: TargetOption = None) -> None:
+    """Check the dbt project's structure (tests, naming, docs, freshness) from its manifest."""
+    from dataops.checks import CHECKS, run_checks
+    from dataops.dbt_runner import DbtProject
+
+    settings = load_settings(target)
+    with console.status("Parsing the dbt project ..."):
+        manifest = DbtProject(settings).manifest_dict()
+    violations = run_checks(manifest)
+    render.check_results(console, CHECKS, violations)
+    raise typer.Exit(int(ExitCode.FAILURES if violations else ExitCode.SUCCESS))
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="One SELECT statement.")],
+    target: TargetOption = None,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
+) -> None:
+    """Run one read-only SELECT on the warehouse and print the rows."""
+    from dataops.query import run_query
+
+    result = run_query(load_settings(target), sql)
+    if output is OutputFormat.table:
+        render.query_table(console, result)
+    elif output is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        records = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+        sys.stdout.write(json.dumps(records, default=str, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one line and exit 2; bugs keep their traceback."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="dataops", standalone_mode=False)
+    except click.exceptions.Abort:
+        error_console.print("aborted")
+        return 130
+    except click.UsageError as error:
+        error_console.print(f"error: {error.format_message()}", markup=False, highlight=False)
+        return int(ExitCode.USAGE)
+    except click.ClickException as error:
+        error_console.print(f"error: {error.format_message()}", markup=False, highlight=False)
+        return error.exit_code
+    except DataOpsError as error:
+        error_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        return int(ExitCode.USAGE)
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""dbt, in-process: parse the project once, then run every command against that manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from dbt.cli.main import dbtRunner, dbtRunnerResult
+from dbt.contracts.graph.manifest import Manifest
+from dbt_common.events.base_types import EventMsg
+
+from dataops.config import DBT_PROJECT_DIR, Settings
+from dataops.errors import DataOpsError
+
+
+@dataclass(frozen=True)
+class NodeProgress:
+    """One dbt node started or finished, for progress displays."""
+
+    unique_id: str
+    finished: bool
+    total: int | None = None
+
+
+ProgressCallback = Callable[[NodeProgress], None]
+
+
+@contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """dbt reads profiles.yml's env_var() from os.environ; set ours only for the call."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class DbtProject:
+    """The dbt project for one target. `parse()` once; every later command reuses the manifest."""
+
+    def __init__(self, settings: Settings, dbt_vars: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.vars = {"stale_data_severity": settings.stale_data, **(dbt_vars or {})}
+        self.manifest: Manifest | None = None
+        self.on_progress: ProgressCallback | None = None
+
+    @property
+    def target_path(self) -> str:
+        return str(self.settings.artifacts_dir / "dbt")
+
+    def _common_args(self) -> list[str]:
+        return [
+            "--project-dir", str(DBT_PROJECT_DIR),
+            "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target", self.settings.target,
+            "--target-path", self.target_path,
+            "--log-path", str(self.settings.artifacts_dir / "logs"),
+            "--vars", json.dumps(self.vars),
+            "--threads", str(self.settings.threads),
+        ]
+
+    def _relay_event(self, event: EventMsg) -> None:
+        if self.on_progress is None:
+            return
+        name = event.info.name
+        if name == "LogStartLine":
+            node = event.data.node_info
+            self.on_progress(NodeProgress(node.unique_id, False, total=event.data.total))
+        elif name == "NodeFinished":
+            self.on_progress(NodeProgress(event.data.node_info.unique_id, True))
+
+    def _invoke(self, command: list[str], *extra: str) -> dbtRunnerResult:
+        runner = dbtRunner(manifest=self.manifest, callbacks=[self._relay_event])
+        # dbt's own console output is replaced by our progress and summary; its log file stays.
+        args = [*command, *self._common_args(), "--log-level", "none", *extra]
+        with _environment(self.settings.dbt_env):
+            result = runner.invoke(args)
+        if result.exception is not None and result.result is None:
+            message = str(result.exception).strip().replace("\n", " ")
+            raise DataOpsError(f"dbt {' '.join(command)} failed: {message}")
+        return result
+
+    def parse(self) -> Manifest:
+        result = self._invoke(["parse"])
+        if not result.success or not isinstance(result.result, Manifest):
+            raise DataOpsError("dbt could not parse the project; see the dbt log for the cause")
+        self.manifest = result.result
+        return self.manifest
+
+    def _require_manifest(self) -> None:
+        if self.manifest is None:
+            self.parse()
+
+    def source_freshness(self) -> dbtRunnerResult:
+        self._require_manifest()
+        return self._invoke(
+            ["source", "freshness"], "--output", f"{self.target_path}/sources.json"
+        )
+
+    def build(self, select: list[str] | None = None) -> dbtRunnerResult:
+        self._require_manifest()
+        selection = ["--select", *select] if select else []
+        return self._invoke(["build"], *selection)
+
+    def docs_generate(self) -> dbtRunnerResult:
+        self._require_manifest()
+        # The build already compiled every node into the shared manifest.
+        return self._invoke(["docs", "generate"], "--no-compile")
+
+    def manifest_dict(self) -> dict[str, Any]:
+        """The manifest as the JSON artifact shape, for checks that read manifest.json."""
+        self._require_manifest()
+        assert self.manifest is not None
+        return self.manifest.writable_manifest().to_dict()

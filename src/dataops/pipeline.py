@@ -1,0 +1,160 @@
+"""`dataops run`: load, freshness, build and test, docs, record; each stage timed and reported."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from dataops.config import Settings
+from dataops.dbt_runner import DbtProject, NodeProgress
+from dataops.errors import DataOpsError
+from dataops.load import LoadReport, load_folder, load_generated
+from dataops.results import (
+    Finding,
+    RunSummary,
+    StageResult,
+    StageStatus,
+    interpret_build,
+    interpret_freshness,
+)
+from dataops.warehouse import connect
+
+DEFAULT_SCALE = 1.0
+DEFAULT_SEED = 42
+
+
+class Reporter(Protocol):
+    """Receives progress as the pipeline goes; the CLI draws it, tests may ignore it."""
+
+    def stage_started(self, name: str) -> None: ...
+
+    def node_progress(self, progress: NodeProgress) -> None: ...
+
+    def stage_finished(self, stage: StageResult) -> None: ...
+
+
+class SilentReporter:
+    def stage_started(self, name: str) -> None:
+        pass
+
+    def node_progress(self, progress: NodeProgress) -> None:
+        pass
+
+    def stage_finished(self, stage: StageResult) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data_dir: Path | None = None
+    scale: float | None = None
+    seed: int = DEFAULT_SEED
+    select: list[str] = field(default_factory=list)
+    docs: bool = True
+
+
+class Pipeline:
+    STAGES = ("load", "freshness", "build", "docs", "record")
+
+    def __init__(self, settings: Settings, reporter: Reporter | None = None) -> None:
+        self.settings = settings
+        self.reporter = reporter or SilentReporter()
+        self.project = DbtProject(settings)
+        self.project.on_progress = self.reporter.node_progress
+
+    def run(self, options: RunOptions) -> RunSummary:
+        if options.data_dir is not None and options.scale is not None:
+            raise DataOpsError("give either --data or --scale, not both")
+        summary = RunSummary(
+            run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+            target=self.settings.target,
+            started_at=datetime.now(UTC),
+        )
+        steps: list[tuple[str, Callable[[RunSummary], tuple[StageStatus, str]]]] = [
+            ("load", lambda s: self._load(s, options)),
+            ("freshness", self._freshness),
+            ("build", lambda s: self._build(s, options.select)),
+        ]
+        if options.docs:
+            steps.append(("docs", self._docs))
+        stopped = False
+        for name, step in steps:
+            if stopped:
+                self._finish(summary, StageResult(name, "skipped", 0.0, "an earlier stage failed"))
+                continue
+            self.reporter.stage_started(name)
+            started = time.perf_counter()
+            status, detail = step(summary)
+            self._finish(summary, StageResult(name, status, time.perf_counter() - started, detail))
+            stopped = status == "failed"
+        self._record(summary)
+        return summary
+
+    def _finish(self, summary: RunSummary, stage: StageResult) -> None:
+        summary.stages.append(stage)
+        self.reporter.stage_finished(stage)
+
+    def _load(self, summary: RunSummary, options: RunOptions) -> tuple[StageStatus, str]:
+        report: LoadReport
+        if options.data_dir is not None:
+            report = load_folder(self.settings, options.data_dir)
+        elif options.scale is not None:
+            report = load_generated(self.settings, options.scale, options.seed)
+        else:
+            missing = connect(self.settings).missing_source_tables()
+            if not missing:
+                summary.source_description = "source tables already in the warehouse"
+                return "ok", "kept the loaded source tables"
+            report = load_generated(self.settings, DEFAULT_SCALE, options.seed)
+        summary.source_description = report.description
+        tables = len(report.row_counts)
+        return "ok", f"{report.total_rows:,} rows in {tables} tables from {report.description}"
+
+    def _freshness(self, summary: RunSummary) -> tuple[StageStatus, str]:
+        result = self.project.source_freshness()
+        outcomes, findings = interpret_freshness(result.result, self.settings.stale_data)
+        summary.freshness = outcomes
+        summary.findings.extend(findings)
+        fresh = sum(1 for o in outcomes if o.status == "pass")
+        detail = f"{fresh} of {len(outcomes)} sources fresh"
+        return _status_of(findings), detail
+
+    def _build(self, summary: RunSummary, select: list[str]) -> tuple[StageStatus, str]:
+        result = self.project.build(select or None)
+        counts, findings = interpret_build(result.result)
+        summary.counts = counts
+        summary.findings.extend(findings)
+        tests = counts.tests_passed + counts.tests_warned + counts.tests_failed
+        detail = (
+            f"{counts.models_built} models, {tests} tests ({counts.tests_warned} warned, "
+            f"{counts.tests_failed} failed), {counts.unit_tests_passed + counts.unit_tests_failed} "
+            "unit tests"
+        )
+        return _status_of(findings), detail
+
+    def _docs(self, summary: RunSummary) -> tuple[StageStatus, str]:
+        result = self.project.docs_generate()
+        if not result.success:
+            summary.findings.append(Finding("error", "dbt docs generate", "docs generation failed"))
+            return "failed", "see the dbt log"
+        return "ok", f"catalog in {self.project.target_path}"
+
+    def _record(self, summary: RunSummary) -> None:
+        """Keep every run's summary as JSON beside the dbt artifacts, and the latest as last_run."""
+        runs_dir = self.settings.artifacts_dir / "runs"
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        document = json.dumps(summary.to_dict(), indent=2, default=str)
+        (runs_dir / f"{summary.run_id}.json").write_text(document, encoding="utf-8")
+        (self.settings.artifacts_dir / "last_run.json").write_text(document, encoding="utf-8")
+
+
+def _status_of(findings: list[Finding]) -> StageStatus:
+    if any(f.level == "error" for f in findings):
+        return "failed"
+    return "warn" if findings else "ok"

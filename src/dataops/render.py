@@ -1,0 +1,162 @@
+"""How the CLI draws things: progress while the pipeline runs, and the tables it prints after."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from dataops.checks import Check, Violation
+from dataops.dbt_runner import NodeProgress
+from dataops.results import RunSummary, StageResult
+from dataops.warehouse import QueryResult
+
+_STATUS_STYLE = {"ok": "green", "warn": "yellow", "failed": "bold red", "skipped": "dim"}
+_FRESHNESS_STYLE = {"pass": "green", "warn": "yellow", "error": "red", "runtime error": "bold red"}
+
+
+class ProgressReporter:
+    """A progress line per stage; the build's bar advances as dbt finishes each node."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[detail]}", style="dim"),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.current: str | None = None
+
+    def __enter__(self) -> ProgressReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.progress.stop()
+
+    def stage_started(self, name: str) -> None:
+        self.current = name
+        self.tasks[name] = self.progress.add_task(name, total=None, detail="")
+
+    def node_progress(self, progress: NodeProgress) -> None:
+        if self.current is None:
+            return
+        task = self.tasks[self.current]
+        if progress.total is not None:
+            self.progress.update(task, total=progress.total)
+        if progress.finished:
+            self.progress.update(task, advance=1, detail=progress.unique_id.split(".")[-1][:40])
+
+    def stage_finished(self, stage: StageResult) -> None:
+        task = self.tasks.get(stage.name) or self.progress.add_task(stage.name, detail="")
+        done = self.progress.tasks[task].completed or 1
+        style = _STATUS_STYLE[stage.status]
+        self.progress.update(
+            task, total=done, completed=done, detail=f"[{style}]{stage.status}[/] {stage.detail}"
+        )
+
+
+def run_summary(console: Console, summary: RunSummary) -> None:
+    stages = Table(title=f"dataops run {summary.run_id} on {summary.target}", title_justify="left")
+    for column in ("stage", "status", "elapsed", "detail"):
+        stages.add_column(column, justify="right" if column == "elapsed" else "left")
+    for stage in summary.stages:
+        style = _STATUS_STYLE[stage.status]
+        stages.add_row(stage.name, f"[{style}]{stage.status}[/]", f"{stage.seconds:.1f}s", stage.detail)
+    console.print(stages)
+
+    counts = summary.counts
+    totals = Table(title="dbt build", title_justify="left")
+    for column in ("models built", "errored", "skipped", "tests passed", "warned", "failed", "unit tests"):
+        totals.add_column(column, justify="right")
+    totals.add_row(
+        str(counts.models_built), str(counts.models_errored), str(counts.models_skipped),
+        str(counts.tests_passed), _coloured(counts.tests_warned, "yellow"),
+        _coloured(counts.tests_failed, "red"),
+        f"{counts.unit_tests_passed} passed, {counts.unit_tests_failed} failed",
+    )
+    console.print(totals)
+
+    if summary.freshness:
+        freshness = Table(title="source freshness", title_justify="left")
+        for column in ("source", "status", "detail"):
+            freshness.add_column(column)
+        for outcome in summary.freshness:
+            style = _FRESHNESS_STYLE.get(outcome.status, "")
+            freshness.add_row(outcome.source, f"[{style}]{outcome.status}[/]", outcome.message)
+        console.print(freshness)
+
+    if summary.findings:
+        findings = Table(title="warnings and failures", title_justify="left")
+        for column in ("level", "check", "what"):
+            findings.add_column(column)
+        for finding in sorted(summary.findings, key=lambda f: (f.level != "error", f.check)):
+            style = "bold red" if finding.level == "error" else "yellow"
+            findings.add_row(f"[{style}]{finding.level}[/]", finding.check, finding.message)
+        console.print(findings)
+
+    elapsed = sum(stage.seconds for stage in summary.stages)
+    if summary.exit_code == 0:
+        verdict = f"[bold green]PASSED[/] with {len(summary.warnings)} warning(s)"
+    else:
+        verdict = (
+            f"[bold red]FAILED[/]: {len(summary.failures)} failure(s), "
+            f"{len(summary.warnings)} warning(s)"
+        )
+    console.print(f"{verdict} in {elapsed:.1f}s; exit code {int(summary.exit_code)}")
+
+
+def _coloured(value: int, style: str) -> str:
+    return f"[{style}]{value}[/]" if value else "0"
+
+
+def table_counts(console: Console, row_counts: dict[str, int], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in row_counts.items():
+        table.add_row(name, f"{rows:,}")
+    table.add_row("[bold]total[/]", f"[bold]{sum(row_counts.values()):,}[/]")
+    console.print(table)
+
+
+def check_results(console: Console, checks: tuple[Check, ...], violations: list[Violation]) -> None:
+    table = Table(title="project structure checks", title_justify="left")
+    for column in ("check", "rule", "result"):
+        table.add_column(column)
+    for check in checks:
+        failed = [v for v in violations if v.check == check.name]
+        result = f"[red]{len(failed)} violation(s)[/]" if failed else "[green]ok[/]"
+        table.add_row(check.name, check.description, result)
+    console.print(table)
+    for violation in violations:
+        console.print(f"[red]✗[/] {violation.check}: {violation.node} {violation.message}", highlight=False)
+    if not violations:
+        console.print("[bold green]All checks passed.[/]")
+
+
+def query_table(console: Console, result: QueryResult) -> None:
+    table = Table(show_lines=False)
+    for column in result.columns:
+        table.add_column(column)
+    for row in result.rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    console.print(table)
+    console.print(f"{len(result.rows):,} row(s)", style="dim")

@@ -1,0 +1,42 @@
+"""The warehouse seen from the pipeline: load source tables, check what is there, run a read-only
+query. Each engine implements it in its own module; nothing else in dataops speaks an engine's SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from dataops.config import Settings
+from dataops.errors import DataOpsError
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+class Warehouse(Protocol):
+    def replace_source_tables(self, tables: dict[str, pa.Table]) -> None:
+        """Replace every given `Schema.Table` at once: all of them or, on any error, none."""
+
+    def missing_source_tables(self) -> list[str]:
+        """The contract tables that are not in the warehouse yet."""
+
+    def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
+        """Rows per `Schema.Table`."""
+
+    def read_only_query(self, sql: str) -> QueryResult:
+        """Run one statement on a connection that cannot write."""
+
+
+def connect(settings: Settings) -> Warehouse:
+    if settings.engine == "duckdb":
+        from dataops.warehouse.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse(settings.duckdb_path)
+    raise DataOpsError(
+        f"target '{settings.target}' uses engine '{settings.engine}', which dataops cannot load yet"
+    )

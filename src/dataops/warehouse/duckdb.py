@@ -1,0 +1,124 @@
+"""The embedded DuckDB warehouse: a single file, one writer at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from dataops.errors import DataOpsError
+from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
+from dataops.warehouse import QueryResult
+
+_SQL_TYPES: dict[ColumnType, str] = {
+    ColumnType.TINYINT: "SMALLINT",
+    ColumnType.SMALLINT: "SMALLINT",
+    ColumnType.INT: "INTEGER",
+    ColumnType.BIT: "BOOLEAN",
+    ColumnType.MONEY: "DECIMAL(19,4)",
+    ColumnType.LINE_TOTAL: "DECIMAL(38,6)",
+    ColumnType.WEIGHT: "DECIMAL(8,2)",
+    ColumnType.DATETIME: "TIMESTAMP",
+    ColumnType.STRING: "VARCHAR",
+    ColumnType.GUID: "VARCHAR",
+}
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _relation(table: SourceTable) -> str:
+    return f"{_quote(table.schema)}.{_quote(table.name)}"
+
+
+def create_table_sql(table: SourceTable) -> str:
+    columns = ",\n    ".join(
+        f"{_quote(c.name)} {_SQL_TYPES[c.type]}{'' if c.nullable else ' NOT NULL'}"
+        for c in table.columns
+    )
+    return f"CREATE TABLE {_relation(table)} (\n    {columns}\n)"
+
+
+class DuckDBWarehouse:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        if read_only and not self.path.exists():
+            raise DataOpsError(
+                f"no warehouse at {self.path}: run `dataops run` (or `dataops load`) first"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as error:
+            raise DataOpsError(
+                f"cannot open the DuckDB warehouse {self.path}: {error}. "
+                "Is another dataops or dbt process using it?"
+            ) from error
+
+    def replace_source_tables(self, tables: dict[str, pa.Table]) -> None:
+        connection = self._connect()
+        try:
+            # One transaction for every table: a failure anywhere leaves the previous load intact.
+            connection.begin()
+            for qualified_name, data in tables.items():
+                table = SOURCE_TABLES_BY_NAME[qualified_name]
+                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(table.schema)}")
+                connection.execute(f"DROP TABLE IF EXISTS {_relation(table)}")
+                connection.execute(create_table_sql(table))
+                connection.register("incoming_rows", data)
+                column_list = ", ".join(_quote(name) for name in table.column_names)
+                connection.execute(
+                    f"INSERT INTO {_relation(table)} ({column_list}) "
+                    f"SELECT {column_list} FROM incoming_rows"
+                )
+                connection.unregister("incoming_rows")
+            connection.commit()
+        except duckdb.Error as error:
+            connection.rollback()
+            raise DataOpsError(
+                f"loading {qualified_name} into {self.path} failed, nothing was changed: {error}"
+            ) from error
+        finally:
+            connection.close()
+
+    def missing_source_tables(self) -> list[str]:
+        if not self.path.exists():
+            return [t.qualified_name for t in SOURCE_TABLES]
+        connection = self._connect(read_only=True)
+        try:
+            present = {
+                f"{schema}.{name}".lower()
+                for schema, name in connection.execute(
+                    "SELECT table_schema, table_name FROM information_schema.tables"
+                ).fetchall()
+            }
+        finally:
+            connection.close()
+        return [t.qualified_name for t in SOURCE_TABLES if t.qualified_name.lower() not in present]
+
+    def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
+        connection = self._connect(read_only=True)
+        try:
+            return {
+                name: connection.execute(
+                    f"SELECT count(*) FROM {_relation(SOURCE_TABLES_BY_NAME[name])}"
+                ).fetchone()[0]
+                for name in qualified_names
+            }
+        finally:
+            connection.close()
+
+    def read_only_query(self, sql: str) -> QueryResult:
+        connection = self._connect(read_only=True)
+        try:
+            cursor = connection.execute(sql)
+            columns = [d[0] for d in cursor.description or []]
+            return QueryResult(columns=columns, rows=cursor.fetchall())
+        except duckdb.Error as error:
+            raise DataOpsError(f"query failed: {error}".replace("\n", " ")) from error
+        finally:
+            connection.close()
