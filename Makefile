@@ -39,7 +39,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 benchmark: $(STAMP)
-	$(BIN)/python scripts/benchmark.py --scale 100 --write BENCHMARKS.md
+	$(BIN)/python scripts/benchmark.py --scale 1 --scale 10 --scale 100 --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) warehouse data dbt/target dbt/logs

@@ -11,7 +11,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 
@@ -27,8 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-error_console = Console(stderr=True)
+# Logs and CI have no terminal width; give the summary tables room instead of Rich's 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 140)
+error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 TargetOption = Annotated[
     str | None,
@@ -171,15 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="dataops", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         error_console.print("aborted")
         return 130
-    except click.UsageError as error:
+    except typer.TyperException as error:
+        # Usage errors (bad option, non-numeric value, unknown command) exit 2, like click's.
         error_console.print(f"error: {error.format_message()}", markup=False, highlight=False)
-        return int(ExitCode.USAGE)
-    except click.ClickException as error:
-        error_console.print(f"error: {error.format_message()}", markup=False, highlight=False)
-        return error.exit_code
+        return int(getattr(error, "exit_code", ExitCode.USAGE))
     except DataOpsError as error:
         error_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return int(ExitCode.USAGE)

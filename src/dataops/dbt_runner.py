@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dbt.cli.main import dbtRunner, dbtRunnerResult
@@ -15,6 +16,7 @@ from dbt_common.events.base_types import EventMsg
 
 from dataops.config import DBT_PROJECT_DIR, Settings
 from dataops.errors import DataOpsError
+from dataops.warehouse import release_dbt_connections
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,14 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
 class DbtProject:
     """The dbt project for one target. `parse()` once; every later command reuses the manifest."""
 
-    def __init__(self, settings: Settings, dbt_vars: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        dbt_vars: dict[str, Any] | None = None,
+        project_dir: Path = DBT_PROJECT_DIR,
+    ) -> None:
         self.settings = settings
+        self.project_dir = project_dir
         self.vars = {"stale_data_severity": settings.stale_data, **(dbt_vars or {})}
         self.manifest: Manifest | None = None
         self.on_progress: ProgressCallback | None = None
@@ -59,8 +67,8 @@ class DbtProject:
 
     def _common_args(self) -> list[str]:
         return [
-            "--project-dir", str(DBT_PROJECT_DIR),
-            "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--project-dir", str(self.project_dir),
+            "--profiles-dir", str(self.project_dir),
             "--target", self.settings.target,
             "--target-path", self.target_path,
             "--log-path", str(self.settings.artifacts_dir / "logs"),
@@ -81,9 +89,13 @@ class DbtProject:
     def _invoke(self, command: list[str], *extra: str) -> dbtRunnerResult:
         runner = dbtRunner(manifest=self.manifest, callbacks=[self._relay_event])
         # dbt's own console output is replaced by our progress and summary; its log file stays.
-        args = [*command, *self._common_args(), "--log-level", "none", *extra]
+        quiet = ["--log-level", "none", "--log-level-file", "info"]
+        args = [*command, *self._common_args(), *quiet, *extra]
         with _environment(self.settings.dbt_env):
-            result = runner.invoke(args)
+            try:
+                result = runner.invoke(args)
+            finally:
+                release_dbt_connections(self.settings)
         if result.exception is not None and result.result is None:
             message = str(result.exception).strip().replace("\n", " ")
             raise DataOpsError(f"dbt {' '.join(command)} failed: {message}")
@@ -102,9 +114,7 @@ class DbtProject:
 
     def source_freshness(self) -> dbtRunnerResult:
         self._require_manifest()
-        return self._invoke(
-            ["source", "freshness"], "--output", f"{self.target_path}/sources.json"
-        )
+        return self._invoke(["source", "freshness"])
 
     def build(self, select: list[str] | None = None) -> dbtRunnerResult:
         self._require_manifest()

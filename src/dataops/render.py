@@ -22,7 +22,7 @@ from dataops.results import RunSummary, StageResult
 from dataops.warehouse import QueryResult
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "failed": "bold red", "skipped": "dim"}
-_FRESHNESS_STYLE = {"pass": "green", "warn": "yellow", "error": "red", "runtime error": "bold red"}
+_LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "bold red"}
 
 
 class ProgressReporter:
@@ -96,11 +96,13 @@ def run_summary(console: Console, summary: RunSummary) -> None:
 
     if summary.freshness:
         freshness = Table(title="source freshness", title_justify="left")
-        for column in ("source", "status", "detail"):
+        for column in ("source", "dbt status", f"in {summary.target}", "detail"):
             freshness.add_column(column)
         for outcome in summary.freshness:
-            style = _FRESHNESS_STYLE.get(outcome.status, "")
-            freshness.add_row(outcome.source, f"[{style}]{outcome.status}[/]", outcome.message)
+            style = _LEVEL_STYLE[outcome.level]
+            freshness.add_row(
+                outcome.source, outcome.status, f"[{style}]{outcome.level}[/]", outcome.message
+            )
         console.print(freshness)
 
     if summary.findings:

@@ -45,8 +45,11 @@ class Finding:
 
 @dataclass
 class FreshnessOutcome:
+    """dbt's status for one source, and what it counts as here (`level`) by the environment."""
+
     source: str
     status: str
+    level: Literal["ok", "warn", "error"]
     max_loaded_at: str | None
     age_hours: float | None
     message: str
@@ -167,21 +170,23 @@ def interpret_freshness(
         name = f"{source.source_name}.{source.name}"
         if not isinstance(source_result, SourceFreshnessResult):
             message = _one_line(source_result.message)
-            outcomes.append(FreshnessOutcome(name, "runtime error", None, None, message))
+            outcomes.append(FreshnessOutcome(name, "runtime error", "error", None, None, message))
             findings.append(Finding("error", f"freshness of {name}", message))
             continue
         status = str(source_result.status)
         age_hours = source_result.age / 3600
         newest = source_result.max_loaded_at.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
         message = f"newest row {newest}, {_age(age_hours)} old"
-        outcomes.append(FreshnessOutcome(name, status, newest, round(age_hours, 2), message))
         if status == "pass":
+            outcomes.append(FreshnessOutcome(name, status, "ok", newest, round(age_hours, 2), message))
             continue
         limit = source_result.node.freshness
         threshold = limit.error_after if status == "error" else limit.warn_after
         message += f" ({status} after {threshold.count} {threshold.period}s)"
         level: Level = "warn" if status == "warn" or stale_data == "warn" else "error"
+        outcomes.append(FreshnessOutcome(name, status, level, newest, round(age_hours, 2), message))
         findings.append(Finding(level, f"freshness of {name}", message))
+    outcomes.sort(key=lambda outcome: outcome.source)
     return outcomes, findings
 
 

@@ -32,6 +32,15 @@ class Warehouse(Protocol):
         """Run one statement on a connection that cannot write."""
 
 
+def release_dbt_connections(settings: Settings) -> None:
+    """Let go of what a dbt adapter keeps open in this process once its command has finished,
+    so the warehouse can be opened again (DuckDB allows one configuration per file)."""
+    if settings.engine == "duckdb":
+        from dataops.warehouse.duckdb import release_dbt_connections as release
+
+        release()
+
+
 def connect(settings: Settings) -> Warehouse:
     if settings.engine == "duckdb":
         from dataops.warehouse.duckdb import DuckDBWarehouse

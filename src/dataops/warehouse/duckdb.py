@@ -41,6 +41,17 @@ def create_table_sql(table: SourceTable) -> str:
     return f"CREATE TABLE {_relation(table)} (\n    {columns}\n)"
 
 
+def release_dbt_connections() -> None:
+    """dbt-duckdb keeps its database open for the life of the process; close it."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+    if environment is not None:
+        environment.close()
+
+
 class DuckDBWarehouse:
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -1,0 +1,125 @@
+"""The real pipeline, end to end: real dbt, a real DuckDB file, generated and real data."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from dataops.config import Settings
+from dataops.generate import generate_tables
+from dataops.load import load_tables
+from dataops.pipeline import Pipeline, RunOptions
+from dataops.query import run_query
+
+pytestmark = pytest.mark.integration
+
+MODELS = 17
+UNIT_TESTS = 3
+
+
+def _scalar(settings: Settings, sql: str) -> object:
+    return run_query(settings, sql).rows[0][0]
+
+
+def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
+    summary = Pipeline(settings).run(RunOptions(scale=0.1))
+
+    assert summary.exit_code == 0
+    assert summary.findings == [], summary.findings
+    assert [s.name for s in summary.stages] == ["load", "freshness", "build", "docs"]
+    assert {s.status for s in summary.stages} == {"ok"}
+    assert len(summary.freshness) == 10
+    assert {o.status for o in summary.freshness} == {"pass"}
+    counts = summary.counts
+    assert (counts.models_built, counts.models_errored) == (MODELS, 0)
+    assert counts.tests_passed > 80 and counts.tests_failed == counts.tests_warned == 0
+    assert counts.unit_tests_passed == UNIT_TESTS
+
+    customers = _scalar(settings, 'select count(*) from "Sales"."Customer"')
+    assert _scalar(settings, "select count(*) from marts.customer_analytics") == customers
+    assert _scalar(settings, "select sum(lifetime_value) from marts.customer_analytics") == _scalar(
+        settings, 'select sum("TotalDue") from "Sales"."SalesOrderHeader"'
+    )
+
+    artifacts = settings.artifacts_dir
+    assert (artifacts / "dbt" / "catalog.json").exists()
+    assert (artifacts / "dbt" / "index.html").exists()
+    record = json.loads((artifacts / "last_run.json").read_text())
+    assert record["exit_code"] == 0 and record["run_id"] == summary.run_id
+
+
+def test_real_adventureworks_data(settings: Settings, real_data_dir: Path) -> None:
+    summary = Pipeline(settings).run(RunOptions(data_dir=real_data_dir, docs=False))
+
+    assert summary.exit_code == 0
+    assert summary.failures == []
+    assert summary.counts.models_built == MODELS
+    warnings = {f.check: f.message for f in summary.warnings}
+    # The 43 real addresses with accented letters, 41 of which belong to customers.
+    assert warnings["matches_regex on stg_email_addresses.email_address"] == "43 failing rows"
+    assert warnings["matches_regex on customer_analytics.email"] == "41 failing rows"
+    # The sample stops in 2014: every source is stale, reported by name, a warning in dev.
+    for source in ("sales.Customer", "sales.SalesOrderHeader", "person.Person", "production.Product"):
+        assert "days old" in warnings[f"freshness of {source}"]
+    assert {o.level for o in summary.freshness} == {"warn"}
+    assert "recency on stg_orders.modified_at" in warnings
+
+    rows, total, ordered, without_email = run_query(
+        settings,
+        "select count(*), sum(lifetime_value), count(*) filter (where order_count > 0), "
+        "count(*) filter (where email is null) from marts.customer_analytics",
+    ).rows[0]
+    assert rows == 19_820
+    assert total == Decimal("123216786.1159")
+    assert ordered == 19_119
+    # The 701 stores without a contact person have no e-mail and no orders.
+    assert without_email == 701
+    assert _scalar(
+        settings, "select count(*) from marts.customer_analytics where person_id is null and order_count = 0"
+    ) == 701
+
+
+def test_bad_data_fails_the_run_and_names_the_check(settings: Settings) -> None:
+    tables = generate_tables(0.05, seed=7)
+    orders = tables["Sales.SalesOrderHeader"]
+    total_due = orders.column("TotalDue").to_pylist()
+    total_due[3] = -total_due[3]
+    index = orders.schema.get_field_index("TotalDue")
+    tables["Sales.SalesOrderHeader"] = orders.set_column(
+        index, orders.schema.field(index), pa.array(total_due, orders.schema.field(index).type)
+    )
+    load_tables(settings, tables, "generated data with one negative TotalDue")
+
+    summary = Pipeline(settings).run(RunOptions(docs=False))
+
+    assert summary.exit_code == 1
+    failed = {f.check: f.message for f in summary.failures}
+    assert failed == {"assert_no_negative_revenue": "1 failing row"}
+    assert [s.status for s in summary.stages] == ["ok", "ok", "failed"]
+
+
+def test_a_failed_load_leaves_the_previous_tables_intact(settings: Settings) -> None:
+    from dataops.errors import DataOpsError
+    from dataops.warehouse import connect
+
+    good = generate_tables(0.02, seed=1)
+    load_tables(settings, good, "good data")
+    warehouse = connect(settings)
+    before = warehouse.row_counts(list(good))
+
+    bad = generate_tables(0.05, seed=2)
+    # The third table breaks a NOT NULL rule after two tables have already been replaced.
+    third = list(bad)[2]
+    column = bad[third].column("SalesOrderID")
+    bad[third] = bad[third].set_column(
+        0, bad[third].schema.field(0), pc.if_else(pc.equal(column, column[5]), None, column)
+    )
+    with pytest.raises(DataOpsError, match=f"loading {third} .* nothing was changed"):
+        load_tables(settings, bad, "bad data")
+
+    assert warehouse.row_counts(list(good)) == before
