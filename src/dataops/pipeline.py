@@ -60,7 +60,6 @@ class RunOptions:
 
 
 class Pipeline:
-    STAGES = ("load", "freshness", "build", "docs", "record")
 
     def __init__(self, settings: Settings, reporter: Reporter | None = None) -> None:
         self.settings = settings
@@ -78,6 +77,7 @@ class Pipeline:
         )
         steps: list[tuple[str, Callable[[RunSummary], tuple[StageStatus, str]]]] = [
             ("load", lambda s: self._load(s, options)),
+            ("parse", self._parse),
             ("freshness", self._freshness),
             ("build", lambda s: self._build(s, options.select)),
         ]
@@ -115,6 +115,15 @@ class Pipeline:
         summary.source_description = report.description
         tables = len(report.row_counts)
         return "ok", f"{report.total_rows:,} rows in {tables} tables from {report.description}"
+
+    def _parse(self, summary: RunSummary) -> tuple[StageStatus, str]:
+        """Parse once; every later dbt command of this run reuses the manifest."""
+        manifest = self.project.parse()
+        kinds = [node.resource_type for node in manifest.nodes.values()]
+        return "ok", (
+            f"{kinds.count('model')} models, {kinds.count('test')} tests, "
+            f"{len(manifest.unit_tests)} unit tests, {len(manifest.sources)} sources"
+        )
 
     def _freshness(self, summary: RunSummary) -> tuple[StageStatus, str]:
         result = self.project.source_freshness()
