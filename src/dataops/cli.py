@@ -143,6 +143,27 @@ def check(target: TargetOption = None) -> None:
     raise typer.Exit(int(ExitCode.FAILURES if violations else ExitCode.SUCCESS))
 
 
+@app.command("compile")
+def compile_(
+    target: TargetOption = None,
+    validate: Annotated[
+        bool, typer.Option(help="Parse every compiled model and test in the target's SQL dialect.")
+    ] = False,
+) -> None:
+    """Compile the whole project for a target without connecting to it (SQL Server included).
+
+    With --validate, every compiled file must parse in sqlfluff and sqlglot in the target's
+    dialect and pass its portability rules (no `now()`, `::` casts, `||`, LIMIT ... on SQL Server).
+    """
+    from dataops.compile import compile_project
+
+    settings = load_settings(target)
+    with console.status(f"Compiling for {settings.target} ({settings.engine}) ..."):
+        report = compile_project(settings, validate)
+    render.compile_report(console, report)
+    raise typer.Exit(int(ExitCode.FAILURES if report.problems else ExitCode.SUCCESS))
+
+
 @app.command()
 def query(
     sql: Annotated[str, typer.Argument(help="One SELECT statement.")],

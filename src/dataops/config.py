@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,10 @@ from dataops.errors import DataOpsError
 PROJECT_ROOT = Path(os.environ.get("DATAOPS_PROJECT_ROOT", Path(__file__).resolve().parents[2]))
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 ENVIRONMENTS_FILE = PROJECT_ROOT / "environments.yml"
+PROFILES_FILE = DBT_PROJECT_DIR / "profiles.yml"
+PROFILE_NAME = "adventureworks"
+ENGINES = ("duckdb", "postgres", "sqlserver")
+SECRET_FIELDS = frozenset({"password"})
 DEFAULT_TARGET = "dev"
 
 TARGET_ENV_VAR = "DATAOPS_TARGET"
@@ -21,6 +26,27 @@ DUCKDB_PATH_ENV_VAR = "DATAOPS_DUCKDB_PATH"
 WAREHOUSE_DIR_ENV_VAR = "DATAOPS_WAREHOUSE_DIR"
 
 Severity = Literal["warn", "error"]
+
+
+_ENV_VAR = re.compile(r"""env_var\(\s*['"](\w+)['"]\s*(?:,\s*['"]([^'"]*)['"]\s*)?\)""")
+_JINJA = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+
+@dataclass(frozen=True)
+class ProfileVariable:
+    """An environment variable a target's profile reads; `default` None means it is required."""
+
+    name: str
+    field: str
+    default: str | None
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+    @property
+    def secret(self) -> bool:
+        return self.field in SECRET_FIELDS
 
 
 @dataclass(frozen=True)
@@ -32,6 +58,44 @@ class Settings:
     stale_data: Severity
     threads: int
     warehouse_dir: Path
+    consumer_schema: str = "marts"
+    profiles_file: Path = PROFILES_FILE
+
+    def profile_output(self) -> dict[str, Any]:
+        """The target's connection as written in profiles.yml, before rendering."""
+        try:
+            document = yaml.safe_load(self.profiles_file.read_text(encoding="utf-8"))
+            outputs = document[PROFILE_NAME]["outputs"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+            raise DataOpsError(
+                f"cannot read the '{PROFILE_NAME}' profile from {self.profiles_file}: {error}"
+            ) from error
+        if self.target not in outputs:
+            raise DataOpsError(
+                f"target '{self.target}' is in environments.yml but not in {self.profiles_file.name}"
+            )
+        return dict(outputs[self.target])
+
+    def profile_variables(self) -> list[ProfileVariable]:
+        return [
+            ProfileVariable(match.group(1), field, match.group(2))
+            for field, value in self.profile_output().items()
+            for match in _ENV_VAR.finditer(str(value))
+        ]
+
+    def missing_variables(self) -> list[str]:
+        return [v.name for v in self.profile_variables() if v.required and v.name not in os.environ]
+
+    def connection(self) -> dict[str, str]:
+        """The target's connection fields rendered from the environment, as dbt renders them.
+        Every missing required variable is named at once."""
+        missing = self.missing_variables()
+        if missing:
+            raise DataOpsError(
+                f"target '{self.target}' needs {', '.join(missing)}: set "
+                f"{'it' if len(missing) == 1 else 'them'} in the environment (see .env.example)"
+            )
+        return {field: _render(str(value)) for field, value in self.profile_output().items()}
 
     @property
     def duckdb_path(self) -> Path:
@@ -50,6 +114,19 @@ class Settings:
         if self.engine == "duckdb":
             env[DUCKDB_PATH_ENV_VAR] = str(self.duckdb_path)
         return env
+
+
+def _render(value: str) -> str:
+    """profiles.yml only ever uses `env_var('NAME'[, 'default'])`, optionally `| as_number`."""
+
+    def expression(match: re.Match[str]) -> str:
+        found = _ENV_VAR.search(match.group(1))
+        if not found:
+            return match.group(0)
+        name, default = found.groups()
+        return os.environ.get(name, default if default is not None else "")
+
+    return _JINJA.sub(expression, value)
 
 
 def _read_environments(path: Path) -> dict[str, dict[str, Any]]:
@@ -75,6 +152,12 @@ def load_settings(target: str | None = None, environments_file: Path = ENVIRONME
             f"unknown target '{name}': choose one of {known} (declared in {environments_file.name})"
         )
     entry = environments[name] or {}
+    engine = str(entry.get("engine", "duckdb"))
+    if engine not in ENGINES:
+        raise DataOpsError(
+            f"{environments_file.name}: environment '{name}' has engine '{engine}'; "
+            f"use one of {', '.join(ENGINES)}"
+        )
     stale_data = entry.get("stale_data", "warn")
     if stale_data not in ("warn", "error"):
         raise DataOpsError(
@@ -84,8 +167,9 @@ def load_settings(target: str | None = None, environments_file: Path = ENVIRONME
     warehouse_dir = Path(os.environ.get(WAREHOUSE_DIR_ENV_VAR, PROJECT_ROOT / "warehouse"))
     return Settings(
         target=name,
-        engine=str(entry.get("engine", "duckdb")),
+        engine=engine,
         stale_data=stale_data,
         threads=int(entry.get("threads", 4)),
         warehouse_dir=warehouse_dir.resolve(),
+        consumer_schema=str(entry.get("consumer_schema", "marts")),
     )

@@ -60,6 +60,8 @@ class DbtProject:
         self.vars = {"stale_data_severity": settings.stale_data, **(dbt_vars or {})}
         self.manifest: Manifest | None = None
         self.on_progress: ProgressCallback | None = None
+        # Extra environment for dbt, e.g. placeholders for an offline compile.
+        self.extra_env: dict[str, str] = {}
 
     @property
     def target_path(self) -> str:
@@ -91,7 +93,7 @@ class DbtProject:
         # dbt's own console output is replaced by our progress and summary; its log file stays.
         quiet = ["--log-level", "none", "--log-level-file", "info"]
         args = [*command, *self._common_args(), *quiet, *extra]
-        with _environment(self.settings.dbt_env):
+        with _environment({**self.settings.dbt_env, **self.extra_env}):
             try:
                 result = runner.invoke(args)
             finally:
@@ -120,6 +122,11 @@ class DbtProject:
         self._require_manifest()
         selection = ["--select", *select] if select else []
         return self._invoke(["build"], *selection)
+
+    def compile_offline(self) -> dbtRunnerResult:
+        """Compile every node without connecting: no relation cache, no introspective queries."""
+        self._require_manifest()
+        return self._invoke(["compile"], "--no-populate-cache", "--no-introspect")
 
     def docs_generate(self) -> dbtRunnerResult:
         self._require_manifest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -20,6 +21,9 @@ from dataops.checks import Check, Violation
 from dataops.dbt_runner import NodeProgress
 from dataops.results import RunSummary, StageResult
 from dataops.warehouse import QueryResult
+
+if TYPE_CHECKING:
+    from dataops.compile import CompileReport
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "failed": "bold red", "skipped": "dim"}
 _LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "bold red"}
@@ -152,6 +156,29 @@ def check_results(console: Console, checks: tuple[Check, ...], violations: list[
         console.print(f"[red]✗[/] {violation.check}: {violation.node} {violation.message}", highlight=False)
     if not violations:
         console.print("[bold green]All checks passed.[/]")
+
+
+def compile_report(console: Console, report: CompileReport) -> None:
+    models = sum(1 for node in report.nodes if node.unique_id.startswith("model."))
+    tests = len(report.nodes) - models
+    console.print(
+        f"Compiled {models} models and {tests} tests for target [bold]{report.target}[/] "
+        f"({report.engine}) without connecting."
+    )
+    if not report.validated:
+        return
+    if not report.problems:
+        console.print(
+            f"[bold green]Valid:[/] all {len(report.nodes)} compiled files parse in sqlfluff and "
+            f"sqlglot as {report.engine} SQL and pass its portability rules."
+        )
+        return
+    table = Table(title=f"{len(report.problems)} problem(s)", title_justify="left")
+    for column in ("file", "line", "validator", "problem"):
+        table.add_column(column)
+    for problem in report.problems:
+        table.add_row(problem.path, str(problem.line), problem.validator, problem.message)
+    console.print(table)
 
 
 def query_table(console: Console, result: QueryResult) -> None:

@@ -1,0 +1,61 @@
+"""The whole project compiles for SQL Server without a server and is valid T-SQL; a DuckDB-only
+construct in a model makes the check fail and names the file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dataops.compile import compile_project
+from dataops.config import DBT_PROJECT_DIR, load_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("target", ["prod", "staging", "sqlserver_dev"])
+def test_project_compiles_to_valid_tsql_without_a_server(
+    target: str, warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("DBT_PROD_SERVER", "DBT_PROD_PASSWORD", "DBT_STAGING_SERVER"):
+        monkeypatch.delenv(variable, raising=False)
+    report = compile_project(load_settings(target), run_validation=True)
+    models = [n for n in report.nodes if n.unique_id.startswith("model.")]
+    tests = [n for n in report.nodes if n.unique_id.startswith("test.")]
+    assert len(models) == 17 and len(tests) > 90
+    assert report.problems == []
+    # Compiled for SQL Server: T-SQL relations, dbt's cross-database macros rendered for it.
+    staging = next(n for n in models if n.path.endswith("stg_customers.sql"))
+    assert '"Sales"."Customer"' in staging.sql
+    recency = next(n for n in tests if "recency_stg_orders" in n.unique_id)
+    assert "dateadd(" in recency.sql.lower()
+
+
+@pytest.mark.parametrize(
+    ("construct", "expected"),
+    [
+        ("now()", "now() is not a SQL Server function"),
+        ('"CustomerID"::varchar', "`::` cast"),
+    ],
+)
+def test_a_duckdb_only_construct_fails_validation(
+    construct: str, expected: str, tmp_path: Path, warehouse_dir: Path
+) -> None:
+    project = tmp_path / "dbt"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    model = project / "models" / "staging" / "sales" / "stg_customers.sql"
+    model.write_text(
+        model.read_text().replace('"ModifiedDate" as modified_at', f"{construct} as modified_at"),
+        encoding="utf-8",
+    )
+    report = compile_project(load_settings("prod"), run_validation=True, project_dir=project)
+    flagged = [p for p in report.problems if p.path.endswith("stg_customers.sql")]
+    assert flagged, report.problems
+    assert any(expected in p.message for p in flagged)
+
+
+def test_the_same_project_is_valid_duckdb_and_postgres_sql(warehouse_dir: Path) -> None:
+    for target in ("dev", "postgres"):
+        report = compile_project(load_settings(target), run_validation=True)
+        assert report.problems == [], (target, report.problems[:3])
