@@ -143,6 +143,19 @@ def check(target: TargetOption = None) -> None:
     raise typer.Exit(int(ExitCode.FAILURES if violations else ExitCode.SUCCESS))
 
 
+@app.command()
+def doctor(target: TargetOption = None) -> None:
+    """Check this machine against a target: packages, variables, driver, database, tools.
+
+    Secrets are masked. Exit code 0 only when all is well, 2 otherwise.
+    """
+    from dataops.doctor import diagnose
+
+    report = diagnose(load_settings(target))
+    render.doctor_report(console, report)
+    raise typer.Exit(int(ExitCode.SUCCESS if report.healthy else ExitCode.USAGE))
+
+
 @app.command("compile")
 def compile_(
     target: TargetOption = None,

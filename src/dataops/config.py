@@ -59,6 +59,8 @@ class Settings:
     threads: int
     warehouse_dir: Path
     consumer_schema: str = "marts"
+    # A database that already holds the AdventureWorks OLTP tables, read in place instead of loading.
+    source_database: str | None = None
     profiles_file: Path = PROFILES_FILE
 
     def profile_output(self) -> dict[str, Any]:
@@ -85,6 +87,22 @@ class Settings:
 
     def missing_variables(self) -> list[str]:
         return [v.name for v in self.profile_variables() if v.required and v.name not in os.environ]
+
+    def described_profile(self, mask: str) -> list[tuple[str, str]]:
+        """The profile's fields as they would render now, secrets replaced by `mask` and unset
+        required variables shown as <missing NAME>; never raises for a missing variable."""
+        missing = set(self.missing_variables())
+        rows = []
+        for field, value in self.profile_output().items():
+            names = [m.group(1) for m in _ENV_VAR.finditer(str(value))]
+            absent = [name for name in names if name in missing]
+            if absent:
+                rows.append((field, f"<missing {', '.join(absent)}>"))
+            elif field in SECRET_FIELDS:
+                rows.append((field, mask))
+            else:
+                rows.append((field, _render(str(value))))
+        return rows
 
     def connection(self) -> dict[str, str]:
         """The target's connection fields rendered from the environment, as dbt renders them.
@@ -172,4 +190,5 @@ def load_settings(target: str | None = None, environments_file: Path = ENVIRONME
         threads=int(entry.get("threads", 4)),
         warehouse_dir=warehouse_dir.resolve(),
         consumer_schema=str(entry.get("consumer_schema", "marts")),
+        source_database=entry.get("source_database"),
     )

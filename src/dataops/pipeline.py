@@ -102,6 +102,14 @@ class Pipeline:
 
     def _load(self, summary: RunSummary, options: RunOptions) -> tuple[StageStatus, str]:
         report: LoadReport
+        if self.settings.source_database:
+            if options.data_dir is not None or options.scale is not None:
+                raise DataOpsError(
+                    f"target '{self.settings.target}' reads its sources in place from "
+                    f"{self.settings.source_database}; it takes no --data or --scale"
+                )
+            summary.source_description = f"sources read in place from {self.settings.source_database}"
+            return "ok", summary.source_description
         if options.data_dir is not None:
             report = load_folder(self.settings, options.data_dir)
         elif options.scale is not None:

@@ -24,6 +24,7 @@ from dataops.warehouse import QueryResult
 
 if TYPE_CHECKING:
     from dataops.compile import CompileReport
+    from dataops.doctor import DoctorReport
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "failed": "bold red", "skipped": "dim"}
 _LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "bold red"}
@@ -156,6 +157,29 @@ def check_results(console: Console, checks: tuple[Check, ...], violations: list[
         console.print(f"[red]✗[/] {violation.check}: {violation.node} {violation.message}", highlight=False)
     if not violations:
         console.print("[bold green]All checks passed.[/]")
+
+
+def doctor_report(console: Console, report: DoctorReport) -> None:
+    settings = Table(title=f"target {report.target}", title_justify="left", show_header=False)
+    settings.add_column("setting")
+    settings.add_column("value")
+    for key, value in report.settings:
+        settings.add_row(key, value)
+    console.print(settings)
+    checks = Table(title="checks", title_justify="left")
+    for column in ("area", "check", "status", "detail"):
+        checks.add_column(column)
+    styles = {"ok": "green", "fail": "bold red", "info": "dim"}
+    for finding in report.findings:
+        checks.add_row(
+            finding.area, finding.name, f"[{styles[finding.status]}]{finding.status}[/]", finding.detail
+        )
+    console.print(checks)
+    failures = sum(1 for finding in report.findings if finding.status == "fail")
+    if failures:
+        console.print(f"[bold red]{failures} problem(s)[/] to fix before using target '{report.target}'.")
+    else:
+        console.print(f"[bold green]All good:[/] target '{report.target}' is ready.")
 
 
 def compile_report(console: Console, report: CompileReport) -> None:

@@ -59,3 +59,19 @@ def test_the_same_project_is_valid_duckdb_and_postgres_sql(warehouse_dir: Path) 
     for target in ("dev", "postgres"):
         report = compile_project(load_settings(target), run_validation=True)
         assert report.problems == [], (target, report.problems[:3])
+
+
+def test_sql_server_can_read_sources_in_place_from_adventureworks2014(
+    tmp_path: Path, warehouse_dir: Path
+) -> None:
+    environments = tmp_path / "environments.yml"
+    environments.write_text(
+        "environments:\n  prod:\n    engine: sqlserver\n    stale_data: error\n"
+        "    source_database: AdventureWorks2014\n",
+        encoding="utf-8",
+    )
+    settings = load_settings("prod", environments_file=environments)
+    report = compile_project(settings, run_validation=True)
+    staging = next(n for n in report.nodes if n.path.endswith("stg_orders.sql"))
+    assert '"AdventureWorks2014"."Sales"."SalesOrderHeader"' in staging.sql
+    assert report.problems == []

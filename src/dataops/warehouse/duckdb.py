@@ -96,6 +96,13 @@ class DuckDBWarehouse:
         finally:
             connection.close()
 
+    def ping(self) -> str:
+        if not self.path.exists():
+            return f"DuckDB {duckdb.__version__}; no warehouse yet (dataops run creates {self.path})"
+        connection = self._connect(read_only=True)
+        connection.close()
+        return f"DuckDB {duckdb.__version__}, {self.path}"
+
     def missing_source_tables(self) -> list[str]:
         if not self.path.exists():
             return [t.qualified_name for t in SOURCE_TABLES]

@@ -1,0 +1,80 @@
+"""`dataops doctor` names what is missing, reaches the database for real, and never shows a secret."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PLANTED_PASSWORD = "Planted-Secret-7f3!kQ"
+
+
+def doctor(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dataops", "doctor", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.fixture
+def env(warehouse_dir: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "PG", "DATAOPS_"))}
+    return {**clean, "DATAOPS_WAREHOUSE_DIR": str(warehouse_dir), "COLUMNS": "200"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_dev_is_healthy(env: dict[str, str]) -> None:
+    result = doctor(env=env)
+    assert result.returncode == 0, result.stdout
+    assert "All good" in result.stdout and "dbt-duckdb" in result.stdout
+
+
+def test_names_each_missing_variable_and_never_shows_the_password(env: dict[str, str]) -> None:
+    result = doctor("--target", "prod", env={**env, "DBT_PROD_PASSWORD": PLANTED_PASSWORD})
+    output = result.stdout + result.stderr
+    assert result.returncode == 2
+    for variable in ("DBT_PROD_SERVER", "DBT_PROD_DATABASE", "DBT_PROD_USER"):
+        assert f"<missing {variable}>" in output  # in the rendered profile
+        assert f"│ {variable} " in output  # and as a failed check of its own
+    assert "DBT_PROD_PASSWORD" in output and "****" in output
+    assert PLANTED_PASSWORD not in output
+    assert "Traceback" not in output
+
+
+def test_an_unreachable_server_fails_with_its_own_error(env: dict[str, str]) -> None:
+    port = _free_port()
+    result = doctor(
+        "--target", "postgres",
+        env={**env, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "analyst",
+             "PGPASSWORD": PLANTED_PASSWORD},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert f"127.0.0.1:{port}" in output
+    assert "Connection refused" in output or "connection refused" in output
+    assert PLANTED_PASSWORD not in output
+
+
+def test_sql_server_without_an_odbc_driver_says_how_to_install_it(env: dict[str, str]) -> None:
+    result = doctor(
+        "--target", "sqlserver_dev",
+        env={
+            **env,
+            "DBT_SQLSERVER_DEV_DRIVER": "No Such ODBC Driver 99",
+            "DBT_SQLSERVER_DEV_PASSWORD": PLANTED_PASSWORD,
+        },
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2
+    assert "msodbcsql18" in output and "unixodbc" in output.lower()
+    assert PLANTED_PASSWORD not in output
