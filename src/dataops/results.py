@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -112,8 +113,12 @@ def _display_name(result: RunResult) -> str:
     return node.name
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _one_line(text: str | None) -> str:
-    return " ".join((text or "").split())
+    """dbt's messages on one line, without the terminal colours of its unit-test diffs."""
+    return " ".join(_ANSI_ESCAPE.sub("", text or "").split())
 
 
 def interpret_build(result: RunExecutionResult | None) -> tuple[BuildCounts, list[Finding]]:

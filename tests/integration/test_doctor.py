@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-PLANTED_PASSWORD = "Planted-Secret-7f3!kQ"
+PLANTED_PASSWORD = "Planted-Secret-7f3!kQ"  # pragma: allowlist secret
 
 
 def doctor(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
