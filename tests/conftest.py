@@ -45,3 +45,45 @@ def project_manifest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
         yield DbtProject(load_settings("dev")).manifest_dict()
     finally:
         patch.undo()
+
+
+def _postgres_server_helper() -> Any:
+    """tests/postgres_server.py, loaded by its path: tests/ is no package, and this works in every
+    pytest import mode without touching sys.path."""
+    import importlib.util
+    import sys
+
+    name = "postgres_server"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before exec: dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def postgres_env() -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL server for the session; yields the PG* variables that reach it.
+    A server that cannot start fails the tests that need it: CI must never skip them silently."""
+    helper = _postgres_server_helper()
+    try:
+        server = helper.start_server()
+    except Exception as error:
+        pytest.fail(f"cannot start the test PostgreSQL server: {error}", pytrace=False)
+    try:
+        yield dict(server.env)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_settings(
+    postgres_env: dict[str, str], warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The `postgres` target on the session's server, with an empty `adventureworks` database."""
+    for name, value in postgres_env.items():
+        monkeypatch.setenv(name, value)
+    _postgres_server_helper().recreate_database(postgres_env)
+    return load_settings("postgres")

@@ -31,6 +31,9 @@ class Warehouse(Protocol):
     def read_only_query(self, sql: str) -> QueryResult:
         """Run one statement on a connection that cannot write."""
 
+    def ping(self) -> str:
+        """Connect and return the server's version; raise DataOpsError with its own error."""
+
 
 def release_dbt_connections(settings: Settings) -> None:
     """Let go of what a dbt adapter keeps open in this process once its command has finished,
@@ -46,6 +49,14 @@ def connect(settings: Settings) -> Warehouse:
         from dataops.warehouse.duckdb import DuckDBWarehouse
 
         return DuckDBWarehouse(settings.duckdb_path)
+    if settings.engine == "sqlserver":
+        from dataops.warehouse.sqlserver import SqlServerWarehouse
+
+        return SqlServerWarehouse(settings.connection())
+    if settings.engine == "postgres":
+        from dataops.warehouse.postgres import PostgresWarehouse
+
+        return PostgresWarehouse(settings.connection())
     raise DataOpsError(
         f"target '{settings.target}' uses engine '{settings.engine}', which dataops cannot load yet"
     )
