@@ -123,3 +123,43 @@ def test_a_failed_load_leaves_the_previous_tables_intact(settings: Settings) -> 
         load_tables(settings, bad, "bad data")
 
     assert warehouse.row_counts(list(good)) == before
+
+
+KILLED_LOADER = """
+import sys, time
+from pathlib import Path
+from dataops.generate import generate_tables
+from dataops.warehouse.duckdb import DuckDBWarehouse
+
+def hold_after_second(name: str) -> None:
+    print(name, flush=True)
+    if name == "Sales.SalesOrderDetail":
+        time.sleep(120)  # the test kills us here, mid-transaction
+
+DuckDBWarehouse(Path(sys.argv[1]), on_table_loaded=hold_after_second).replace_source_tables(
+    generate_tables(0.05, seed=3)
+)
+"""
+
+
+def test_a_load_killed_half_way_leaves_the_previous_tables_intact(settings: Settings) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from dataops.warehouse import connect
+
+    good = generate_tables(0.02, seed=1)
+    load_tables(settings, good, "good data")
+    before = connect(settings).row_counts(list(good))
+
+    loader = subprocess.Popen(
+        [sys.executable, "-c", KILLED_LOADER, str(settings.duckdb_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert loader.stdout is not None
+    written = [loader.stdout.readline().strip() for _ in range(3)]
+    assert written == ["Sales.Customer", "Sales.SalesOrderHeader", "Sales.SalesOrderDetail"]
+    loader.send_signal(signal.SIGKILL)
+    loader.wait(timeout=30)
+
+    assert connect(settings).row_counts(list(good)) == before

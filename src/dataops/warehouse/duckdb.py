@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -53,8 +54,10 @@ def release_dbt_connections() -> None:
 
 
 class DuckDBWarehouse:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_table_loaded: Callable[[str], None] | None = None) -> None:
         self.path = path
+        # Called with each table's name once it is written, before the commit (a test seam).
+        self.on_table_loaded = on_table_loaded
 
     def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         if read_only and not self.path.exists():
@@ -87,6 +90,8 @@ class DuckDBWarehouse:
                     f"SELECT {column_list} FROM incoming_rows"
                 )
                 connection.unregister("incoming_rows")
+                if self.on_table_loaded is not None:
+                    self.on_table_loaded(qualified_name)
             connection.commit()
         except duckdb.Error as error:
             connection.rollback()
