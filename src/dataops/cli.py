@@ -114,15 +114,16 @@ def run(
         list[str] | None, typer.Option("--select", "-s", help="dbt selection for the build stage.")
     ] = None,
     docs: Annotated[bool, typer.Option(help="Generate dbt docs after the build.")] = True,
+    quality: Annotated[bool, typer.Option(help="Run the Great Expectations suites after the build.")] = True,
 ) -> None:
-    """The main job: load (if needed), source freshness, dbt build with all tests, docs, summary.
+    """The main job: load (if needed), freshness, dbt build with all tests, quality checks, docs, summary.
 
     Exit code 0 when everything passed (warnings allowed), 1 on failures, 2 on usage errors.
     """
     from dataops.pipeline import Pipeline, RunOptions
 
     settings = load_settings(target)
-    options = RunOptions(data_dir=data, scale=scale, seed=seed, select=select or [], docs=docs)
+    options = RunOptions(data_dir=data, scale=scale, seed=seed, select=select or [], docs=docs, quality=quality)
     with render.ProgressReporter(console) as reporter:
         summary = Pipeline(settings, reporter).run(options)
     render.run_summary(console, summary)
@@ -141,6 +142,27 @@ def check(target: TargetOption = None) -> None:
     violations = run_checks(manifest)
     render.check_results(console, CHECKS, violations)
     raise typer.Exit(int(ExitCode.FAILURES if violations else ExitCode.SUCCESS))
+
+
+@app.command()
+def quality(
+    suite: Annotated[
+        list[str] | None, typer.Option("--suite", help="Run only this suite (repeatable); default all.")
+    ] = None,
+    target: TargetOption = None,
+) -> None:
+    """Run the Great Expectations suites (gx/) on the marts, inside the warehouse.
+
+    Results land as JSON and Data Docs under the target's artifacts. Exit 1 when an error-level
+    expectation fails; warnings are reported.
+    """
+    from dataops.quality import run_quality
+
+    settings = load_settings(target)
+    with console.status(f"Running expectations on {settings.target} ..."):
+        report = run_quality(settings, suite or None)
+    render.quality_report(console, report)
+    raise typer.Exit(int(ExitCode.FAILURES if report.failed else ExitCode.SUCCESS))
 
 
 @app.command()

@@ -1183,7 +1183,9 @@ def _orders(
         len(_DISCOUNT_PERCENT), size=n_reseller_lines, p=_RESELLER_DISCOUNT_P
     )
     percent = _DISCOUNT_PERCENT[discount]
-    unit_price = catalog.list_price[product]  # 1e-4 units
+    unit_price = catalog.list_price[product]  # 1e-4 units (a copy: fancy indexing)
+    # Resellers buy at trade price, 60% of list (58% in the real sample), rounded to 1e-4.
+    unit_price[reseller_lines] = (unit_price[reseller_lines] * 6 + 5) // 10
     # qty * price * (1 - pct/100): 1e-4 units * (100 - pct) are exactly 1e-6 units.
     line_total = unit_price * qty
     line_total *= 100 - percent

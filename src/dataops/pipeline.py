@@ -17,6 +17,7 @@ from dataops.errors import DataOpsError
 from dataops.load import LoadReport, load_folder, load_generated
 from dataops.results import (
     Finding,
+    QualityCounts,
     RunSummary,
     StageResult,
     StageStatus,
@@ -57,6 +58,7 @@ class RunOptions:
     seed: int = DEFAULT_SEED
     select: list[str] = field(default_factory=list)
     docs: bool = True
+    quality: bool = True
 
 
 class Pipeline:
@@ -81,6 +83,8 @@ class Pipeline:
             ("freshness", self._freshness),
             ("build", lambda s: self._build(s, options.select)),
         ]
+        if options.quality:
+            steps.append(("quality", self._quality))
         if options.docs:
             steps.append(("docs", self._docs))
         stopped = False
@@ -154,6 +158,18 @@ class Pipeline:
             "unit tests"
         )
         return _status_of(findings), detail
+
+    def _quality(self, summary: RunSummary) -> tuple[StageStatus, str]:
+        from dataops.quality import run_quality
+
+        report = run_quality(self.settings, run_id=summary.run_id)
+        summary.quality = QualityCounts(report.passed, report.warned, report.failed)
+        summary.findings.extend(report.findings)
+        detail = (
+            f"{len(report.outcomes)} expectations ({report.warned} warned, {report.failed} failed); "
+            f"score {summary.quality_score:.1%}"
+        )
+        return _status_of(report.findings), detail
 
     def _docs(self, summary: RunSummary) -> tuple[StageStatus, str]:
         result = self.project.docs_generate()

@@ -25,6 +25,7 @@ from dataops.warehouse import QueryResult
 if TYPE_CHECKING:
     from dataops.compile import CompileReport
     from dataops.doctor import DoctorReport
+    from dataops.quality import QualityReport
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "failed": "bold red", "skipped": "dim"}
 _LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "bold red"}
@@ -87,17 +88,25 @@ def run_summary(console: Console, summary: RunSummary) -> None:
         stages.add_row(stage.name, f"[{style}]{stage.status}[/]", f"{stage.seconds:.1f}s", stage.detail)
     console.print(stages)
 
-    counts = summary.counts
-    totals = Table(title="dbt build", title_justify="left")
-    for column in ("models built", "errored", "skipped", "tests passed", "warned", "failed", "unit tests"):
-        totals.add_column(column, justify="right")
-    totals.add_row(
-        str(counts.models_built), str(counts.models_errored), str(counts.models_skipped),
-        str(counts.tests_passed), _coloured(counts.tests_warned, "yellow"),
-        _coloured(counts.tests_failed, "red"),
-        f"{counts.unit_tests_passed} passed, {counts.unit_tests_failed} failed",
+    counts, quality = summary.counts, summary.quality
+    models = (
+        f"models: {counts.models_built} built, {counts.models_errored} errored, {counts.models_skipped} skipped"
     )
-    console.print(totals)
+    checks = Table(title=f"checks ({models})", title_justify="left")
+    for column in ("check", "passed", "warned", "failed"):
+        checks.add_column(column, justify="left" if column == "check" else "right")
+    checks.add_row(
+        "dbt data tests", str(counts.tests_passed), _coloured(counts.tests_warned, "yellow"),
+        _coloured(counts.tests_failed, "red"),
+    )
+    checks.add_row("dbt unit tests", str(counts.unit_tests_passed), "-", _coloured(counts.unit_tests_failed, "red"))
+    checks.add_row(
+        "GX expectations", str(quality.expectations_passed), _coloured(quality.expectations_warned, "yellow"),
+        _coloured(quality.expectations_failed, "red"),
+    )
+    score = summary.quality_score
+    checks.add_row("[bold]data quality score[/]", f"[bold]{score:.1%}[/]" if score is not None else "-", "", "")
+    console.print(checks)
 
     if summary.freshness:
         freshness = Table(title="source freshness", title_justify="left")
@@ -157,6 +166,25 @@ def check_results(console: Console, checks: tuple[Check, ...], violations: list[
         console.print(f"[red]✗[/] {violation.check}: {violation.node} {violation.message}", highlight=False)
     if not violations:
         console.print("[bold green]All checks passed.[/]")
+
+
+def quality_report(console: Console, report: QualityReport) -> None:
+    table = Table(title=f"checkpoint {report.checkpoint}", title_justify="left")
+    for column in ("suite", "expectation", "severity", "result", "detail"):
+        table.add_column(column)
+    for outcome in report.outcomes:
+        result = {None: "[green]pass[/]", "warn": "[yellow]warn[/]", "error": "[bold red]fail[/]"}[outcome.level]
+        table.add_row(outcome.suite, outcome.check, outcome.severity, result, outcome.describe())
+    console.print(table)
+    if report.results_path:
+        console.print(f"results: {report.results_path}", style="dim", highlight=False)
+    if report.data_docs_index:
+        console.print(f"Data Docs: {report.data_docs_index}", style="dim", highlight=False)
+    verdict = "[bold red]FAILED[/]" if report.failed else "[bold green]PASSED[/]"
+    console.print(
+        f"{verdict}: {report.passed} passed, {report.warned} warned, {report.failed} failed "
+        f"of {len(report.outcomes)} expectations"
+    )
 
 
 def doctor_report(console: Console, report: DoctorReport) -> None:

@@ -70,6 +70,13 @@ class BuildCounts:
 
 
 @dataclass
+class QualityCounts:
+    expectations_passed: int = 0
+    expectations_warned: int = 0
+    expectations_failed: int = 0
+
+
+@dataclass
 class RunSummary:
     run_id: str
     target: str
@@ -77,8 +84,26 @@ class RunSummary:
     source_description: str = ""
     stages: list[StageResult] = field(default_factory=list)
     counts: BuildCounts = field(default_factory=BuildCounts)
+    quality: QualityCounts = field(default_factory=QualityCounts)
     freshness: list[FreshnessOutcome] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def checks_run(self) -> int:
+        c, q = self.counts, self.quality
+        return (
+            c.tests_passed + c.tests_warned + c.tests_failed
+            + q.expectations_passed + q.expectations_warned + q.expectations_failed
+        )
+
+    @property
+    def quality_score(self) -> float | None:
+        """The share of all checks (dbt tests and expectations) that passed; None before any ran.
+        A warning is a check that did not pass: the score says how clean the data is, the exit
+        code whether it may be published."""
+        if not self.checks_run:
+            return None
+        return (self.counts.tests_passed + self.quality.expectations_passed) / self.checks_run
 
     @property
     def warnings(self) -> list[Finding]:
@@ -97,6 +122,7 @@ class RunSummary:
         document = asdict(self)
         document["started_at"] = self.started_at.isoformat()
         document["exit_code"] = int(self.exit_code)
+        document["quality_score"] = self.quality_score
         return document
 
 

@@ -37,9 +37,9 @@ def _assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str
 
 
 def test_run_generated_data_prints_a_summary_and_exits_0(env: dict[str, str]) -> None:
-    result = dataops("run", "--scale", "0.05", "--no-docs", env=env)
+    result = dataops("run", "--scale", "0.1", "--no-docs", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    for expected in ("load", "freshness", "build", "models built", "source freshness", "PASSED"):
+    for expected in ("load", "freshness", "build", "quality", "data quality score", "100.0%", "PASSED"):
         assert expected in result.stdout
 
     query = dataops(

@@ -31,7 +31,7 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
 
     assert summary.exit_code == 0
     assert summary.findings == [], summary.findings
-    assert [s.name for s in summary.stages] == ["load", "parse", "freshness", "build", "docs"]
+    assert [s.name for s in summary.stages] == ["load", "parse", "freshness", "build", "quality", "docs"]
     assert {s.status for s in summary.stages} == {"ok"}
     assert len(summary.freshness) == 10
     assert {o.status for o in summary.freshness} == {"pass"}
@@ -39,6 +39,8 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
     assert (counts.models_built, counts.models_errored) == (MODELS, 0)
     assert counts.tests_passed > 80 and counts.tests_failed == counts.tests_warned == 0
     assert counts.unit_tests_passed == UNIT_TESTS
+    assert (summary.quality.expectations_passed, summary.quality.expectations_failed) == (12, 0)
+    assert summary.quality_score == 1.0
 
     customers = _scalar(settings, 'select count(*) from "Sales"."Customer"')
     assert _scalar(settings, "select count(*) from marts.customer_analytics") == customers
@@ -100,7 +102,7 @@ def test_bad_data_fails_the_run_and_names_the_check(settings: Settings) -> None:
     assert summary.exit_code == 1
     failed = {f.check: f.message for f in summary.failures}
     assert failed == {"assert_no_negative_revenue": "1 failing row"}
-    assert [s.status for s in summary.stages] == ["ok", "ok", "ok", "failed"]
+    assert [s.status for s in summary.stages] == ["ok", "ok", "ok", "failed", "skipped"]
 
 
 def test_a_failed_load_leaves_the_previous_tables_intact(settings: Settings) -> None:

@@ -27,7 +27,7 @@ MARTS = {
 
 
 def _build(settings: Settings) -> None:
-    load_tables(settings, generate_tables(0.05, seed=11, as_of=AS_OF), "generated data, scale 0.05")
+    load_tables(settings, generate_tables(0.1, seed=11, as_of=AS_OF), "generated data, scale 0.1")
     summary = Pipeline(settings).run(RunOptions(docs=False))
     assert summary.exit_code == 0, summary.findings
     assert summary.findings == [], summary.findings

@@ -34,6 +34,9 @@ class Warehouse(Protocol):
     def ping(self) -> str:
         """Connect and return the server's version; raise DataOpsError with its own error."""
 
+    def gx_datasource(self, context: Any, name: str) -> Any:
+        """A Great Expectations SQL datasource on this warehouse, for checks that run in it."""
+
 
 def release_dbt_connections(settings: Settings) -> None:
     """Let go of what a dbt adapter keeps open in this process once its command has finished,

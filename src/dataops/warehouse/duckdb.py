@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -107,6 +108,16 @@ class DuckDBWarehouse:
         connection = self._connect(read_only=True)
         connection.close()
         return f"DuckDB {duckdb.__version__}, {self.path}"
+
+    def gx_datasource(self, context: Any, name: str) -> Any:
+        from dataops.warehouse import duckdb_gx  # registers the `duckdb` datasource type with GX
+
+        assert duckdb_gx.DuckDBDatasource
+        return context.data_sources.add_duckdb(
+            name=name,
+            connection_string=f"duckdb:///{self.path}",
+            kwargs={"connect_args": {"read_only": True}},
+        )
 
     def missing_source_tables(self) -> list[str]:
         if not self.path.exists():

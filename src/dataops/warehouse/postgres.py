@@ -209,6 +209,18 @@ class PostgresWarehouse:
         version = self._read("SELECT version()").rows[0][0]
         return f"{' '.join(str(version).split())[:120]}, {self.location}"
 
+    def gx_datasource(self, context: Any, name: str) -> Any:
+        import sqlalchemy
+
+        # An ephemeral GX context keeps this in memory only: the password is never written out.
+        url = sqlalchemy.URL.create(
+            "postgresql+psycopg2", username=self.user, password=self.password or None,
+            host=self.host, port=int(self.port), database=self.dbname,
+        )
+        return context.data_sources.add_postgres(
+            name=name, connection_string=url.render_as_string(hide_password=False)
+        )
+
     def missing_source_tables(self) -> list[str]:
         rows = self._read(
             "SELECT table_schema, table_name FROM information_schema.tables "

@@ -50,7 +50,10 @@ class SqlServerWarehouse:
         self.server = connection["server"]
         self.port = connection.get("port", "1433")
         self.database = connection["database"]
+        self._user = connection.get("user", "")
         self._password = connection.get("password", "")
+        self._driver = connection.get("driver", "ODBC Driver 18 for SQL Server")
+        self._trust_cert = str(connection.get("trust_cert")).lower() == "true"
         self._connection_string = (
             f"Server=tcp:{self.server},{self.port};Database={self.database};"
             f"Uid={connection.get('user', '')};Pwd={self._password};"
@@ -89,6 +92,17 @@ class SqlServerWarehouse:
             return " ".join(str(cursor.fetchone()[0]).split())[:120]
         finally:
             connection.close()
+
+    def gx_datasource(self, context: Any, name: str) -> Any:
+        """GX reaches SQL Server through SQLAlchemy and pyodbc, like dbt-sqlserver."""
+        import sqlalchemy
+
+        url = sqlalchemy.URL.create(
+            "mssql+pyodbc", username=self._user, password=self._password, host=self.server,
+            port=int(self.port), database=self.database,
+            query={"driver": self._driver, "TrustServerCertificate": "yes" if self._trust_cert else "no"},
+        )
+        return context.data_sources.add_sql(name=name, connection_string=url.render_as_string(hide_password=False))
 
     def replace_source_tables(self, tables: dict[str, pa.Table]) -> None:
         import mssql_python

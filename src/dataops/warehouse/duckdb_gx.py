@@ -1,0 +1,49 @@
+"""Great Expectations on DuckDB, through GX's own extension point: a fluent SQL datasource type.
+
+GX talks to DuckDB through SQLAlchemy (duckdb_engine), and out of the box every check comes back
+empty: GX opens a connection per query and reads the result after closing it, SQLAlchemy's close
+rolls the connection back, and DuckDB drops a pending result when anything else runs on its
+connection. GX already keeps one connection open for SQLite and SQL Server for the same kind of
+reason; this engine does it for DuckDB. duckdb_engine's dialect is PostgreSQL's, which is what GX
+needs to know to write regular expressions (`~`, a whole-value match in DuckDB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import sqlalchemy
+import sqlalchemy.dialects.postgresql as postgresql_dialect
+from great_expectations.datasource.fluent.sql_datasource import SQLDatasource
+from great_expectations.execution_engine import SqlAlchemyExecutionEngine
+
+
+class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dialect_module = postgresql_dialect
+        self._persistent_connection: sqlalchemy.Connection | None = None
+
+    @contextmanager
+    def get_connection(self) -> Iterator[sqlalchemy.Connection]:
+        if self._persistent_connection is None:
+            self._persistent_connection = self.engine.connect()
+        yield self._persistent_connection
+
+    def close(self) -> None:
+        if self._persistent_connection is not None:
+            self._persistent_connection.close()
+            self._persistent_connection = None
+        self.engine.dispose()
+
+
+class DuckDBDatasource(SQLDatasource):
+    """`context.data_sources.add_duckdb(name=..., connection_string="duckdb:///path")`."""
+
+    type: Literal["duckdb"] = "duckdb"  # type: ignore[assignment]
+
+    @property
+    def execution_engine_type(self) -> type[SqlAlchemyExecutionEngine]:
+        return DuckDBExecutionEngine
