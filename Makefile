@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint scan-secrets validate-sql check benchmark clean
+.PHONY: help install run test test-fast lint scan-secrets validate-sql check benchmark detection-matrix clean
 
 help:
 	@echo "make run        set up, then run the pipeline on generated data (embedded DuckDB)"
 	@echo "make test       set up, then lint, secrets scan, T-SQL validation and the whole test suite"
 	@echo "make test-fast  unit tests only"
-	@echo "make benchmark  measure generation + load at scale 100 into BENCHMARKS.md"
+	@echo "make benchmark  measure generation + load and quality vs build into BENCHMARKS.md"
+	@echo "make detection-matrix  inject every fault class, run the pipeline, write DETECTION.md"
 	@echo "make clean      remove the virtualenv, warehouse and generated files"
 
 # Reinstall whenever the declared dependencies change.
@@ -48,6 +49,9 @@ test-fast: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py --scale 1 --scale 10 --scale 100 --write BENCHMARKS.md
+
+detection-matrix: $(STAMP)
+	$(BIN)/python scripts/detection_matrix.py
 
 clean:
 	rm -rf $(VENV) warehouse data dbt/target dbt/logs

@@ -67,13 +67,28 @@ def generate(
         datetime | None,
         typer.Option(help="Newest timestamp in the data (UTC); default now. Fix it for identical bytes."),
     ] = None,
+    inject: Annotated[
+        str | None,
+        typer.Option(help="Corrupt the data with these faults, comma-separated (see --list-faults)."),
+    ] = None,
+    list_faults: Annotated[
+        bool, typer.Option("--list-faults", help="Describe the injectable faults and exit.")
+    ] = False,
 ) -> None:
-    """Write synthetic AdventureWorks source data (ten OLTP tables)."""
+    """Write synthetic AdventureWorks source data (ten OLTP tables), optionally with faults."""
+    from dataops.faults import FAULTS
+    from dataops.faults import inject as inject_faults
     from dataops.generate import generate_tables, write_tables
 
+    if list_faults:
+        render.fault_list(console, list(FAULTS.values()))
+        return
+    faults = [name.strip() for name in inject.split(",") if name.strip()] if inject else []
     with console.status(f"Generating scale {scale:g} ..."):
-        tables = generate_tables(scale, seed=seed, as_of=as_of)
+        tables = inject_faults(generate_tables(scale, seed=seed, as_of=as_of), faults, seed=seed)
         paths = write_tables(tables, out, file_format.value)
+    if faults:
+        console.print(f"Injected: {', '.join(faults)}", style="yellow")
     row_counts = {name: table.num_rows for name, table in tables.items()}
     render.table_counts(console, row_counts, f"Wrote {len(paths)} files to {out}")
 

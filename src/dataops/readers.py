@@ -298,7 +298,13 @@ def _check_header(name: str, table: SourceTable, found: list[str], kind: str) ->
     if found == expected:
         return
     if len(found) != len(expected):
-        detail = f"{len(found)} columns instead of {len(expected)}"
+        # Name the columns themselves: a dropped or added column must be named, not only counted.
+        missing = [column for column in expected if column not in found]
+        unexpected = [column for column in found if column not in expected]
+        parts = [f"{len(found)} columns instead of {len(expected)}"]
+        parts += [f"missing {', '.join(missing)}"] if missing else []
+        parts += [f"unexpected {', '.join(repr(c) for c in unexpected)}"] if unexpected else []
+        detail = "; ".join(parts)
     else:
         index = next(i for i, (f, e) in enumerate(zip(found, expected, strict=True)) if f != e)
         detail = f"column {index + 1} is {found[index]!r}, expected {expected[index]!r}"

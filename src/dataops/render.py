@@ -25,6 +25,7 @@ from dataops.warehouse import QueryResult
 if TYPE_CHECKING:
     from dataops.compile import CompileReport
     from dataops.doctor import DoctorReport
+    from dataops.faults import Fault
     from dataops.quality import QualityReport
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "failed": "bold red", "skipped": "dim"}
@@ -166,6 +167,15 @@ def check_results(console: Console, checks: tuple[Check, ...], violations: list[
         console.print(f"[red]✗[/] {violation.check}: {violation.node} {violation.message}", highlight=False)
     if not violations:
         console.print("[bold green]All checks passed.[/]")
+
+
+def fault_list(console: Console, faults: list[Fault]) -> None:
+    table = Table(title="faults for `dataops generate --inject`", title_justify="left")
+    for column in ("fault", "what it does", "caught by", "run outcome (dev/ci)"):
+        table.add_column(column)
+    for fault in faults:
+        table.add_row(fault.name, fault.description, "\n".join(fault.caught_by), fault.outcome)
+    console.print(table)
 
 
 def quality_report(console: Console, report: QualityReport) -> None:

@@ -506,7 +506,7 @@ def test_header_is_case_sensitive_and_counted(tmp_path: Path) -> None:
     header = [name.lower() for name in CUSTOMER.column_names]
     with raises_source_error("(column 1 is 'customerid', expected 'CustomerID')"):
         read_source_file(write_comma(tmp_path / "a.csv", header, CUSTOMER_ROWS), CUSTOMER)
-    with raises_source_error("(6 columns instead of 7)"):
+    with raises_source_error("(6 columns instead of 7; missing ModifiedDate)"):
         read_source_file(write_comma(tmp_path / "b.csv", CUSTOMER.column_names[:6], []), CUSTOMER)
 
 
