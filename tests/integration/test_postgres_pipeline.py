@@ -33,6 +33,8 @@ def _build(settings: Settings) -> None:
     assert summary.findings == [], summary.findings
     assert summary.counts.models_built == 17 and summary.counts.tests_failed == 0
     assert summary.counts.unit_tests_passed == 3
+    # The Great Expectations suites ran in PostgreSQL too.
+    assert (summary.quality.expectations_passed, summary.quality.expectations_failed) == (12, 0)
 
 
 def _rows(settings: Settings, mart: str, key: str) -> tuple[list[str], list[tuple[object, ...]]]:
