@@ -6,7 +6,6 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -96,15 +95,11 @@ def test_real_adventureworks_data(settings: Settings, real_data_dir: Path) -> No
 
 
 def test_bad_data_fails_the_run_and_names_the_check(settings: Settings) -> None:
-    tables = generate_tables(0.05, seed=7)
-    orders = tables["Sales.SalesOrderHeader"]
-    total_due = orders.column("TotalDue").to_pylist()
-    total_due[3] = -total_due[3]
-    index = orders.schema.get_field_index("TotalDue")
-    tables["Sales.SalesOrderHeader"] = orders.set_column(
-        index, orders.schema.field(index), pa.array(total_due, orders.schema.field(index).type)
-    )
-    load_tables(settings, tables, "generated data with one negative TotalDue")
+    from dataops.faults import inject
+
+    # One order negated consistently (totals and lines agree), so only the revenue rule is broken.
+    tables = inject(generate_tables(0.05, seed=7), ["negative_total"], seed=7)
+    load_tables(settings, tables, "generated data with one negative order")
 
     summary = Pipeline(settings).run(RunOptions(docs=False))
 
