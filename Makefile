@@ -49,6 +49,7 @@ test-fast: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py --scale 1 --scale 10 --scale 100 --write BENCHMARKS.md
+	$(BIN)/python scripts/benchmark.py --quality --scale 1 --scale 10 --write BENCHMARKS.md
 
 detection-matrix: $(STAMP)
 	$(BIN)/python scripts/detection_matrix.py

@@ -1,8 +1,8 @@
-"""Benchmark: synthetic generation + load into a fresh DuckDB warehouse, per scale.
+"""Benchmarks, each written with the machine it ran on into its own section of BENCHMARKS.md.
 
-Writes its results, with the machine they ran on, into its own section of BENCHMARKS.md:
-    python scripts/benchmark.py --scale 1 --scale 100 --write BENCHMARKS.md
-Each scale runs in a fresh subprocess so peak memory is that scale's own.
+    python scripts/benchmark.py --scale 1 --scale 100 --write BENCHMARKS.md      generate + load
+    python scripts/benchmark.py --quality --scale 1 --scale 10 --write BENCHMARKS.md   quality vs build
+Every measurement runs in a fresh subprocess, so its time and peak memory are its own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 SECTION = "generate-load"
+QUALITY_SECTION = "quality-vs-build"
 TARGET_SECONDS = 60.0
+QUALITY_SHARE_TARGET = 0.25
 
 
 def measure(scale: float, seed: int) -> dict[str, float]:
@@ -51,6 +53,119 @@ def measure(scale: float, seed: int) -> dict[str, float]:
         "peak_rss_gib": peak_kib / 1024 / 1024,
         "warehouse_mib": warehouse_bytes / 1024 / 1024,
     }
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+def build_for_quality(scale: float, seed: int, warehouse: str) -> dict[str, float]:
+    """Load and build a warehouse, with the quality stage as `dataops run` has it (cold import)."""
+    os.environ["DATAOPS_WAREHOUSE_DIR"] = warehouse
+    from dataops.config import load_settings
+    from dataops.pipeline import Pipeline, RunOptions
+
+    summary = Pipeline(load_settings("dev")).run(RunOptions(scale=scale, seed=seed, docs=False))
+    if summary.exit_code:
+        raise SystemExit(f"the benchmark run failed: {summary.findings}")
+    stages = {stage.name: stage.seconds for stage in summary.stages}
+    started = time.perf_counter()
+    from dataops.quality import run_quality
+
+    run_quality(load_settings("dev"))
+    return {"build_s": stages["build"], "quality_s": stages["quality"], "quality_warm_s": time.perf_counter() - started}
+
+
+def quality_memory(warehouse: str) -> dict[str, float]:
+    """Peak memory of a process that only runs the suites: they run as SQL in the warehouse."""
+    os.environ["DATAOPS_WAREHOUSE_DIR"] = warehouse
+    from dataops.config import load_settings
+    from dataops.quality import run_quality
+
+    baseline = _peak_rss_gib()
+    import great_expectations  # noqa: F401  (its import is the same at any scale)
+
+    imported = _peak_rss_gib()
+    run_quality(load_settings("dev"))
+    return {"before_gib": baseline, "after_import_gib": imported, "peak_gib": _peak_rss_gib()}
+
+
+def pandas_memory(warehouse: str) -> dict[str, float]:
+    """What pulling the two validated marts into pandas would cost instead."""
+    import duckdb
+
+    connection = duckdb.connect(str(Path(warehouse) / "dev.duckdb"), read_only=True)
+    baseline = _peak_rss_gib()
+    frames = [connection.execute(f"select * from marts.{m}").df() for m in ("customer_analytics", "fct_orders")]
+    rows = sum(len(frame) for frame in frames)
+    return {"before_gib": baseline, "peak_gib": _peak_rss_gib(), "rows": rows}
+
+
+def measure_quality(scale: float, seed: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as warehouse:
+        result = {"scale": scale, **_subprocess("build_for_quality", scale, seed, warehouse)}
+        memory = _subprocess("quality_memory", scale, seed, warehouse)
+        pandas = _subprocess("pandas_memory", scale, seed, warehouse)
+    result["quality_peak_gib"] = memory["peak_gib"]
+    result["quality_import_gib"] = memory["after_import_gib"]
+    result["pandas_peak_gib"] = pandas["peak_gib"]
+    result["mart_rows"] = pandas["rows"]
+    return result
+
+
+def _subprocess(function: str, scale: float, seed: int, warehouse: str) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--call", function, "--one", str(scale), "--seed", str(seed),
+         "--warehouse", warehouse],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def render_quality(results: list[dict[str, float]]) -> str:
+    lines = [
+        f"<!-- benchmark:{QUALITY_SECTION} -->",
+        "## Quality stage versus build stage",
+        "",
+        f"Reproduce with `make benchmark`. Target: quality <= {QUALITY_SHARE_TARGET:.0%} of build time; peak memory "
+        f"must not grow with table size. Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
+        "",
+        "*quality* is the stage as `dataops run` has it: Great Expectations imported cold, 12 expectations over "
+        "`customer_analytics` and `fct_orders` run as SQL in DuckDB, results JSON and Data Docs written. "
+        "*warm* is the same stage again in the same process (GX already imported), i.e. what the checks cost.",
+        "",
+        "| scale | mart rows | build | quality | share | quality, warm | share warm | quality peak RSS "
+        "| of which GX import | pandas load of the marts |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['scale']:g} | {r['mart_rows']:,.0f} | {r['build_s']:.2f} s | {r['quality_s']:.2f} s | "
+            f"{r['quality_s'] / r['build_s']:.0%} | {r['quality_warm_s']:.2f} s | "
+            f"{r['quality_warm_s'] / r['build_s']:.0%} | {r['quality_peak_gib'] * 1024:,.0f} MiB | "
+            f"{r['quality_import_gib'] * 1024:,.0f} MiB | {r['pandas_peak_gib'] * 1024:,.0f} MiB |"
+        )
+    cold = max(r["quality_s"] / r["build_s"] for r in results)
+    warm = max(r["quality_warm_s"] / r["build_s"] for r in results)
+    first, last = results[0], results[-1]
+    lines += [
+        "",
+        f"- **The checks: {warm:.0%} of build at most, target "
+        f"{'met' if warm <= QUALITY_SHARE_TARGET else 'NOT met'}.** "
+        "They run as SQL in the warehouse and fetch only metrics and 20 example values.",
+        f"- **The stage with its cold start: up to {cold:.0%} of build, target "
+        f"{'met' if cold <= QUALITY_SHARE_TARGET else 'NOT met'}.** Importing Great Expectations is about 2 s of "
+        "Python, the same at every scale; DuckDB builds these marts in 2-3 s, so that fixed cost dominates here. "
+        "Importing it on a background thread while dbt builds was measured and gains nothing on 2 cores (the GIL "
+        "moves the cost into the parse and build stages), so the stage pays it openly. A long-lived worker "
+        "(Airflow) pays it once.",
+        f"- **Memory does not follow the data:** {last['mart_rows'] / first['mart_rows']:.0f}x the rows took the "
+        f"quality process from {first['quality_peak_gib'] * 1024:,.0f} to {last['quality_peak_gib'] * 1024:,.0f} "
+        f"MiB (most of it GX's import), while pulling the same marts into pandas went from "
+        f"{first['pandas_peak_gib'] * 1024:,.0f} to {last['pandas_peak_gib'] * 1024:,.0f} MiB.",
+    ]
+    lines.append(f"<!-- /benchmark:{QUALITY_SECTION} -->")
+    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -96,8 +211,9 @@ def render(results: list[dict[str, float]]) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
+    name = re.match(r"<!-- benchmark:([\w-]+) -->", section).group(1)  # type: ignore[union-attr]
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- benchmark:{SECTION} -->.*?<!-- /benchmark:{SECTION} -->", re.S)
+    pattern = re.compile(rf"<!-- benchmark:{name} -->.*?<!-- /benchmark:{name} -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     path.write_text(text.rstrip() + "\n", encoding="utf-8")
 
@@ -107,10 +223,33 @@ def main() -> int:
     parser.add_argument("--scale", type=float, action="append", help="repeatable; default 1, 10, 100")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--write", type=Path, help="update this Markdown file's section")
+    parser.add_argument("--quality", action="store_true", help="quality stage vs build stage; default scales 1, 10")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--call", help=argparse.SUPPRESS)
+    parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.call:
+        calls = {"build_for_quality": lambda: build_for_quality(args.one, args.seed, args.warehouse),
+                 "quality_memory": lambda: quality_memory(args.warehouse),
+                 "pandas_memory": lambda: pandas_memory(args.warehouse)}
+        print(json.dumps(calls[args.call]()))
+        return 0
     if args.one is not None:
         print(json.dumps(measure(args.one, args.seed)))
+        return 0
+    if args.quality:
+        quality_results = []
+        for scale in args.scale or [1.0, 10.0]:
+            result = measure_quality(scale, args.seed)
+            quality_results.append(result)
+            print(f"scale {scale:g}: build {result['build_s']:.2f} s, quality {result['quality_s']:.2f} s "
+                  f"(warm {result['quality_warm_s']:.2f} s), quality peak {result['quality_peak_gib']:.2f} GiB, "
+                  f"pandas {result['pandas_peak_gib']:.2f} GiB", flush=True)
+        section = render_quality(quality_results)
+        if args.write:
+            write_section(args.write, section)
+        else:
+            print(section)
         return 0
     results = []
     for scale in args.scale or [1.0, 10.0, 100.0]:
