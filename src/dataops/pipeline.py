@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dataops.config import Settings
 from dataops.dbt_runner import DbtProject, NodeProgress
@@ -25,6 +25,9 @@ from dataops.results import (
     interpret_freshness,
 )
 from dataops.warehouse import connect
+
+if TYPE_CHECKING:
+    from dataops.quality import QualityWorker
 
 DEFAULT_SCALE = 1.0
 DEFAULT_SEED = 42
@@ -68,6 +71,7 @@ class Pipeline:
         self.reporter = reporter or SilentReporter()
         self.project = DbtProject(settings)
         self.project.on_progress = self.reporter.node_progress
+        self._quality_worker: QualityWorker | None = None
 
     def run(self, options: RunOptions) -> RunSummary:
         if options.data_dir is not None and options.scale is not None:
@@ -84,6 +88,9 @@ class Pipeline:
             ("build", lambda s: self._build(s, options.select)),
         ]
         if options.quality:
+            from dataops.quality import QualityWorker
+
+            self._quality_worker = QualityWorker(self.settings.artifacts_dir / "logs" / "quality_worker.log")
             steps.append(("quality", self._quality))
         if options.docs:
             steps.append(("docs", self._docs))
@@ -97,6 +104,8 @@ class Pipeline:
             status, detail = step(summary)
             self._finish(summary, StageResult(name, status, time.perf_counter() - started, detail))
             stopped = status == "failed"
+        if self._quality_worker is not None:
+            self._quality_worker.close()  # when an earlier stage failed and quality never ran
         self._record(summary)
         return summary
 
@@ -160,9 +169,8 @@ class Pipeline:
         return _status_of(findings), detail
 
     def _quality(self, summary: RunSummary) -> tuple[StageStatus, str]:
-        from dataops.quality import run_quality
-
-        report = run_quality(self.settings, run_id=summary.run_id)
+        assert self._quality_worker is not None
+        report = self._quality_worker.run(self.settings, run_id=summary.run_id)
         summary.quality = QualityCounts(report.passed, report.warned, report.failed)
         summary.findings.extend(report.findings)
         detail = (

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 
 from dataops.config import PROJECT_ROOT, Settings
 from dataops.errors import DataOpsError
-from dataops.results import Finding, Level
+from dataops.findings import Finding, Level
 
 GX_DIR = PROJECT_ROOT / "gx"
 DEFAULT_CHECKPOINT = "daily_quality_checkpoint"
@@ -217,3 +220,45 @@ def run_quality(
     index = docs_dir / "index.html"
     report.data_docs_index = index if index.exists() else None
     return report
+
+
+class QualityWorker:
+    """Runs the suites in a process of its own (`python -m dataops.quality_worker`), started when
+    the pipeline starts.
+
+    Importing Great Expectations is seconds of pure Python. In a separate process it happens on
+    the other core while dbt parses and builds (a thread would fight dbt for the GIL), and the
+    quality stage then only pays for its checks. A plain subprocess rather than multiprocessing:
+    spawn would re-import the caller's __main__, which any script embedding the pipeline trips on.
+    """
+
+    def __init__(self, log_path: Path) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("wb")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "dataops.quality_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+        )
+
+    def run(self, settings: Settings, suites: list[str] | None = None, run_id: str | None = None) -> QualityReport:
+        try:
+            request = pickle.dumps((settings, suites, run_id))
+            output, _ = self._process.communicate(request)
+        finally:
+            self._log.close()
+        try:
+            succeeded, payload = pickle.loads(output)
+        except (pickle.UnpicklingError, EOFError) as error:
+            raise DataOpsError(
+                f"the quality worker stopped (exit code {self._process.returncode}); see {self._log.name}"
+            ) from error
+        if not succeeded:
+            raise DataOpsError(payload)
+        return payload
+
+    def close(self) -> None:
+        """Stop a worker that will not be asked to run (an earlier stage failed)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+        self._log.close()

@@ -13,6 +13,7 @@ from dbt.artifacts.schemas.results import NodeStatus
 from dbt.artifacts.schemas.run import RunExecutionResult, RunResult
 
 from dataops.config import Severity
+from dataops.findings import Finding, Level
 
 
 class ExitCode(IntEnum):
@@ -24,7 +25,6 @@ class ExitCode(IntEnum):
 
 
 StageStatus = Literal["ok", "warn", "failed", "skipped"]
-Level = Literal["warn", "error"]
 
 
 @dataclass
@@ -33,15 +33,6 @@ class StageResult:
     status: StageStatus
     seconds: float
     detail: str = ""
-
-
-@dataclass
-class Finding:
-    """A warning or failure with the name of the check that raised it."""
-
-    level: Level
-    check: str
-    message: str
 
 
 @dataclass

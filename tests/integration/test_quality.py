@@ -63,3 +63,16 @@ def test_a_failed_critical_expectation_is_an_error_with_its_numbers(built: Setti
     assert failed["expect_column_values_to_be_between on fct_orders.total_due"].startswith(
         f"{broken:,} unexpected of {total:,} (e.g. '-1.0000'"
     )
+
+
+def test_the_worker_process_runs_the_suites_and_reports_errors_by_name(built: Settings) -> None:
+    from dataops.quality import QualityWorker
+
+    log = built.artifacts_dir / "logs" / "worker.log"
+    report = QualityWorker(log).run(built, suites=["customer_quality_suite"])
+    assert (report.passed, report.failed) == (5, 0)
+    with pytest.raises(DataOpsError, match="unknown suite nope"):
+        QualityWorker(log).run(built, suites=["nope"])
+    idle = QualityWorker(log)
+    idle.close()  # a run whose build failed never asks it anything
+    assert idle._process.poll() is not None
