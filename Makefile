@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint scan-secrets validate-sql check benchmark detection-matrix clean
+.PHONY: help install run test test-fast lint scan-secrets validate-sql check benchmark detection-matrix airflow dag-test clean
 
 help:
 	@echo "make run        set up, then run the pipeline on generated data (embedded DuckDB)"
@@ -12,6 +12,8 @@ help:
 	@echo "make test-fast  unit tests only"
 	@echo "make benchmark  measure generation + load and quality vs build into BENCHMARKS.md"
 	@echo "make detection-matrix  inject every fault class, run the pipeline, write DETECTION.md"
+	@echo "make airflow    Airflow standalone on http://127.0.0.1:8080 with the project's DAGs (Ctrl-C stops)"
+	@echo "make dag-test   airflow dags test adventureworks_pipeline in a throwaway AIRFLOW_HOME"
 	@echo "make clean      remove the virtualenv, warehouse and generated files"
 
 # Reinstall whenever the declared dependencies change.
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,airflow]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -50,6 +52,12 @@ test-fast: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py --scale 1 --scale 10 --scale 100 --write BENCHMARKS.md
 	$(BIN)/python scripts/benchmark.py --quality --scale 1 --scale 10 --write BENCHMARKS.md
+
+airflow: $(STAMP)
+	$(BIN)/python scripts/airflow_local.py standalone
+
+dag-test: $(STAMP)
+	$(BIN)/python scripts/airflow_local.py dag-test
 
 detection-matrix: $(STAMP)
 	$(BIN)/python scripts/detection_matrix.py

@@ -126,6 +126,14 @@ class Settings:
         return self.warehouse_dir / "artifacts" / self.target
 
     @property
+    def dbt_vars(self) -> dict[str, Any]:
+        """The dbt vars every command of this target runs with."""
+        variables: dict[str, Any] = {"stale_data_severity": self.stale_data}
+        if self.source_database:
+            variables["source_database"] = self.source_database
+        return variables
+
+    @property
     def dbt_env(self) -> dict[str, str]:
         """Environment variables dbt/profiles.yml reads for this target."""
         env = {TARGET_ENV_VAR: self.target}

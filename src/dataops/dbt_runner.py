@@ -57,10 +57,7 @@ class DbtProject:
     ) -> None:
         self.settings = settings
         self.project_dir = project_dir
-        self.vars: dict[str, Any] = {"stale_data_severity": settings.stale_data}
-        if settings.source_database:
-            self.vars["source_database"] = settings.source_database
-        self.vars.update(dbt_vars or {})
+        self.vars: dict[str, Any] = {**settings.dbt_vars, **(dbt_vars or {})}
         self.manifest: Manifest | None = None
         self.on_progress: ProgressCallback | None = None
         # Extra environment for dbt, e.g. placeholders for an offline compile.

@@ -140,8 +140,11 @@ def run_quality(
     """Run the checkpoint (or only `suites`) on the target's marts, inside the warehouse."""
     import great_expectations as gx
 
-    from dataops.warehouse import connect
+    from dataops.warehouse import connect, release_dbt_connections
 
+    # An orchestrator may have run dbt in this very process (Cosmos does): DuckDB allows one
+    # connection configuration per file, so let go of dbt's before GX opens its own.
+    release_dbt_connections(settings)
     documents = suite_documents(gx_dir)
     unknown = sorted(set(suites or []) - set(documents))
     if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ def create_table_sql(table: SourceTable) -> str:
 
 def release_dbt_connections() -> None:
     """dbt-duckdb keeps its database open for the life of the process; close it."""
+    if "dbt.adapters.duckdb.connections" not in sys.modules:
+        return  # dbt never ran here; importing it just to find nothing open costs a second
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
     with DuckDBConnectionManager._LOCK:

@@ -1,0 +1,107 @@
+"""What the Airflow DAGs share: defaults, settings from the environment, and the dbt project
+rendered as Airflow tasks by Cosmos from a precompiled manifest. Imported only by DAG files."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dataops.config import DBT_PROJECT_DIR, PROFILE_NAME, Settings, load_settings
+from dataops.errors import DataOpsError
+
+MANIFEST_ENV_VAR = "DATAOPS_DBT_MANIFEST"
+# How Cosmos renders and runs the project; measured options in BENCHMARKS.md.
+COSMOS_MODE_ENV_VAR = "DATAOPS_COSMOS_MODE"
+COSMOS_MODES = ("watcher", "build", "after_each")
+DEFAULT_COSMOS_MODE = "build"
+START_DATE = datetime(2026, 1, 1)
+
+
+def _notify_failure(context: dict[str, Any]) -> None:
+    from dataops.notify import notify_failure
+
+    notify_failure(context)
+
+
+def default_args() -> dict[str, Any]:
+    """As in the guide: an owner, one retry after five minutes, e-mail on failure; plus a webhook
+    notification through dataops (nothing is sent when no webhook is configured)."""
+    arguments: dict[str, Any] = {
+        "owner": "data-engineering",
+        # DATAOPS_TASK_RETRIES=0 for test runs, where a five-minute wait only hides the failure.
+        "retries": int(os.environ.get("DATAOPS_TASK_RETRIES", "1")),
+        "retry_delay": timedelta(minutes=5),
+        "on_failure_callback": _notify_failure,
+    }
+    recipients = [address for address in os.environ.get("DATAOPS_ALERT_EMAILS", "").split(",") if address]
+    if recipients:
+        # Only when someone is to be mailed: Airflow 3 warns about e-mail settings on every task.
+        arguments.update(email=recipients, email_on_failure=True, email_on_retry=False)
+    return arguments
+
+
+def settings() -> Settings:
+    """The target comes from DATAOPS_TARGET (an env var or, in Airflow, the deployment's config)."""
+    return load_settings()
+
+
+def manifest_path(current: Settings) -> Path:
+    """manifest.json is produced by `dataops` at deploy/CI time; the scheduler never runs dbt."""
+    override = os.environ.get(MANIFEST_ENV_VAR)
+    path = Path(override) if override else current.artifacts_dir / "dbt" / "manifest.json"
+    if not path.exists():
+        raise DataOpsError(
+            f"no dbt manifest at {path}: run `dataops compile --target {current.target}` at deploy time "
+            f"(or set {MANIFEST_ENV_VAR})"
+        )
+    return path
+
+
+def max_active_tasks(current: Settings) -> int:
+    """DuckDB takes one writer per file: on a DuckDB target the DAG runs one task at a time."""
+    return 1 if current.engine == "duckdb" else 16
+
+
+def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -> Any:
+    """The dbt project as Airflow tasks: one group per model with its tests, tests with several
+    parents in tasks of their own after all of them, dbt run in-process (dbtRunner)."""
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+    mode = os.environ.get(COSMOS_MODE_ENV_VAR, DEFAULT_COSMOS_MODE)
+    if mode not in COSMOS_MODES:
+        raise DataOpsError(f"{COSMOS_MODE_ENV_VAR}={mode!r}: use one of {', '.join(COSMOS_MODES)}")
+    render = {
+        "load_method": LoadMode.DBT_MANIFEST,
+        "test_behavior": TestBehavior.BUILD if mode == "build" else TestBehavior.AFTER_EACH,
+        "should_detach_multiple_parents_tests": True,
+        "enable_mock_profile": False,
+        **overrides.pop("render", {}),
+    }
+    execution = {
+        "execution_mode": ExecutionMode.WATCHER if mode == "watcher" else ExecutionMode.LOCAL,
+        "invocation_mode": InvocationMode.DBT_RUNNER,
+        **overrides.pop("execution", {}),
+    }
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=DBT_PROJECT_DIR,
+            manifest_path=manifest_path(current),
+            project_name="adventureworks",
+            env_vars=current.dbt_env,
+            dbt_vars=current.dbt_vars,
+            install_dbt_deps=False,
+        ),
+        profile_config=ProfileConfig(
+            profile_name=PROFILE_NAME,
+            target_name=current.target,
+            profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(**execution),
+        render_config=RenderConfig(**render),
+        operator_args={"install_deps": False, "full_refresh": False, **overrides.pop("operator_args", {})},
+        **overrides,
+    )

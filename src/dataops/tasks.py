@@ -1,0 +1,62 @@
+"""The pipeline's steps as single calls, for an orchestrator: each raises DataOpsError with a
+readable message when its check fails, and returns a one-line account when it passes."""
+
+from __future__ import annotations
+
+from dataops.config import Settings, load_settings
+from dataops.errors import DataOpsError
+from dataops.findings import Finding
+
+# dbt, Great Expectations and the warehouse drivers are imported inside each step: DAG files import
+# this module, and the scheduler parses them often.
+
+
+def _verdict(step: str, findings: list[Finding]) -> str:
+    failures = [f for f in findings if f.level == "error"]
+    warnings = [f for f in findings if f.level == "warn"]
+    if failures:
+        lines = "; ".join(f"{f.check}: {f.message}" for f in failures)
+        raise DataOpsError(f"{step} failed: {lines}")
+    if warnings:
+        return f"{step} passed with warnings: " + "; ".join(f"{f.check}: {f.message}" for f in warnings)
+    return f"{step} passed"
+
+
+def check_freshness(settings: Settings | None = None) -> str:
+    """dbt source freshness, judged by the environment's stale-data policy."""
+    from dataops.dbt_runner import DbtProject
+    from dataops.results import interpret_freshness
+
+    settings = settings or load_settings()
+    result = DbtProject(settings).source_freshness()
+    _, findings = interpret_freshness(result.result, settings.stale_data)
+    return _verdict("source freshness", findings)
+
+
+def check_quality(settings: Settings | None = None, run_id: str | None = None) -> str:
+    """The Great Expectations checkpoint on the marts."""
+    from dataops.quality import run_quality
+
+    settings = settings or load_settings()
+    report = run_quality(settings, run_id=run_id)
+    return _verdict(f"quality ({report.passed}/{len(report.outcomes)} expectations passed)", report.findings)
+
+
+def check_dbt_artifacts(settings: Settings | None = None) -> str:
+    """The last dbt run's artifacts: errored models, failed tests, stale sources, missing files."""
+    from dataops.monitoring import monitor
+
+    report = monitor(settings or load_settings())
+    return _verdict("dbt monitoring", report.findings)
+
+
+def write_manifest(settings: Settings | None = None) -> str:
+    """Parse the project and leave manifest.json where orchestrators read it (deploy/CI time)."""
+    from dataops.dbt_runner import DbtProject
+
+    settings = settings or load_settings()
+    DbtProject(settings).parse()
+    path = settings.artifacts_dir / "dbt" / "manifest.json"
+    if not path.exists():
+        raise DataOpsError(f"dbt parse wrote no manifest at {path}")
+    return str(path)
