@@ -52,6 +52,7 @@ test-fast: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py --scale 1 --scale 10 --scale 100 --write BENCHMARKS.md
 	$(BIN)/python scripts/benchmark.py --quality --scale 1 --scale 10 --write BENCHMARKS.md
+	$(BIN)/python scripts/benchmark.py --airflow --scale 1 --write BENCHMARKS.md
 
 airflow: $(STAMP)
 	$(BIN)/python scripts/airflow_local.py standalone

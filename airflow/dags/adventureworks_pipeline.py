@@ -4,22 +4,18 @@ Target and warehouse come from the environment (DATAOPS_TARGET ...), never from 
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import task
 
 from dataops import orchestration, tasks
 
 settings = orchestration.settings()
 
-with DAG(
-    dag_id="adventureworks_pipeline",
-    description="Load-independent daily build of the AdventureWorks marts, tested and quality-checked",
+with orchestration.dag(
+    "adventureworks_pipeline",
+    "Daily build of the AdventureWorks marts: freshness, dbt with its tests, quality, notify",
     schedule="@daily",
-    start_date=orchestration.START_DATE,
-    catchup=False,
-    max_active_runs=1,
+    tags=["dbt", "adventureworks", settings.target],
     max_active_tasks=orchestration.max_active_tasks(settings),
-    default_args=orchestration.default_args(),
-    tags=["dataops", "dbt", "adventureworks", settings.target],
 ) as dag:
 
     @task

@@ -3,19 +3,15 @@ failed tests, stale sources or missing and outdated artifacts."""
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import task
 
 from dataops import orchestration, tasks
 
-with DAG(
-    dag_id="dbt_monitoring",
-    description="Checks dbt's run results and source freshness artifacts for the configured target",
+with orchestration.dag(
+    "dbt_monitoring",
+    "Checks dbt's run results and source freshness artifacts for the configured target",
     schedule="@hourly",
-    start_date=orchestration.START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=orchestration.default_args(),
-    tags=["dataops", "monitoring", "dbt"],
+    tags=["monitoring", "dbt"],
 ) as dag:
 
     @task

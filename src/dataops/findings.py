@@ -16,3 +16,11 @@ class Finding:
     level: Level
     check: str
     message: str
+
+
+def errors_in(findings: list[Finding]) -> list[Finding]:
+    return [finding for finding in findings if finding.level == "error"]
+
+
+def warnings_in(findings: list[Finding]) -> list[Finding]:
+    return [finding for finding in findings if finding.level == "warn"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from dataops.config import Settings, Severity
 from dataops.errors import DataOpsError
-from dataops.findings import Finding, Level
+from dataops.findings import Finding, Level, errors_in, warnings_in
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,15 @@ class MonitoringReport:
 
     @property
     def failed(self) -> bool:
-        return any(f.level == "error" for f in self.findings)
+        return bool(errors_in(self.findings))
 
     @property
     def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == "error"]
+        return errors_in(self.findings)
 
     @property
     def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == "warn"]
+        return warnings_in(self.findings)
 
     def summary(self) -> str:
         """One line for logs and notifications."""

@@ -42,6 +42,24 @@ def default_args() -> dict[str, Any]:
     return arguments
 
 
+def dag(dag_id: str, description: str, schedule: str, tags: list[str], **options: Any) -> Any:
+    """A DAG with what all of ours share: no catchup, one run at a time, the default arguments,
+    and the `dataops` tag."""
+    from airflow.sdk import DAG
+
+    return DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(),
+        tags=["dataops", *tags],
+        **options,
+    )
+
+
 def settings() -> Settings:
     """The target comes from DATAOPS_TARGET (an env var or, in Airflow, the deployment's config)."""
     return load_settings()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from dataops.config import Settings
 from dataops.dbt_runner import DbtProject, NodeProgress
 from dataops.errors import DataOpsError
+from dataops.findings import errors_in
 from dataops.load import LoadReport, load_folder, load_generated
 from dataops.results import (
     Finding,
@@ -196,6 +197,6 @@ class Pipeline:
 
 
 def _status_of(findings: list[Finding]) -> StageStatus:
-    if any(f.level == "error" for f in findings):
+    if errors_in(findings):
         return "failed"
     return "warn" if findings else "ok"

