@@ -65,9 +65,12 @@ def build_for_quality(scale: float, seed: int, warehouse: str) -> dict[str, floa
     """Load and build a warehouse, with the quality stage as `dataops run` has it (cold import)."""
     os.environ["DATAOPS_WAREHOUSE_DIR"] = warehouse
     from dataops.config import load_settings
+    from dataops.quality import QualityWorker
+
+    worker = QualityWorker.for_settings(load_settings("dev"))  # started first, as `dataops run` does
     from dataops.pipeline import Pipeline, RunOptions
 
-    summary = Pipeline(load_settings("dev")).run(RunOptions(scale=scale, seed=seed, docs=False))
+    summary = Pipeline(load_settings("dev"), quality_worker=worker).run(RunOptions(scale=scale, seed=seed, docs=False))
     if summary.exit_code:
         raise SystemExit(f"the benchmark run failed: {summary.findings}")
     stages = {stage.name: stage.seconds for stage in summary.stages}

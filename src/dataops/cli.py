@@ -16,8 +16,7 @@ from rich.console import Console
 
 from dataops import render
 from dataops.config import PROJECT_ROOT, load_settings
-from dataops.errors import DataOpsError
-from dataops.results import ExitCode
+from dataops.errors import DataOpsError, ExitCode
 
 app = typer.Typer(
     name="dataops",
@@ -135,12 +134,17 @@ def run(
 
     Exit code 0 when everything passed (warnings allowed), 1 on failures, 2 on usage errors.
     """
+    settings = load_settings(target)
+    worker = None
+    if quality:
+        from dataops.quality import QualityWorker
+
+        worker = QualityWorker.for_settings(settings)  # first: its import overlaps everything after
     from dataops.pipeline import Pipeline, RunOptions
 
-    settings = load_settings(target)
     options = RunOptions(data_dir=data, scale=scale, seed=seed, select=select or [], docs=docs, quality=quality)
     with render.ProgressReporter(console) as reporter:
-        summary = Pipeline(settings, reporter).run(options)
+        summary = Pipeline(settings, reporter, quality_worker=worker).run(options)
     render.run_summary(console, summary)
     raise typer.Exit(int(summary.exit_code))
 

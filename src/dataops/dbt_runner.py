@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,8 @@ from dbt_common.events.base_types import EventMsg
 
 from dataops.config import DBT_PROJECT_DIR, Settings
 from dataops.errors import DataOpsError
+from dataops.progress import NodeProgress, ProgressCallback
 from dataops.warehouse import release_dbt_connections
-
-
-@dataclass(frozen=True)
-class NodeProgress:
-    """One dbt node started or finished, for progress displays."""
-
-    unique_id: str
-    finished: bool
-    total: int | None = None
-
-
-ProgressCallback = Callable[[NodeProgress], None]
 
 
 @contextmanager

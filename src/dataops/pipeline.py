@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from dataops.config import Settings
-from dataops.dbt_runner import DbtProject, NodeProgress
+from dataops.dbt_runner import DbtProject
 from dataops.errors import DataOpsError
 from dataops.findings import errors_in
 from dataops.load import LoadReport, load_folder, load_generated
+from dataops.progress import NodeProgress
 from dataops.results import (
     Finding,
     QualityCounts,
@@ -67,12 +68,16 @@ class RunOptions:
 
 class Pipeline:
 
-    def __init__(self, settings: Settings, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self, settings: Settings, reporter: Reporter | None = None, quality_worker: QualityWorker | None = None
+    ) -> None:
         self.settings = settings
         self.reporter = reporter or SilentReporter()
         self.project = DbtProject(settings)
         self.project.on_progress = self.reporter.node_progress
-        self._quality_worker: QualityWorker | None = None
+        # A caller may start the worker before importing this module (and dbt with it): the
+        # earlier it starts, the more of Great Expectations' import the build hides.
+        self._quality_worker = quality_worker
 
     def run(self, options: RunOptions) -> RunSummary:
         if options.data_dir is not None and options.scale is not None:
@@ -89,10 +94,14 @@ class Pipeline:
             ("build", lambda s: self._build(s, options.select)),
         ]
         if options.quality:
-            from dataops.quality import QualityWorker
+            if self._quality_worker is None:
+                from dataops.quality import QualityWorker
 
-            self._quality_worker = QualityWorker(self.settings.artifacts_dir / "logs" / "quality_worker.log")
+                self._quality_worker = QualityWorker.for_settings(self.settings)
             steps.append(("quality", self._quality))
+        elif self._quality_worker is not None:
+            self._quality_worker.close()
+            self._quality_worker = None
         if options.docs:
             steps.append(("docs", self._docs))
         stopped = False

@@ -235,6 +235,10 @@ class QualityWorker:
     spawn would re-import the caller's __main__, which any script embedding the pipeline trips on.
     """
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> QualityWorker:
+        return cls(settings.artifacts_dir / "logs" / "quality_worker.log")
+
     def __init__(self, log_path: Path) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("wb")

@@ -17,16 +17,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from dataops.checks import Check, Violation
-from dataops.dbt_runner import NodeProgress
-from dataops.results import RunSummary, StageResult
-from dataops.warehouse import QueryResult
+from dataops.progress import NodeProgress
 
 if TYPE_CHECKING:
+    from dataops.checks import Check, Violation
     from dataops.compile import CompileReport
     from dataops.doctor import DoctorReport
     from dataops.faults import Fault
     from dataops.quality import QualityReport
+    from dataops.results import RunSummary, StageResult
+    from dataops.warehouse import QueryResult
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "failed": "bold red", "skipped": "dim"}
 _LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "bold red"}

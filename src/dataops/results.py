@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from enum import IntEnum
 from typing import Any, Literal
 
 from dbt.artifacts.schemas.freshness import FreshnessResult, SourceFreshnessResult
@@ -13,16 +12,8 @@ from dbt.artifacts.schemas.results import NodeStatus
 from dbt.artifacts.schemas.run import RunExecutionResult, RunResult
 
 from dataops.config import Severity
+from dataops.errors import ExitCode
 from dataops.findings import Finding, Level, errors_in, warnings_in
-
-
-class ExitCode(IntEnum):
-    """`dataops` exit codes, as documented in the README."""
-
-    SUCCESS = 0
-    FAILURES = 1
-    USAGE = 2
-
 
 StageStatus = Literal["ok", "warn", "failed", "skipped"]
 
