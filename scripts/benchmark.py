@@ -284,6 +284,15 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text.rstrip() + "\n", encoding="utf-8")
 
 
+def _emit(section: str, path: Path | None) -> int:
+    """Write the section into its place in the Markdown file, or print it."""
+    if path:
+        write_section(path, section)
+    else:
+        print(section)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, action="append", help="repeatable; default 1, 10, 100")
@@ -310,11 +319,7 @@ def main() -> int:
         for row in rows:
             print(f"{row['how']}: {float(row['seconds']):.1f} s ({'ok' if row['ok'] else 'FAILED'})", flush=True)
         section = render_airflow(scale, rows)
-        if args.write:
-            write_section(args.write, section)
-        else:
-            print(section)
-        return 0
+        return _emit(section, args.write)
     if args.quality:
         quality_results = []
         for scale in args.scale or [1.0, 10.0]:
@@ -324,11 +329,7 @@ def main() -> int:
                   f"(warm {result['quality_warm_s']:.2f} s), quality peak {result['quality_peak_gib']:.2f} GiB, "
                   f"pandas {result['pandas_peak_gib']:.2f} GiB", flush=True)
         section = render_quality(quality_results)
-        if args.write:
-            write_section(args.write, section)
-        else:
-            print(section)
-        return 0
+        return _emit(section, args.write)
     results = []
     for scale in args.scale or [1.0, 10.0, 100.0]:
         output = subprocess.run(
@@ -339,12 +340,7 @@ def main() -> int:
         results.append(result)
         print(f"scale {scale:g}: generate {result['generate_s']:.1f} s + load {result['load_s']:.1f} s "
               f"= {result['total_s']:.1f} s, peak {result['peak_rss_gib']:.1f} GiB", flush=True)
-    section = render(results)
-    if args.write:
-        write_section(args.write, section)
-    else:
-        print(section)
-    return 0
+    return _emit(render(results), args.write)
 
 
 if __name__ == "__main__":

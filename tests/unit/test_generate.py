@@ -17,22 +17,11 @@ import pytest
 from dataops.errors import DataOpsError
 from dataops.generate import generate_tables, write_tables
 from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType
+from dataops.warehouse.duckdb import SQL_TYPES as DUCKDB_TYPES
 
 AS_OF = datetime(2025, 6, 15, 12, 30, 45, 123000)
 SMALL_SCALE = 0.2
 
-_DUCKDB_TYPES = {
-    ColumnType.TINYINT: "SMALLINT",
-    ColumnType.SMALLINT: "SMALLINT",
-    ColumnType.INT: "INTEGER",
-    ColumnType.BIT: "BOOLEAN",
-    ColumnType.MONEY: "DECIMAL(19,4)",
-    ColumnType.LINE_TOTAL: "DECIMAL(38,6)",
-    ColumnType.WEIGHT: "DECIMAL(8,2)",
-    ColumnType.DATETIME: "TIMESTAMP",
-    ColumnType.STRING: "VARCHAR",
-    ColumnType.GUID: "VARCHAR",
-}
 _VIEWS = {
     "customer": "Sales.Customer",
     "soh": "Sales.SalesOrderHeader",
@@ -539,7 +528,7 @@ def test_csv_round_trips_through_duckdb(tables: dict[str, pa.Table], tmp_path: P
         data = path.read_bytes()
         assert data.startswith((",".join(contract.column_names) + "\r\n").encode())
         assert data.count(b"\r\n") >= table.num_rows + 1
-        types = ", ".join(f"'{c.name}': '{_DUCKDB_TYPES[c.type]}'" for c in contract.columns)
+        types = ", ".join(f"'{c.name}': '{DUCKDB_TYPES[c.type]}'" for c in contract.columns)
         source = (
             f"read_csv('{path}', header = true, delim = ',', quote = '\"', escape = '\"', "
             f"columns = {{{types}}}, timestampformat = '%Y-%m-%d %H:%M:%S.%g')"

@@ -14,7 +14,7 @@ from dataops.errors import DataOpsError
 from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 from dataops.warehouse import QueryResult
 
-_SQL_TYPES: dict[ColumnType, str] = {
+SQL_TYPES: dict[ColumnType, str] = {
     ColumnType.TINYINT: "SMALLINT",
     ColumnType.SMALLINT: "SMALLINT",
     ColumnType.INT: "INTEGER",
@@ -38,7 +38,7 @@ def _relation(table: SourceTable) -> str:
 
 def create_table_sql(table: SourceTable) -> str:
     columns = ",\n    ".join(
-        f"{_quote(c.name)} {_SQL_TYPES[c.type]}{'' if c.nullable else ' NOT NULL'}"
+        f"{_quote(c.name)} {SQL_TYPES[c.type]}{'' if c.nullable else ' NOT NULL'}"
         for c in table.columns
     )
     return f"CREATE TABLE {_relation(table)} (\n    {columns}\n)"
