@@ -78,8 +78,11 @@ def manifest_path(current: Settings) -> Path:
 
 
 def max_active_tasks(current: Settings) -> int:
-    """DuckDB takes one writer per file: on a DuckDB target the DAG runs one task at a time."""
-    return 1 if current.engine == "duckdb" else 16
+    """DuckDB takes one writer per file: on a DuckDB target the DAG runs one task at a time, except
+    in watcher mode, where one dbt build is the only writer and the per-model sensors only read its
+    events (and must run beside it)."""
+    watcher = os.environ.get(COSMOS_MODE_ENV_VAR, DEFAULT_COSMOS_MODE) == "watcher"
+    return 1 if current.engine == "duckdb" and not watcher else 16
 
 
 def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -> Any:
