@@ -37,8 +37,9 @@ class Check:
 
 
 def _models(manifest: Manifest) -> Iterator[dict[str, Any]]:
+    project = manifest_project(manifest)
     for node in manifest["nodes"].values():
-        if node["resource_type"] == "model" and node["package_name"] == manifest_project(manifest):
+        if node["resource_type"] == "model" and node["package_name"] == project:
             yield node
 
 

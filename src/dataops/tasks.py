@@ -43,19 +43,6 @@ def check_quality(settings: Settings | None = None, run_id: str | None = None) -
 
 def check_dbt_artifacts(settings: Settings | None = None) -> str:
     """The last dbt run's artifacts: errored models, failed tests, stale sources, missing files."""
-    from dataops.monitoring import monitor
+    from dataops.monitoring import check_artifacts
 
-    report = monitor(settings or load_settings())
-    return _verdict("dbt monitoring", report.findings)
-
-
-def write_manifest(settings: Settings | None = None) -> str:
-    """Parse the project and leave manifest.json where orchestrators read it (deploy/CI time)."""
-    from dataops.dbt_runner import DbtProject
-
-    settings = settings or load_settings()
-    DbtProject(settings).parse()
-    path = settings.artifacts_dir / "dbt" / "manifest.json"
-    if not path.exists():
-        raise DataOpsError(f"dbt parse wrote no manifest at {path}")
-    return str(path)
+    return check_artifacts(settings or load_settings())

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from compose_support import compose_binary, walk
+from compose_support import compose_binary, dockerfile_instructions, walk
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -137,14 +137,7 @@ def airflow_services(project: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
-    instructions = []
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            keyword, _, arguments = line.strip().partition(" ")
-            instructions.append((keyword.upper(), arguments.strip()))
-    return instructions
+    return dockerfile_instructions(DOCKERFILE)
 
 
 def dockerfile_env() -> dict[str, str]:

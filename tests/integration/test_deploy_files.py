@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from compose_support import compose_binary, walk
+from compose_support import compose_binary, dockerfile_instructions, walk
 
 from dataops.config import load_settings
 
@@ -305,19 +305,8 @@ def test_compose_files_hold_no_literal_secret(name: str) -> None:
 # --- Dockerfile ---------------------------------------------------------------------------------
 
 
-def _dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text(encoding="utf-8"))
-    instructions = []
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            keyword, _, arguments = line.strip().partition(" ")
-            instructions.append((keyword.upper(), arguments.strip()))
-    return instructions
-
-
 def test_the_image_installs_the_odbc_driver_and_the_project_and_runs_as_a_user() -> None:
-    instructions = _dockerfile()
+    instructions = dockerfile_instructions(ROOT / "Dockerfile")
     args = {name: value for name, value in instructions if name == "ARG"}
     base = next(value for name, value in instructions if name == "FROM")
     for arg in args.values():
@@ -350,7 +339,7 @@ def test_the_build_context_leaves_out_local_state_and_keeps_what_the_image_copie
     for entry in (".venv", "warehouse", "data", ".git", "dbt/target", ".env"):
         assert entry in ignored, f".dockerignore does not exclude {entry}"
     excluded = [pattern for pattern in ignored if not pattern.startswith("!")]
-    for name, value in _dockerfile():
+    for name, value in dockerfile_instructions(ROOT / "Dockerfile"):
         if name != "COPY":
             continue
         sources = [part for part in value.split() if not part.startswith("--")][:-1]
