@@ -100,7 +100,7 @@ class Pipeline:
                 self._quality_worker = QualityWorker.for_settings(self.settings)
             steps.append(("quality", self._quality))
         elif self._quality_worker is not None:
-            self._quality_worker.close()
+            self._quality_worker.finish()
             self._quality_worker = None
         if options.docs:
             steps.append(("docs", self._docs))
@@ -115,7 +115,10 @@ class Pipeline:
             self._finish(summary, StageResult(name, status, time.perf_counter() - started, detail))
             stopped = status == "failed"
         if self._quality_worker is not None:
-            self._quality_worker.close()  # when an earlier stage failed and quality never ran
+            # The worker renders the Data Docs after its verdict (or was never asked: a stage failed).
+            docs_finding = self._quality_worker.finish()
+            if docs_finding is not None:
+                summary.findings.append(docs_finding)
         self._record(summary)
         return summary
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -69,10 +70,28 @@ def test_the_worker_process_runs_the_suites_and_reports_errors_by_name(built: Se
     from dataops.quality import QualityWorker
 
     log = built.artifacts_dir / "logs" / "worker.log"
-    report = QualityWorker(log).run(built, suites=["customer_quality_suite"])
+    started = time.time()
+    worker = QualityWorker(log)
+    report = worker.run(built, suites=["customer_quality_suite"], run_id="worker-run")
     assert (report.passed, report.failed) == (5, 0)
+    assert report.results_path is not None and report.results_path.exists()
+    # The verdict comes first; the Data Docs of that run follow, and finish() waits for them.
+    assert worker.finish() is None
+    docs = built.artifacts_dir / "quality" / "data_docs"
+    assert any(page.stat().st_mtime >= started for page in (docs / "validations").rglob("*.html"))
     with pytest.raises(DataOpsError, match="unknown suite nope"):
         QualityWorker(log).run(built, suites=["nope"])
     idle = QualityWorker(log)
-    idle.close()  # a run whose build failed never asks it anything
-    assert idle._process.poll() is not None
+    assert idle.finish() is None  # a run whose build failed never asks it anything
+    assert idle._process.returncode is not None
+
+
+def test_the_warm_up_runs_every_expectation_on_look_alike_tables_without_an_error() -> None:
+    """The worker warms GX up on empty tables shaped after the suites: were a column typed wrong,
+    the checks would error there, and the real run would start cold again."""
+    from dataops.quality import suite_documents, warm_up
+
+    report = warm_up()
+    expected = sum(len(document["expectations"]) for document in suite_documents().values())
+    assert len(report.outcomes) == expected
+    assert [(o.check, o.error) for o in report.outcomes if o.error] == []

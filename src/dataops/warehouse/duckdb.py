@@ -115,12 +115,7 @@ class DuckDBWarehouse:
     def gx_datasource(self, context: Any, name: str) -> Any:
         from dataops.warehouse import duckdb_gx  # registers the `duckdb` datasource type with GX
 
-        assert duckdb_gx.DuckDBDatasource
-        return context.data_sources.add_duckdb(
-            name=name,
-            connection_string=f"duckdb:///{self.path}",
-            kwargs={"connect_args": {"read_only": True}},
-        )
+        return duckdb_gx.add_datasource(context, name, self.path)
 
     def missing_source_tables(self) -> list[str]:
         if not self.path.exists():

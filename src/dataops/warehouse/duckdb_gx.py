@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy
@@ -47,3 +48,10 @@ class DuckDBDatasource(SQLDatasource):
     @property
     def execution_engine_type(self) -> type[SqlAlchemyExecutionEngine]:
         return DuckDBExecutionEngine
+
+
+def add_datasource(context: Any, name: str, path: Path) -> DuckDBDatasource:
+    """A read-only GX datasource on the DuckDB file at `path`."""
+    return context.data_sources.add_duckdb(
+        name=name, connection_string=f"duckdb:///{path}", kwargs={"connect_args": {"read_only": True}}
+    )
