@@ -80,6 +80,14 @@ class Pipeline:
         self._quality_worker = quality_worker
 
     def run(self, options: RunOptions) -> RunSummary:
+        try:
+            return self._run(options)
+        finally:
+            # A run that raised (a user error, a dead warehouse) must not leave the worker waiting.
+            if self._quality_worker is not None:
+                self._quality_worker.finish()
+
+    def _run(self, options: RunOptions) -> RunSummary:
         if options.data_dir is not None and options.scale is not None:
             raise DataOpsError("give either --data or --scale, not both")
         summary = RunSummary(
@@ -117,6 +125,7 @@ class Pipeline:
         if self._quality_worker is not None:
             # The worker renders the Data Docs after its verdict (or was never asked: a stage failed).
             docs_finding = self._quality_worker.finish()
+            self._quality_worker = None
             if docs_finding is not None:
                 summary.findings.append(docs_finding)
         self._record(summary)
