@@ -181,10 +181,17 @@ def render_quality(results: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _wall(command: list[str], env: dict[str, str]) -> tuple[float, int]:
+def _wall(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     started = time.perf_counter()
-    code = subprocess.run(command, env=env, capture_output=True, text=True).returncode
-    return time.perf_counter() - started, code
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    return time.perf_counter() - started, result.returncode, result.stdout + result.stderr
+
+
+def _run_duration(log: str) -> float | None:
+    """The DAG run's own duration as Airflow records it: the command's wall time minus its start-up
+    (imports, DagBag fill, run creation), which a running scheduler does not pay per run."""
+    match = re.search(r"run_duration=([0-9.]+)", log)
+    return float(match.group(1)) if match else None
 
 
 def measure_airflow(scale: float, seed: int, modes: list[str]) -> list[dict[str, object]]:
@@ -197,12 +204,13 @@ def measure_airflow(scale: float, seed: int, modes: list[str]) -> list[dict[str,
         subprocess.run([str(BIN / "dataops"), "load", "--scale", str(scale), "--seed", str(seed)], env=env, check=True,
                        capture_output=True)
         prepare(env)
-        seconds, code = _wall([str(BIN / "dataops"), "run", "--no-docs"], env)
-        rows.append({"how": "`dataops run --no-docs`", "seconds": seconds, "ok": code == 0, "tasks": "-"})
+        seconds, code, _ = _wall([str(BIN / "dataops"), "run", "--no-docs"], env)
+        rows.append({"how": "`dataops run --no-docs`", "seconds": seconds, "ok": code == 0, "run_s": None})
         for mode in modes:
             mode_env = {**env, "DATAOPS_COSMOS_MODE": mode}
-            seconds, code = _wall([str(BIN / "airflow"), "dags", "test", "adventureworks_pipeline"], mode_env)
-            rows.append({"how": f"Airflow DAG, Cosmos `{mode}`", "seconds": seconds, "ok": code == 0, "mode": mode})
+            seconds, code, log = _wall([str(BIN / "airflow"), "dags", "test", "adventureworks_pipeline"], mode_env)
+            rows.append({"how": f"Airflow DAG, Cosmos `{mode}`", "seconds": seconds, "ok": code == 0,
+                         "run_s": _run_duration(log), "tasks": log.count("[DAG TEST] end task")})
     return rows
 
 
@@ -212,30 +220,55 @@ def render_airflow(scale: float, rows: list[dict[str, object]]) -> str:
         f"<!-- benchmark:{AIRFLOW_SECTION} -->",
         "## Airflow DAG versus `dataops run`",
         "",
-        f"Scale {scale:g}, the same loaded data; wall time of each command (`airflow dags test "
-        "adventureworks_pipeline`, tasks run one after another in one process; the DAG does freshness, dbt, "
-        f"quality and notify, so `dataops run` runs without docs). Target: at most {AIRFLOW_RATIO_TARGET}x. "
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
+        f"Scale {scale:g}, the same loaded data. *wall* is each command's wall time (`airflow dags test "
+        "adventureworks_pipeline` runs the tasks one after another in one process); *DAG run* is the run's own "
+        "duration as Airflow records it, without the command's start-up, which a running scheduler does not pay "
+        "per run. The DAG does freshness, dbt, quality and notify, so `dataops run` runs without docs. Target: at "
+        f"most {AIRFLOW_RATIO_TARGET}x. Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
         "",
-        "| how | wall time | vs dataops run | succeeded |",
-        "|---|---:|---:|---|",
+        "| how | tasks | wall | vs dataops run | DAG run | vs dataops run | succeeded |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         seconds = float(row["seconds"])  # type: ignore[arg-type]
-        lines.append(f"| {row['how']} | {seconds:.1f} s | {seconds / base:.1f}x | {'yes' if row['ok'] else 'NO'} |")
-    best = min(float(r["seconds"]) for r in rows[1:]) / base  # type: ignore[arg-type]
+        run_s = row.get("run_s")
+        duration = f"{float(run_s):.1f} s | {float(run_s) / base:.1f}x" if run_s else "- | -"  # type: ignore[arg-type]
+        lines.append(f"| {row['how']} | {row.get('tasks', '-')} | {seconds:.1f} s | {seconds / base:.1f}x | "
+                     f"{duration} | {'yes' if row['ok'] else 'NO'} |")
+    dags = rows[1:]
+    best = min(dags, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
+    best_wall = float(best["seconds"]) / base  # type: ignore[arg-type]
+    best_run = min(float(r["run_s"]) for r in dags if r.get("run_s")) / base  # type: ignore[arg-type]
+    met = max(best_wall, best_run) <= AIRFLOW_RATIO_TARGET
     lines += [
         "",
-        f"- **Best DAG: {best:.1f}x, target {'met' if best <= AIRFLOW_RATIO_TARGET else 'NOT met'}.** "
-        "Each Cosmos task pays Airflow's task start-up and a dbt invocation of its own (in-process dbtRunner, "
-        "partial parse), about a second, whatever the model costs; DuckDB builds a model in milliseconds.",
-        "- `after_each` (a run task and a test task per model) and `build` (one `dbt build` per model, its tests "
-        "included; the default) were measured. `watcher` (one `dbt build` for the whole project, a sensor per "
-        "model) is the design that should approach one `dbt build`. Under plain `airflow dags test`, which runs "
-        "tasks one at a time, its sensors wait for a producer that cannot start. Run by hand with an executor "
-        "(`airflow dags test --use-executor`, LocalExecutor, with `airflow api-server` and `airflow triggerer` "
-        "running) it succeeded in 48 s at scale 1 (under other load): the one `dbt build` took 15 s and the "
-        "deferral round-trips of some fifty sensors the rest, so it is no faster than `build` here.",
+        f"- **Best DAG: {best['how']}, {best_wall:.1f}x by wall time and {best_run:.1f}x by DAG run; target "
+        f"{'met' if met else 'NOT met'}.**",
+        "- `build` (the default) runs one `dbt build` per model, its tests included, in its own task, and fails "
+        "exactly the task of the model whose test broke. Each such task costs about a second whatever the model: "
+        "profiled, a dbt invocation in-process with partial parse (0.66 s, of which 0.28 s writing manifest.json "
+        "twice), Cosmos's `gc.collect()` after every dbt call (0.49 s in a process that holds Airflow and dbt), "
+        "and Airflow's own task start and finish (about 0.15 s). `after_each` (a run and a test task per model) "
+        "only adds tasks.",
+        "- `watcher` runs one `dbt build` for the whole project in a producer task and gives each model a run and "
+        "a test sensor that read its result from XCom. Out of the box Cosmos starts the sensors beside the build "
+        "and defers them to a triggerer every ten seconds: under `dags test`, which runs one task at a time, a "
+        "sensor picked before the producer waited forever, and with an executor and a triggerer the deferrals "
+        "took the run to 48 s. Our DAG starts the sensors when the build has finished (the first ones wait for "
+        "the producer), so each reads its result on its first poke, in about 0.08 s. Where its time goes, from "
+        "the task log: the command's start-up about 4 s; the first task about 5 s (Airflow's in-process "
+        "execution API starting, then dbt's import, parse and source freshness); the producer 9-13 s for a "
+        "build that takes 2 s in `dataops run`, because Cosmos turns every dbt event into JSON and pushes each "
+        "node's result to XCom; 36 sensors about 3 s; the quality task 2.6 s (Great Expectations' import, which "
+        "`dataops run` hides in its worker).",
+        "- `watcher` is not the default: Cosmos's producer does not take Airflow retries, and a broken test fails "
+        "the producer, the test sensor of every parent of that test and the sensors of the models dbt skipped, "
+        "where `build` fails the one task that owns the rule (the behaviour the DAG tests prove). Choose it with "
+        "`DATAOPS_COSMOS_MODE=watcher` where the speed matters more.",
+        f"- **Why 1.5x is out of reach here:** 1.5x of this `dataops run` is {1.5 * base:.1f} s; Airflow's fixed "
+        "costs alone (command start-up and the execution API, about 7 s) take most of it before any dbt runs. "
+        "Not tried: keeping one parsed dbt manifest warm across tasks (`dbtRunner(manifest=...)` in a custom "
+        "operator) and freezing the interpreter's startup objects against the per-task `gc.collect()`.",
         f"<!-- /benchmark:{AIRFLOW_SECTION} -->",
     ]
     return "\n".join(lines)
@@ -322,7 +355,7 @@ def main() -> int:
         return 0
     if args.airflow:
         scale = (args.scale or [1.0])[0]
-        rows = measure_airflow(scale, args.seed, ["build", "after_each"])
+        rows = measure_airflow(scale, args.seed, ["build", "after_each", "watcher"])
         for row in rows:
             print(f"{row['how']}: {float(row['seconds']):.1f} s ({'ok' if row['ok'] else 'FAILED'})", flush=True)
         section = render_airflow(scale, rows)

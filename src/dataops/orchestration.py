@@ -78,11 +78,9 @@ def manifest_path(current: Settings) -> Path:
 
 
 def max_active_tasks(current: Settings) -> int:
-    """DuckDB takes one writer per file: on a DuckDB target the DAG runs one task at a time, except
-    in watcher mode, where one dbt build is the only writer and the per-model sensors only read its
-    events (and must run beside it)."""
-    watcher = os.environ.get(COSMOS_MODE_ENV_VAR, DEFAULT_COSMOS_MODE) == "watcher"
-    return 1 if current.engine == "duckdb" and not watcher else 16
+    """DuckDB takes one writer per file: on a DuckDB target the DAG runs one task at a time (in
+    watcher mode too: a sensor retried after a failure runs its model itself)."""
+    return 1 if current.engine == "duckdb" else 16
 
 
 def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -> Any:
@@ -97,7 +95,9 @@ def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -
     render = {
         "load_method": LoadMode.DBT_MANIFEST,
         "test_behavior": TestBehavior.BUILD if mode == "build" else TestBehavior.AFTER_EACH,
-        "should_detach_multiple_parents_tests": True,
+        # The watcher's producer reports test results per model; a detached multi-parent test
+        # would get a sensor of its own that no result ever reaches.
+        "should_detach_multiple_parents_tests": mode != "watcher",
         "enable_mock_profile": False,
         **overrides.pop("render", {}),
     }
@@ -106,7 +106,7 @@ def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -
         "invocation_mode": InvocationMode.DBT_RUNNER,
         **overrides.pop("execution", {}),
     }
-    return DbtTaskGroup(
+    group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
             dbt_project_path=DBT_PROJECT_DIR,
@@ -126,3 +126,41 @@ def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -
         operator_args={"install_deps": False, "full_refresh": False, **overrides.pop("operator_args", {})},
         **overrides,
     )
+    if mode == "watcher":
+        _sense_after_the_build(group)
+    return group
+
+
+def _tasks_in(group: Any) -> list[Any]:
+    from airflow.sdk import TaskGroup
+
+    found: list[Any] = []
+    for child in group.children.values():
+        found.extend(_tasks_in(child) if isinstance(child, TaskGroup) else [child])
+    return found
+
+
+# Once the build has finished a node's result is in XCom or never will be: a sensor that finds
+# none within this long fails rather than waiting for Cosmos's default of days.
+SENSOR_TIMEOUT = timedelta(minutes=2)
+
+
+def _sense_after_the_build(group: Any) -> None:
+    """Watcher mode that runs on any executor, `airflow dags test` included. Cosmos starts the
+    per-model sensors beside the one `dbt build` and defers them to a triggerer, every ten seconds;
+    here the sensors start when the build has finished, whatever its outcome (the first sensors of
+    the graph wait for the producer), so each reads its node's result on its first poke, in
+    milliseconds, and none holds a worker slot or needs a triggerer while the build runs."""
+    from cosmos.constants import PRODUCER_WATCHER_TASK_ID
+    from cosmos.operators._watcher.base import BaseConsumerSensor
+
+    producer = group.children[f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}"]
+    for task in _tasks_in(group):
+        if not isinstance(task, BaseConsumerSensor):
+            continue
+        task.deferrable = False
+        task.poke_interval = 5.0
+        task.timeout = SENSOR_TIMEOUT.total_seconds()
+        if not any(upstream.startswith(f"{group.group_id}.") for upstream in task.upstream_task_ids):
+            producer >> task
+            task.trigger_rule = "all_done"

@@ -88,6 +88,24 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(airflow_home: Pat
     assert json.loads(rows)[0]["n"] > 1000
 
 
+def test_in_watcher_mode_one_dbt_build_feeds_a_sensor_per_model_and_the_run_succeeds(
+    airflow_home: Path, tmp_path: Path
+) -> None:
+    """Cosmos's watcher sensors wait for the producer's results; under `airflow dags test`, which
+    runs one task at a time, a sensor started before the producer would wait forever. Ours start
+    after the build and read their node's result at once."""
+    env = {**_environment(airflow_home, tmp_path / "warehouse"), "DATAOPS_COSMOS_MODE": "watcher"}
+    write_tables(generate_tables(0.1, seed=3), tmp_path / "clean", "parquet")
+    _load(env, tmp_path / "clean")
+
+    result = dag_test(env, "adventureworks_pipeline")
+
+    assert result.succeeded, {task: state for task, state in result.states.items() if state != "success"}
+    assert result.states["dbt.dbt_producer_watcher"] == "success"
+    sensors = [task for task in result.states if task.endswith((".run", ".test"))]
+    assert len(sensors) >= 2 * 17 - 1  # a run sensor per model, a test sensor per tested model
+
+
 def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(airflow_home: Path, tmp_path: Path) -> None:
     env = _environment(airflow_home, tmp_path / "warehouse")
     # One order with a negative TotalDue (and its lines, consistently): only the revenue rule breaks.
