@@ -131,15 +131,6 @@ def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -
     return group
 
 
-def _tasks_in(group: Any) -> list[Any]:
-    from airflow.sdk import TaskGroup
-
-    found: list[Any] = []
-    for child in group.children.values():
-        found.extend(_tasks_in(child) if isinstance(child, TaskGroup) else [child])
-    return found
-
-
 # Once the build has finished a node's result is in XCom or never will be: a sensor that finds
 # none within this long fails rather than waiting for Cosmos's default of days.
 SENSOR_TIMEOUT = timedelta(minutes=2)
@@ -155,12 +146,12 @@ def _sense_after_the_build(group: Any) -> None:
     from cosmos.operators._watcher.base import BaseConsumerSensor
 
     producer = group.children[f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}"]
-    for task in _tasks_in(group):
-        if not isinstance(task, BaseConsumerSensor):
-            continue
-        task.deferrable = False
-        task.poke_interval = 5.0
-        task.timeout = SENSOR_TIMEOUT.total_seconds()
-        if not any(upstream.startswith(f"{group.group_id}.") for upstream in task.upstream_task_ids):
-            producer >> task
-            task.trigger_rule = "all_done"
+    first_sensors = [task for task in group.get_roots() if isinstance(task, BaseConsumerSensor)]
+    for task in group.iter_tasks():
+        if isinstance(task, BaseConsumerSensor):
+            task.deferrable = False
+            task.poke_interval = 5.0
+            task.timeout = SENSOR_TIMEOUT.total_seconds()
+    for task in first_sensors:
+        producer >> task
+        task.trigger_rule = "all_done"

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
 import sqlalchemy
 import sqlalchemy.dialects.postgresql as postgresql_dialect
 from great_expectations.datasource.fluent.sql_datasource import SQLDatasource
@@ -55,3 +56,16 @@ def add_datasource(context: Any, name: str, path: Path) -> DuckDBDatasource:
     return context.data_sources.add_duckdb(
         name=name, connection_string=f"duckdb:///{path}", kwargs={"connect_args": {"read_only": True}}
     )
+
+
+def add_empty_tables_datasource(
+    context: Any, name: str, directory: Path, schema: str, tables: dict[str, str]
+) -> DuckDBDatasource:
+    """A read-only GX datasource on a new DuckDB file in `directory` that holds `tables` (name to
+    column definitions), empty, in `schema`."""
+    path = directory / f"{name}_empty_tables.duckdb"  # its catalog name must differ from `schema`
+    with duckdb.connect(str(path)) as connection:
+        connection.execute(f"create schema {schema}")
+        for table, columns in tables.items():
+            connection.execute(f"create table {schema}.{table} ({columns})")
+    return add_datasource(context, name, path)
