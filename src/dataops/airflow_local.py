@@ -55,6 +55,7 @@ def prepare(env: dict[str, str]) -> None:
 @dataclass(frozen=True)
 class DagTestResult:
     exit_code: int
+    run_id: str
     states: dict[str, str | None]
     log: str
 
@@ -78,7 +79,7 @@ def dag_test(env: dict[str, str], dag_id: str) -> DagTestResult:
     run_id = str(max(runs, key=lambda r: str(r.get("start_date") or ""))["run_id"])
     rows = _json_lines(_airflow(env, "tasks", "states-for-dag-run", dag_id, run_id, "-o", "json").stdout)
     states = {str(row["task_id"]): (str(row["state"]) if row.get("state") else None) for row in rows}
-    return DagTestResult(run.returncode, states, run.stdout + run.stderr)
+    return DagTestResult(run.returncode, run_id, states, run.stdout + run.stderr)
 
 
 def standalone(env: dict[str, str]) -> int:

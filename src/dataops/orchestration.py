@@ -15,7 +15,7 @@ MANIFEST_ENV_VAR = "DATAOPS_DBT_MANIFEST"
 # How Cosmos renders and runs the project; measured options in BENCHMARKS.md.
 COSMOS_MODE_ENV_VAR = "DATAOPS_COSMOS_MODE"
 COSMOS_MODES = ("watcher", "build", "after_each")
-DEFAULT_COSMOS_MODE = "build"
+DEFAULT_COSMOS_MODE = "watcher"
 START_DATE = datetime(2026, 1, 1)
 
 
@@ -84,8 +84,13 @@ def max_active_tasks(current: Settings) -> int:
 
 
 def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -> Any:
-    """The dbt project as Airflow tasks: one group per model with its tests, tests with several
-    parents in tasks of their own after all of them, dbt run in-process (dbtRunner)."""
+    """The dbt project as Airflow tasks, one group per model with its tests, dbt in-process.
+
+    `watcher` (the default): one `dbt build` for the whole project, then a run and a test task
+    per model that report that model's result; a test with several parents is reported by each
+    parent's test task. `build`: one `dbt build --select` task per model, tests with several
+    parents in tasks of their own after all of them. `after_each`: a run and a test task per
+    model. Measured in BENCHMARKS.md."""
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
@@ -123,7 +128,14 @@ def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -
         ),
         execution_config=ExecutionConfig(**execution),
         render_config=RenderConfig(**render),
-        operator_args={"install_deps": False, "full_refresh": False, **overrides.pop("operator_args", {})},
+        operator_args={
+            "install_deps": False,
+            "full_refresh": False,
+            # No DAG is scheduled on the per-model assets: the marts count once the pipeline run
+            # has passed quality, which its notify step says. Emitting them costs a call per task.
+            "emit_datasets": False,
+            **overrides.pop("operator_args", {}),
+        },
         **overrides,
     )
     if mode == "watcher":
@@ -145,7 +157,12 @@ def _sense_after_the_build(group: Any) -> None:
     from cosmos.constants import PRODUCER_WATCHER_TASK_ID
     from cosmos.operators._watcher.base import BaseConsumerSensor
 
+    from dataops.watcher_producer import ReportingProducer
+
     producer = group.children[f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}"]
+    # Cosmos names the producer's class from the execution mode and takes no other; the subclass
+    # only replaces how dbt's events are reported.
+    producer.__class__ = ReportingProducer
     first_sensors = [task for task in group.get_roots() if isinstance(task, BaseConsumerSensor)]
     for task in group.iter_tasks():
         if isinstance(task, BaseConsumerSensor):

@@ -4,6 +4,7 @@ at the task whose check a bad row breaks, and monitoring fails with a readable m
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -72,8 +73,15 @@ def test_every_dag_imports_and_declares_owner_retries_tags_schedule(airflow_home
     assert bag["dags"]["adventureworks_pipeline"]["tasks"] > 20  # one per model, plus tests and steps
 
 
-def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(airflow_home: Path, tmp_path: Path) -> None:
-    env = _environment(airflow_home, tmp_path / "warehouse")
+def _producer_xcom_keys(airflow_home: Path, run_id: str) -> list[str]:
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        rows = db.execute("select key from xcom where run_id = ? and task_id = 'dbt.dbt_producer_watcher'", (run_id,))
+        return [key for (key,) in rows]
+
+
+@pytest.mark.parametrize("mode", ["watcher", "build"])
+def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(airflow_home: Path, tmp_path: Path, mode: str) -> None:
+    env = {**_environment(airflow_home, tmp_path / "warehouse"), "DATAOPS_COSMOS_MODE": mode}
     write_tables(generate_tables(0.1, seed=3), tmp_path / "clean", "parquet")
     _load(env, tmp_path / "clean")
 
@@ -86,28 +94,23 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(airflow_home: Pat
         env=env, check=True, capture_output=True, text=True,
     ).stdout
     assert json.loads(rows)[0]["n"] > 1000
+    if mode == "watcher":
+        # One dbt build; a run and a test sensor per model read its result once it is done.
+        sensors = [task for task in result.states if task.endswith((".run", ".test"))]
+        assert len(sensors) >= 2 * 17 - 1
+        # The producer reports what the sensors read (status, compiled SQL, event, test aggregate
+        # per model), not an XCom per test node: Cosmos's own pushed one per node and event.
+        keys = _producer_xcom_keys(airflow_home, result.run_id)
+        assert not [key for key in keys if key.startswith("test__")], keys
+        assert {"model__adventureworks__fct_orders_status", "model__adventureworks__fct_orders_tests_status"} <= set(keys)
+        assert len(keys) <= 4 * (17 + 3) + 2
 
 
-def test_in_watcher_mode_one_dbt_build_feeds_a_sensor_per_model_and_the_run_succeeds(
-    airflow_home: Path, tmp_path: Path
+@pytest.mark.parametrize("mode", ["watcher", "build"])
+def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(
+    airflow_home: Path, tmp_path: Path, mode: str
 ) -> None:
-    """Cosmos's watcher sensors wait for the producer's results; under `airflow dags test`, which
-    runs one task at a time, a sensor started before the producer would wait forever. Ours start
-    after the build and read their node's result at once."""
-    env = {**_environment(airflow_home, tmp_path / "warehouse"), "DATAOPS_COSMOS_MODE": "watcher"}
-    write_tables(generate_tables(0.1, seed=3), tmp_path / "clean", "parquet")
-    _load(env, tmp_path / "clean")
-
-    result = dag_test(env, "adventureworks_pipeline")
-
-    assert result.succeeded, {task: state for task, state in result.states.items() if state != "success"}
-    assert result.states["dbt.dbt_producer_watcher"] == "success"
-    sensors = [task for task in result.states if task.endswith((".run", ".test"))]
-    assert len(sensors) >= 2 * 17 - 1  # a run sensor per model, a test sensor per tested model
-
-
-def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(airflow_home: Path, tmp_path: Path) -> None:
-    env = _environment(airflow_home, tmp_path / "warehouse")
+    env = {**_environment(airflow_home, tmp_path / "warehouse"), "DATAOPS_COSMOS_MODE": mode}
     # One order with a negative TotalDue (and its lines, consistently): only the revenue rule breaks.
     write_tables(inject(generate_tables(0.1, seed=3), ["negative_total"], seed=3), tmp_path / "bad", "parquet")
     _load(env, tmp_path / "bad")
@@ -116,11 +119,19 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(airflow_ho
 
     failed = {task for task, state in result.states.items() if state == "failed"}
     assert result.exit_code != 0
-    assert len(failed) == 1 and "assert_no_negative_revenue" in failed.pop()
+    if mode == "watcher":
+        # The rule reads fct_orders and fct_order_lines: the test task of each reports it; the
+        # one build that ran it did its own job.
+        assert failed == {"dbt.fct_orders.test", "dbt.fct_order_lines.test"}, failed
+        assert result.states["dbt.dbt_producer_watcher"] == "success"
+        assert result.states["dbt.fct_orders.run"] == "success"
+        assert "failed, each reported by its model's task: assert_no_negative_revenue" in result.log
+    else:
+        assert len(failed) == 1 and "assert_no_negative_revenue" in failed.pop()
+        assert result.states["dbt.fct_orders_model_build"] == "success"
     assert result.states["quality_checks"] in (None, "upstream_failed")
     assert result.states["notify"] in (None, "upstream_failed")
     assert result.states["source_freshness"] == "success"
-    assert result.states["dbt.fct_orders_model_build"] == "success"
 
 
 def test_dbt_monitoring_fails_readably_when_artifacts_are_missing(airflow_home: Path, tmp_path: Path) -> None:
