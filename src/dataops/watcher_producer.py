@@ -56,7 +56,7 @@ class ReportingProducer(DbtProducerWatcherOperator):
             # dbt swallows a callback's exception into a failed node: keep the first, raise it after.
             try:
                 self._on_event(event, report, where)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 self.log.exception("could not report dbt event %s", event.info.name)
                 failures.append(error)
 

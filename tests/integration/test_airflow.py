@@ -102,7 +102,8 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(airflow_home: Pat
         # per model), not an XCom per test node: Cosmos's own pushed one per node and event.
         keys = _producer_xcom_keys(airflow_home, result.run_id)
         assert not [key for key in keys if key.startswith("test__")], keys
-        assert {"model__adventureworks__fct_orders_status", "model__adventureworks__fct_orders_tests_status"} <= set(keys)
+        fct_orders = "model__adventureworks__fct_orders"
+        assert {f"{fct_orders}_status", f"{fct_orders}_tests_status"} <= set(keys)
         assert len(keys) <= 4 * (17 + 3) + 2
 
 
