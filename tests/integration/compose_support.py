@@ -3,13 +3,16 @@ are in conftest.py)."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 def compose_binary() -> Path:
@@ -50,3 +53,16 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
             keyword, _, arguments = line.strip().partition(" ")
             instructions.append((keyword.upper(), arguments.strip()))
     return instructions
+
+
+def intact_and_broken(
+    document: dict[str, Any], mutate: Callable[[dict[str, Any]], None], directory: Path
+) -> tuple[Path, Path]:
+    """The document written as it is and with one breakage, so a test can show the intact copy
+    passes and the failure is the breakage and nothing else."""
+    intact, broken = directory / "intact.yml", directory / "broken.yml"
+    intact.write_text(yaml.safe_dump(document), encoding="utf-8")
+    mutated = copy.deepcopy(document)
+    mutate(mutated)
+    broken.write_text(yaml.safe_dump(mutated), encoding="utf-8")
+    return intact, broken

@@ -18,7 +18,6 @@ happened (see tests/integration/test_deploy_files.py).
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import os
 import re
@@ -32,7 +31,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from compose_support import compose_binary, dockerfile_instructions, walk
+from compose_support import compose_binary, dockerfile_instructions, intact_and_broken, walk
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -238,13 +237,8 @@ def test_a_broken_copy_fails_config(
     breakage: str, tmp_path: Path, values: dict[str, str], isolated_env: dict[str, str], empty_env_file: Path
 ) -> None:
     env = {**isolated_env, **values}
-    document = load_yaml(ROOT / COMPOSE_FILE)
-    intact, broken = tmp_path / "intact.yml", tmp_path / "broken.yml"
-    intact.write_text(yaml.safe_dump(document), encoding="utf-8")
     mutate, named = BREAKAGES[breakage]
-    mutated = copy.deepcopy(document)
-    mutate(mutated)
-    broken.write_text(yaml.safe_dump(mutated), encoding="utf-8")
+    intact, broken = intact_and_broken(load_yaml(ROOT / COMPOSE_FILE), mutate, tmp_path)
 
     # The same file unbroken passes, so the failure below is the breakage and nothing else.
     result = compose(intact, "config", "-q", env=env, env_file=empty_env_file)

@@ -11,7 +11,6 @@ Every value a test gives a required variable is generated here, at run time.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from compose_support import compose_binary, dockerfile_instructions, walk
+from compose_support import compose_binary, dockerfile_instructions, intact_and_broken, walk
 
 from dataops.config import load_settings
 
@@ -238,13 +237,8 @@ def test_a_broken_compose_file_fails_config(
     breakage: str, tmp_path: Path, isolated_env: dict[str, str], empty_env_file: Path
 ) -> None:
     env = {**isolated_env, SA_VAR: placeholder()}
-    document = load_yaml(DEV_FILE)
-    intact, broken = tmp_path / "intact.yml", tmp_path / "broken.yml"
-    intact.write_text(yaml.safe_dump(document), encoding="utf-8")
     mutate, named = BREAKAGES[breakage]
-    mutated = copy.deepcopy(document)
-    mutate(mutated)
-    broken.write_text(yaml.safe_dump(mutated), encoding="utf-8")
+    intact, broken = intact_and_broken(load_yaml(DEV_FILE), mutate, tmp_path)
 
     # The same file unbroken passes, so the failure below is the breakage and nothing else.
     assert compose([intact], "config", "-q", env=env, env_file=empty_env_file).returncode == 0
