@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -64,10 +64,19 @@ def _connect(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
     return con
 
 
+Connect = Callable[[dict[str, pa.Table]], duckdb.DuckDBPyConnection]
+
+
 @pytest.fixture
-def con_for() -> Iterator[list[duckdb.DuckDBPyConnection]]:
+def connect() -> Iterator[Connect]:
+    """`_connect`, with every connection it opened closed after the test."""
     opened: list[duckdb.DuckDBPyConnection] = []
-    yield opened
+
+    def open_one(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+        opened.append(_connect(tables))
+        return opened[-1]
+
+    yield open_one
     for con in opened:
         con.close()
 
@@ -156,13 +165,12 @@ def test_null_primary_key(tables: dict[str, pa.Table]) -> None:
     _columns_equal_except(before, after, {"CustomerID"})
 
 
-def test_duplicate_order(tables: dict[str, pa.Table], con_for: list[duckdb.DuckDBPyConnection]) -> None:
+def test_duplicate_order(tables: dict[str, pa.Table], connect: Connect) -> None:
     out = inject(tables, ["duplicate_order"], seed=1)
     before, after = tables[HEADER], out[HEADER]
     assert 1 <= after.num_rows - before.num_rows <= 5
     assert after.slice(0, before.num_rows).equals(before)
-    con = _connect(out)
-    con_for.append(con)
+    con = connect(out)
     # Exact copies: the distinct rows are the original ones, and ids and numbers repeat together.
     assert _scalar(con, "SELECT count(*) FROM (SELECT DISTINCT * FROM soh)") == before.num_rows
     assert _scalar(con, "SELECT count(DISTINCT SalesOrderID) FROM soh") == before.num_rows
@@ -170,11 +178,10 @@ def test_duplicate_order(tables: dict[str, pa.Table], con_for: list[duckdb.DuckD
 
 
 def test_negative_total_keeps_every_money_rule(
-    tables: dict[str, pa.Table], con_for: list[duckdb.DuckDBPyConnection]
+    tables: dict[str, pa.Table], connect: Connect
 ) -> None:
     out = inject(tables, ["negative_total"], seed=1)
-    con = _connect(out)
-    con_for.append(con)
+    con = connect(out)
     assert _scalar(con, "SELECT count(*) FROM soh WHERE TotalDue < 0") == 1
     negative = _scalar(con, "SELECT SalesOrderID FROM soh WHERE TotalDue < 0")
     [signs] = con.execute(
@@ -235,7 +242,7 @@ def test_malformed_email(tables: dict[str, pa.Table]) -> None:
     _columns_equal_except(before, after, {"EmailAddress"})
 
 
-def test_stale_source(tables: dict[str, pa.Table], con_for: list[duckdb.DuckDBPyConnection]) -> None:
+def test_stale_source(tables: dict[str, pa.Table], connect: Connect) -> None:
     out = inject(tables, ["stale_source"], seed=1)
     month = timedelta(days=30)
     shifted = {
@@ -249,8 +256,7 @@ def test_stale_source(tables: dict[str, pa.Table], con_for: list[duckdb.DuckDBPy
             assert new.null_count == old.null_count
             assert pc.all(pc.equal(pc.subtract(old, new), pa.scalar(month, pa.duration("ms")))).as_py(), column
         _columns_equal_except(tables[name], out[name], set(columns))
-    con = _connect(out)
-    con_for.append(con)
+    con = connect(out)
     assert _scalar(con, "SELECT max(ModifiedDate) FROM soh") == AS_OF - month
     assert _scalar(con, "SELECT max(ModifiedDate) FROM customer") == AS_OF - month
     assert _scalar(con, "SELECT count(*) FROM soh WHERE ModifiedDate < OrderDate") == 0
@@ -330,11 +336,10 @@ def test_truncated_load(tables: dict[str, pa.Table]) -> None:
 
 
 def test_extreme_value_keeps_every_money_rule(
-    tables: dict[str, pa.Table], con_for: list[duckdb.DuckDBPyConnection]
+    tables: dict[str, pa.Table], connect: Connect
 ) -> None:
     out = inject(tables, ["extreme_value"], seed=1)
-    con = _connect(out)
-    con_for.append(con)
+    con = connect(out)
     assert _money_invariant_violations(con) == dict.fromkeys(_money_invariant_violations(con), 0)
     [(customer_id, store_id, lifetime)] = con.execute(
         """SELECT c.CustomerID, c.StoreID, sum(s.TotalDue) FROM soh s JOIN customer c USING (CustomerID)
@@ -365,10 +370,9 @@ def test_duplicate_customer(tables: dict[str, pa.Table]) -> None:
     assert extra.sort_by("CustomerID").equals(copies.sort_by("CustomerID"))
 
 
-def test_order_total_mismatch(tables: dict[str, pa.Table], con_for: list[duckdb.DuckDBPyConnection]) -> None:
+def test_order_total_mismatch(tables: dict[str, pa.Table], connect: Connect) -> None:
     out = inject(tables, ["order_total_mismatch"], seed=1)
-    con = _connect(out)
-    con_for.append(con)
+    con = connect(out)
     violations = _money_invariant_violations(con)
     rows = _changed_rows(tables[HEADER], out[HEADER], "SubTotal")
     assert 1 <= len(rows) <= 5
@@ -437,14 +441,13 @@ def test_no_faults_changes_nothing(tables: dict[str, pa.Table]) -> None:
 
 
 def test_combining_two_faults_applies_both_in_any_order(
-    tables: dict[str, pa.Table], con_for: list[duckdb.DuckDBPyConnection]
+    tables: dict[str, pa.Table], connect: Connect
 ) -> None:
     out = inject(tables, ["negative_total", "duplicate_customer"], seed=4)
     swapped = inject(tables, ["duplicate_customer", "negative_total"], seed=4)
     assert all(out[t].equals(swapped[t]) for t in tables)
     assert out[CUSTOMER].num_rows > tables[CUSTOMER].num_rows
-    con = _connect(out)
-    con_for.append(con)
+    con = connect(out)
     assert _scalar(con, "SELECT count(*) FROM soh WHERE TotalDue < 0") == 1
     # Each fault picks the same rows alone as combined: it has its own random generator.
     alone = inject(tables, ["negative_total"], seed=4)
