@@ -133,13 +133,9 @@ def _subprocess(function: str, scale: float, seed: int, warehouse: str) -> dict[
 
 
 def render_quality(results: list[dict[str, float]]) -> str:
+    intro = (f"Reproduce with `make benchmark`. Target: quality <= {QUALITY_SHARE_TARGET:.0%} of build time; "
+             "peak memory must not grow with table size.")
     lines = [
-        f"<!-- benchmark:{QUALITY_SECTION} -->",
-        "## Quality stage versus build stage",
-        "",
-        f"Reproduce with `make benchmark`. Target: quality <= {QUALITY_SHARE_TARGET:.0%} of build time; peak memory "
-        f"must not grow with table size. Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
-        "",
         "*quality* is the stage as `dataops run` has it: 12 expectations over `customer_analytics` and "
         "`fct_orders` run as SQL in DuckDB and the results JSON written, by the quality worker process that the "
         "run starts first, so that Great Expectations' import and a warm-up checkpoint on empty look-alike tables "
@@ -181,8 +177,7 @@ def render_quality(results: list[dict[str, float]]) -> str:
         f"MiB (most of it GX's import), while pulling the same marts into pandas went from "
         f"{first['pandas_peak_gib'] * 1024:,.0f} to {last['pandas_peak_gib'] * 1024:,.0f} MiB.",
     ]
-    lines.append(f"<!-- /benchmark:{QUALITY_SECTION} -->")
-    return "\n".join(lines)
+    return _section(QUALITY_SECTION, "Quality stage versus build stage", intro, lines)
 
 
 def _wall(command: list[str], env: dict[str, str]) -> tuple[float, int]:
@@ -255,16 +250,14 @@ def measure_airflow(scale: float, seed: int, modes: list[str], repeats: int) -> 
 def render_airflow(scale: float, rows: list[dict[str, object]]) -> str:
     base = float(rows[0]["seconds"])  # type: ignore[arg-type]
     target_s = AIRFLOW_RATIO_TARGET * base
-    lines = [
-        f"<!-- benchmark:{AIRFLOW_SECTION} -->",
-        "## Airflow DAG versus `dataops run`",
-        "",
+    intro = (
         f"Scale {scale:g}, the same loaded data, median of the runs shown. *wall* is each command's wall time "
         "(`airflow dags test adventureworks_pipeline` runs the tasks one after another in one process); *DAG run* "
         "is the run's own duration as Airflow records it, without the command's start-up. The DAG does "
         "freshness, dbt, quality and notify, so `dataops run` runs without docs. Target: at most "
-        f"{AIRFLOW_RATIO_TARGET}x ({target_s:.1f} s). Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
-        "",
+        f"{AIRFLOW_RATIO_TARGET}x ({target_s:.1f} s)."
+    )
+    lines = [
         "| how | runs | tasks | wall | vs dataops run | DAG run | vs dataops run | succeeded |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -296,9 +289,8 @@ def render_airflow(scale: float, rows: list[dict[str, object]]) -> str:
         f"{AIRFLOW_RATIO_TARGET}x); the target is judged on the DAG run as recorded, not on this figure.",
         "",
         *AIRFLOW_FINDINGS,
-        f"<!-- /benchmark:{AIRFLOW_SECTION} -->",
     ]
-    return "\n".join(lines)
+    return _section(AIRFLOW_SECTION, "Airflow DAG versus `dataops run`", intro, lines)
 
 
 AIRFLOW_FINDINGS = [
@@ -355,14 +347,24 @@ def machine() -> str:
     )
 
 
+def _section(name: str, title: str, intro: str, body: list[str]) -> str:
+    """A BENCHMARKS.md section between the markers `_emit` replaces: the title, what is measured and
+    the target, when and on which machine, then the figures."""
+    return "\n".join([
+        f"<!-- benchmark:{name} -->",
+        f"## {title}",
+        "",
+        f"{intro} Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
+        "",
+        *body,
+        f"<!-- /benchmark:{name} -->",
+    ])
+
+
 def render(results: list[dict[str, float]]) -> str:
+    intro = (f"Reproduce with `make benchmark` (`python scripts/benchmark.py`). Target: scale 100 under "
+             f"{TARGET_SECONDS:.0f} s.")
     lines = [
-        f"<!-- benchmark:{SECTION} -->",
-        "## Synthetic data: generate + load into DuckDB",
-        "",
-        f"Reproduce with `make benchmark` (`python scripts/benchmark.py`). Target: scale 100 under "
-        f"{TARGET_SECONDS:.0f} s. Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
-        "",
         "| scale | orders | order lines | all rows | generate | load | total | peak RSS | warehouse |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -372,8 +374,7 @@ def render(results: list[dict[str, float]]) -> str:
             f"{r['generate_s']:.1f} s | {r['load_s']:.1f} s | **{r['total_s']:.1f} s** | "
             f"{r['peak_rss_gib']:.1f} GiB | {r['warehouse_mib']:,.0f} MiB |"
         )
-    lines.append(f"<!-- /benchmark:{SECTION} -->")
-    return "\n".join(lines)
+    return _section(SECTION, "Synthetic data: generate + load into DuckDB", intro, lines)
 
 
 def write_section(path: Path, section: str) -> None:
