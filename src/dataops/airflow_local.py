@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -64,10 +64,10 @@ class DagTestResult:
     states: dict[str, str | None]
     log: str
     # The `airflow dags test` command's wall time.
-    seconds: float = 0.0
+    seconds: float
     # When the run and each task that ran started and ended, as Airflow recorded them.
-    run_span: Span | None = None
-    task_spans: dict[str, Span] = field(default_factory=dict)
+    run_span: Span | None
+    task_spans: dict[str, Span]
 
     @property
     def succeeded(self) -> bool:

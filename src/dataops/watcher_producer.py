@@ -4,8 +4,8 @@ only when the DAG runs in Cosmos's watcher mode (it needs Cosmos and Airflow at 
 Cosmos's producer turns every dbt event into JSON and pushes up to five XComs per node (start,
 compiling, executing and finished events, status, compiled SQL, one per test): about 550 pushes
 for this project, each a call to Airflow's execution API under one lock, which made a 2 s
-`dbt build` take 10 s. The sensors read four keys: the producer's command flags, each model's
-status and compiled SQL, and each model's aggregated test status. This producer pushes those,
+`dbt build` take 10 s. The sensors read the producer's command flags, each model's status,
+compiled SQL and event, and each model's aggregated test status. This producer pushes those,
 through Cosmos's own functions, and writes dbt's messages to the task log as they come.
 
 A failing model or test fails its own sensor, not the producer: the producer fails only when
@@ -28,7 +28,6 @@ from cosmos.operators.watcher import DbtProducerWatcherOperator, _StdoutFilter
 # skips dbt makes after an upstream failure (Cosmos turns those into failures a sensor retries),
 # and the errors that end a run before any node.
 _REPORTED_EVENTS = frozenset({"NodeFinished"}) | DBT_UPSTREAM_FAILURE_SKIP_EVENT_NAMES | _DBT_ERROR_EVENTS_TYPES
-_FAILED_STATUSES = {"error", "fail", "runtime error"}
 _LOGGED_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
@@ -75,9 +74,14 @@ class ReportingProducer(DbtProducerWatcherOperator):
         if result.exception is not None or result.result is None:
             super().handle_exception_dbt_runner(result)
             return
-        failed = [r.node.name for r in result.result.results if str(r.status) in _FAILED_STATUSES]
+        # Imported here: DAG files import this module, and dbt's artifacts are slow to import.
+        from dataops.findings import errors_in
+        from dataops.results import interpret_build
+
+        failed = errors_in(interpret_build(result.result)[1])
         if failed:
-            self.log.error("dbt build finished; failed, each reported by its model's task: %s", ", ".join(failed))
+            self.log.error("dbt build finished; failed, each reported by its model's task: %s",
+                           "; ".join(f"{finding.check}: {finding.message}" for finding in failed))
 
     def _on_event(self, event: Any, report: Any, where: dict[str, Any]) -> None:
         name = event.info.name
