@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,9 @@ from dataops.config import DBT_PROJECT_DIR, Settings
 from dataops.errors import DataOpsError
 from dataops.progress import NodeProgress, ProgressCallback
 from dataops.warehouse import release_dbt_connections
+
+# dbt's own words for a selection criterion that matches nothing (event NoNodesForSelectionCriteria).
+_UNMATCHED_SELECTION = re.compile(r"The selection criterion '[^']*' does not match any enabled nodes")
 
 
 @contextmanager
@@ -107,9 +111,23 @@ class DbtProject:
         return self._invoke(["source", "freshness"])
 
     def build(self, select: list[str] | None = None) -> dbtRunnerResult:
+        """`dbt build`. A selection criterion that matches nothing is a usage error, raised while
+        dbt selects and before it builds anything: dbt itself only warns, then builds nothing and
+        succeeds."""
         self._require_manifest()
-        selection = ["--select", *select] if select else []
-        return self._invoke(["build"], *selection)
+        if not select:
+            return self._invoke(["build"])
+        strict = json.dumps({"error": ["NoNodesForSelectionCriteria"]})
+        try:
+            return self._invoke(["build"], "--select", *select, "--warn-error-options", strict)
+        except DataOpsError as error:
+            unmatched = _UNMATCHED_SELECTION.search(str(error))
+            if unmatched is None:
+                raise
+            raise DataOpsError(
+                f"--select {' '.join(select)}: {unmatched.group(0)}; nothing was built "
+                "(list the project's nodes with `dbt ls`)"
+            ) from error
 
     def compile_offline(self) -> dbtRunnerResult:
         """Compile every node without connecting: no relation cache, no introspective queries."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from dataops.config import Settings, Severity
 from dataops.errors import DataOpsError
-from dataops.findings import Finding, Level, errors_in, warnings_in
+from dataops.findings import Finding, Level, errors_in, failed_test_text, node_status_level, warnings_in
 
 log = logging.getLogger(__name__)
 
@@ -104,31 +104,21 @@ def check_run_results(
             f"{path.name} is from `dbt {command}`, not a build: it says nothing about the data; "
             "the last build's results were overwritten",
         ))
-    problems: list[tuple[Level, str, str, str]] = []  # (level, unique_id, kind, message)
+    problems: list[tuple[Level, str, str, dict[str, Any]]] = []  # (level, unique_id, kind, result)
     for index, result in enumerate(results):
         unique_id, status = _node_fields(result, index, path)
-        resource = unique_id.split(".", 1)[0]
-        message = _one_line(result.get("message"))
-        if resource == "test":
-            if status == "warn":
-                problems.append(("warn", unique_id, "test", _failing_rows(result)))
-            elif status == "fail":
-                problems.append(("error", unique_id, "test", _failing_rows(result)))
-            elif status in ("error", "runtime error"):
-                problems.append(("error", unique_id, "test", message or f"dbt status '{status}'"))
-        elif resource == "unit_test":
-            if status in ("fail", "error", "runtime error"):
-                problems.append(("error", unique_id, "unit test", message or f"dbt status '{status}'"))
-        elif status in ("error", "fail", "runtime error"):
-            problems.append(("error", unique_id, resource, message or f"dbt status '{status}'"))
-        elif status == "partial success":
-            # A microbatch model with some batches failed: built, but not whole.
-            problems.append(("warn", unique_id, resource, message or "some batches failed"))
+        level = node_status_level(status)  # the same verdict `dataops run` gives
+        if level is not None:
+            resource = unique_id.split(".", 1)[0]
+            problems.append((level, unique_id, "unit test" if resource == "unit_test" else resource, result))
     if problems:
         # The manifest is large; read it only when there is something to name.
-        names = _test_names(manifest_path or path.with_name(MANIFEST))
-        for level, unique_id, kind, message in problems:
-            findings.append(Finding(level, _check_name(unique_id, kind, names), message))
+        tests = _tests(manifest_path or path.with_name(MANIFEST))
+        for level, unique_id, kind, result in problems:
+            name, text = _check_name(unique_id, kind, tests), _problem_text(result, tests.get(unique_id))
+            findings.append(Finding(level, name, text))
+    if not results:
+        findings.append(Finding("error", "dbt build", f"{path.name} holds no result: the last dbt run ran nothing"))
     if max_age_hours is not None:
         findings += _age_findings(document, path, max_age_hours, now)
     return findings
@@ -219,15 +209,22 @@ def _command(document: dict[str, Any]) -> str | None:
     return which if isinstance(which, str) else None
 
 
-def _test_names(manifest: Path) -> dict[str, str]:
-    """unique_id -> "<test> on <model>.<column>" for generic tests, from the manifest if readable.
-    Only nicer names depend on it, so an absent or unreadable manifest is not an error."""
+@dataclass(frozen=True)
+class _GenericTest:
+    display_name: str  # "<test> on <model>.<column>", as `dataops run` names it
+    test_name: str
+    details: dict[str, Any]  # its arguments and meta
+
+
+def _tests(manifest: Path) -> dict[str, _GenericTest]:
+    """The generic tests of the manifest, by unique_id, if it is readable. Only nicer names and
+    messages depend on it, so an absent or unreadable manifest is not an error."""
     try:
         nodes = json.loads(manifest.read_text(encoding="utf-8")).get("nodes", {})
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
         log.debug("test names from node ids only: cannot read %s: %s", manifest, error)
         return {}
-    names: dict[str, str] = {}
+    tests: dict[str, _GenericTest] = {}
     for unique_id, node in nodes.items() if isinstance(nodes, dict) else ():
         if not isinstance(node, dict):
             continue
@@ -235,14 +232,28 @@ def _test_names(manifest: Path) -> dict[str, str]:
         if isinstance(metadata, dict) and metadata.get("name") and isinstance(attached, str):
             model = attached.split(".")[-1]
             column = node.get("column_name")
-            names[unique_id] = f"{metadata['name']} on {model}.{column}" if column else f"{metadata['name']} on {model}"
-    return names
+            where = f"{model}.{column}" if column else model
+            kwargs, config = metadata.get("kwargs"), node.get("config")
+            meta = config.get("meta") if isinstance(config, dict) else None
+            details = {**(kwargs if isinstance(kwargs, dict) else {}), **(meta if isinstance(meta, dict) else {})}
+            tests[unique_id] = _GenericTest(f"{metadata['name']} on {where}", metadata["name"], details)
+    return tests
 
 
-def _check_name(unique_id: str, kind: str, names: dict[str, str]) -> str:
+def _problem_text(result: dict[str, Any], test: _GenericTest | None) -> str:
+    """A failed or warned test by what it found; anything else by dbt's message or its status."""
+    status = result.get("status")
+    failures = result.get("failures")
+    if status in ("fail", "warn") and isinstance(failures, int):
+        return failed_test_text(test.test_name if test else None, failures, test.details if test else {})
+    return _one_line(result.get("message")) or f"dbt status '{status}'"
+
+
+def _check_name(unique_id: str, kind: str, tests: dict[str, _GenericTest]) -> str:
     """Tests by their display name; everything else as "<kind> <name>" ("model stg_orders")."""
     if kind == "test":
-        return names.get(unique_id) or _node_name(unique_id, kind)
+        test = tests.get(unique_id)
+        return test.display_name if test else _node_name(unique_id, kind)
     return f"{kind} {_node_name(unique_id, kind)}"
 
 
@@ -251,13 +262,6 @@ def _node_name(unique_id: str, kind: str) -> str:
     if kind == "test" and len(parts) >= 4:
         return parts[2]  # generic tests end in a hash: test.<project>.<name>.<hash>
     return parts[-1] if len(parts) >= 3 else unique_id
-
-
-def _failing_rows(result: dict[str, Any]) -> str:
-    failures = result.get("failures")
-    if isinstance(failures, int):
-        return f"{failures:,} failing row{'s' if failures != 1 else ''}"
-    return _one_line(result.get("message")) or "failed"
 
 
 def _staleness(result: dict[str, Any], status: str) -> str:

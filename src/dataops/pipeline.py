@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -80,21 +81,30 @@ class Pipeline:
         self._quality_worker = quality_worker
 
     def run(self, options: RunOptions) -> RunSummary:
-        try:
-            return self._run(options)
-        finally:
-            # A run that raised (a user error, a dead warehouse) must not leave the worker waiting.
-            if self._quality_worker is not None:
-                self._quality_worker.finish()
-
-    def _run(self, options: RunOptions) -> RunSummary:
-        if options.data_dir is not None and options.scale is not None:
-            raise DataOpsError("give either --data or --scale, not both")
+        """Every stage in turn; the run is recorded however it ends. A stage that raises stops the
+        run: the record names the error, and the error goes on to the caller."""
         summary = RunSummary(
             run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
             target=self.settings.target,
             started_at=datetime.now(UTC),
         )
+        try:
+            self._run(summary, options)
+        finally:
+            # A run that raised (a user error, a dead warehouse) must not leave the worker waiting.
+            if self._quality_worker is not None:
+                # The worker renders the Data Docs after its verdict (or was never asked: a stage failed).
+                docs_finding = self._quality_worker.finish()
+                self._quality_worker = None
+                if docs_finding is not None:
+                    summary.findings.append(docs_finding)
+            summary.finished_at = datetime.now(UTC)
+            self._record(summary)
+        return summary
+
+    def _run(self, summary: RunSummary, options: RunOptions) -> None:
+        if options.data_dir is not None and options.scale is not None:
+            raise DataOpsError("give either --data or --scale, not both")
         steps: list[tuple[str, Callable[[RunSummary], tuple[StageStatus, str]]]] = [
             ("load", lambda s: self._load(s, options)),
             ("parse", self._parse),
@@ -112,24 +122,25 @@ class Pipeline:
             self._quality_worker = None
         if options.docs:
             steps.append(("docs", self._docs))
-        stopped = False
-        for name, step in steps:
-            if stopped:
-                self._finish(summary, StageResult(name, "skipped", 0.0, "an earlier stage failed"))
+        stopped_by: str | None = None
+        for position, (name, step) in enumerate(steps):
+            if stopped_by is not None:
+                self._finish(summary, StageResult(name, "skipped", 0.0, stopped_by))
                 continue
             self.reporter.stage_started(name)
             started = time.perf_counter()
-            status, detail = step(summary)
+            try:
+                status, detail = step(summary)
+            except BaseException as error:
+                summary.error_kind = "usage" if isinstance(error, DataOpsError) else "internal"
+                summary.error = _one_line(error)
+                self._finish(summary, StageResult(name, "failed", time.perf_counter() - started, summary.error))
+                for later, _ in steps[position + 1:]:
+                    self._finish(summary, StageResult(later, "skipped", 0.0, f"the {name} stage stopped the run"))
+                raise
             self._finish(summary, StageResult(name, status, time.perf_counter() - started, detail))
-            stopped = status == "failed"
-        if self._quality_worker is not None:
-            # The worker renders the Data Docs after its verdict (or was never asked: a stage failed).
-            docs_finding = self._quality_worker.finish()
-            self._quality_worker = None
-            if docs_finding is not None:
-                summary.findings.append(docs_finding)
-        self._record(summary)
-        return summary
+            if status == "failed":
+                stopped_by = "an earlier stage failed"
 
     def _finish(self, summary: RunSummary, stage: StageResult) -> None:
         summary.stages.append(stage)
@@ -170,7 +181,7 @@ class Pipeline:
 
     def _freshness(self, summary: RunSummary) -> tuple[StageStatus, str]:
         result = self.project.source_freshness()
-        outcomes, findings = interpret_freshness(result.result, self.settings.stale_data)
+        outcomes, findings = interpret_freshness(result, self.settings.stale_data)
         summary.freshness = outcomes
         summary.findings.extend(findings)
         fresh = sum(1 for o in outcomes if o.status == "pass")
@@ -179,7 +190,7 @@ class Pipeline:
 
     def _build(self, summary: RunSummary, select: list[str]) -> tuple[StageStatus, str]:
         result = self.project.build(select or None)
-        counts, findings = interpret_build(result.result)
+        counts, findings = interpret_build(result)
         summary.counts = counts
         summary.findings.extend(findings)
         tests = counts.tests_passed + counts.tests_warned + counts.tests_failed
@@ -209,12 +220,26 @@ class Pipeline:
         return "ok", f"catalog in {self.project.target_path}"
 
     def _record(self, summary: RunSummary) -> None:
-        """Keep every run's summary as JSON beside the dbt artifacts, and the latest as last_run."""
+        """Keep every run's summary as JSON beside the dbt artifacts, and the latest as last_run.
+        Each file is replaced whole (written beside it, then renamed): a reader never sees half."""
         runs_dir = self.settings.artifacts_dir / "runs"
         runs_dir.mkdir(parents=True, exist_ok=True)
         document = json.dumps(summary.to_dict(), indent=2, default=str)
-        (runs_dir / f"{summary.run_id}.json").write_text(document, encoding="utf-8")
-        (self.settings.artifacts_dir / "last_run.json").write_text(document, encoding="utf-8")
+        _write_atomically(runs_dir / f"{summary.run_id}.json", document)
+        _write_atomically(self.settings.artifacts_dir / "last_run.json", document)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, DataOpsError):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _status_of(findings: list[Finding]) -> StageStatus:

@@ -10,12 +10,17 @@ from typing import Any, Literal
 from dbt.artifacts.schemas.freshness import FreshnessResult, SourceFreshnessResult
 from dbt.artifacts.schemas.results import NodeStatus
 from dbt.artifacts.schemas.run import RunExecutionResult, RunResult
+from dbt.cli.main import dbtRunnerResult
 
 from dataops.config import Severity
 from dataops.errors import ExitCode
-from dataops.findings import Finding, Level, errors_in, warnings_in
+from dataops.findings import Finding, Level, errors_in, failed_test_text, node_status_level, warnings_in
 
 StageStatus = Literal["ok", "warn", "failed", "skipped"]
+# The run's one verdict: passed, passed with warnings, a check failed or a stage stopped on a user
+# error (failed), or an internal error stopped it (crashed).
+RunStatus = Literal["passed", "warned", "failed", "crashed"]
+StopKind = Literal["usage", "internal"]
 
 
 @dataclass
@@ -69,6 +74,10 @@ class RunSummary:
     quality: QualityCounts = field(default_factory=QualityCounts)
     freshness: list[FreshnessOutcome] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    finished_at: datetime | None = None
+    # Set when a stage raised instead of finishing: what stopped the run, and whose fault it was.
+    error: str | None = None
+    error_kind: StopKind | None = None
 
     @property
     def checks_run(self) -> int:
@@ -97,12 +106,28 @@ class RunSummary:
 
     @property
     def exit_code(self) -> ExitCode:
+        """The verdict as an exit code; every reader of a run (CLI, record, DAGs) goes through it."""
+        if self.error_kind == "internal":
+            return ExitCode.INTERNAL
+        if self.error_kind == "usage":
+            return ExitCode.USAGE
         failed = self.failures or any(s.status == "failed" for s in self.stages)
         return ExitCode.FAILURES if failed else ExitCode.SUCCESS
+
+    @property
+    def status(self) -> RunStatus:
+        code = self.exit_code
+        if code == ExitCode.INTERNAL:
+            return "crashed"
+        if code != ExitCode.SUCCESS:
+            return "failed"
+        return "warned" if self.warnings else "passed"
 
     def to_dict(self) -> dict[str, Any]:
         document = asdict(self)
         document["started_at"] = self.started_at.isoformat()
+        document["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        document["status"] = self.status
         document["exit_code"] = int(self.exit_code)
         document["quality_score"] = self.quality_score
         return document
@@ -129,56 +154,78 @@ def _one_line(text: str | None) -> str:
     return " ".join(_ANSI_ESCAPE.sub("", text or "").split())
 
 
-def interpret_build(result: RunExecutionResult | None) -> tuple[BuildCounts, list[Finding]]:
+def interpret_build(outcome: dbtRunnerResult) -> tuple[BuildCounts, list[Finding]]:
+    """Counts and named findings of a `dbt build`. Fails closed: a build that did not succeed
+    always has an error finding, even when no node says why, and so does one that ran nothing."""
     counts = BuildCounts()
     findings: list[Finding] = []
+    result = outcome.result if isinstance(outcome.result, RunExecutionResult) else None
     for node_result in result.results if result else []:
         resource = node_result.node.resource_type
-        status = node_result.status
+        status = str(node_result.status)
+        level = node_status_level(status)
         name = _display_name(node_result)
         if resource in ("model", "seed", "snapshot"):
-            if status == NodeStatus.Success:
-                counts.models_built += 1
-            elif status == NodeStatus.Skipped:
+            if status == NodeStatus.Skipped:
                 counts.models_skipped += 1
+            elif level is None:
+                counts.models_built += 1
             else:
                 counts.models_errored += 1
-                findings.append(Finding("error", name, _one_line(node_result.message)))
+                findings.append(Finding("error", name, _one_line(node_result.message) or f"dbt status '{status}'"))
         elif resource == "unit_test":
-            if status == NodeStatus.Pass:
+            if status == NodeStatus.Skipped:
+                continue
+            if level is None:
                 counts.unit_tests_passed += 1
-            elif status != NodeStatus.Skipped:
+            else:
                 counts.unit_tests_failed += 1
                 findings.append(Finding("error", f"unit test {name}", _one_line(node_result.message)))
         elif resource == "test":
-            if status == NodeStatus.Pass:
+            if status == NodeStatus.Skipped:
+                counts.tests_skipped += 1
+            elif level is None:
                 counts.tests_passed += 1
-            elif status == NodeStatus.Warn:
+            elif level == "warn":
                 counts.tests_warned += 1
                 findings.append(Finding("warn", name, _failure_text(node_result)))
-            elif status == NodeStatus.Skipped:
-                counts.tests_skipped += 1
             else:
                 counts.tests_failed += 1
                 findings.append(Finding("error", name, _failure_text(node_result)))
+    if not outcome.success and not errors_in(findings):
+        findings.append(Finding("error", "dbt build", _unexplained_failure(outcome)))
+    elif result is None or not result.results:
+        findings.append(Finding("error", "dbt build", "dbt built and tested nothing: an empty run is no pass"))
     return counts, findings
+
+
+def _unexplained_failure(outcome: dbtRunnerResult) -> str:
+    if outcome.exception is not None:
+        return f"dbt did not succeed: {_one_line(str(outcome.exception))}"
+    return "dbt did not succeed, and no node says why; see the dbt log"
 
 
 def _failure_text(result: RunResult) -> str:
     if result.status == NodeStatus.Error:
         return _one_line(result.message)
-    failures = result.failures or 0
-    return f"{failures:,} failing row{'s' if failures != 1 else ''}"
+    metadata = getattr(result.node, "test_metadata", None)
+    if metadata is None:
+        return failed_test_text(None, result.failures, {})
+    return failed_test_text(metadata.name, result.failures, {**metadata.kwargs, **result.node.config.meta})
 
 
 def interpret_freshness(
-    result: FreshnessResult | None, stale_data: Severity
+    outcome: dbtRunnerResult, stale_data: Severity
 ) -> tuple[list[FreshnessOutcome], list[Finding]]:
     """Stale sources become warnings or failures by the environment's policy; a source that
-    cannot be read at all is always a failure."""
+    cannot be read at all is always a failure, and so is a freshness check that checked nothing."""
     outcomes: list[FreshnessOutcome] = []
     findings: list[Finding] = []
-    for source_result in result.results if result else []:
+    result = outcome.result if isinstance(outcome.result, FreshnessResult) else None
+    if result is None or not result.results:
+        reason = _unexplained_failure(outcome) if not outcome.success else "dbt checked no source"
+        return outcomes, [Finding("error", "source freshness", reason)]
+    for source_result in result.results:
         source = source_result.node
         name = f"{source.source_name}.{source.name}"
         if not isinstance(source_result, SourceFreshnessResult):

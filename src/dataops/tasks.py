@@ -28,7 +28,7 @@ def check_freshness(settings: Settings | None = None) -> str:
 
     settings = settings or load_settings()
     result = DbtProject(settings).source_freshness()
-    _, findings = interpret_freshness(result.result, settings.stale_data)
+    _, findings = interpret_freshness(result, settings.stale_data)
     return _verdict("source freshness", findings)
 
 

@@ -78,7 +78,7 @@ class ReportingProducer(DbtProducerWatcherOperator):
         from dataops.findings import errors_in
         from dataops.results import interpret_build
 
-        failed = errors_in(interpret_build(result.result)[1])
+        failed = errors_in(interpret_build(result)[1])
         if failed:
             self.log.error("dbt build finished; failed, each reported by its model's task: %s",
                            "; ".join(f"{finding.check}: {finding.message}" for finding in failed))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dataops.config import Settings, load_settings
+from dataops.config import Settings
 from dataops.errors import DataOpsError
 from dataops.findings import Finding
 from dataops.monitoring import check_artifacts, check_run_results, check_source_freshness, monitor
@@ -411,19 +411,41 @@ def test_monitor_fails_on_artifacts_from_a_pipeline_that_stopped_running(tmp_pat
     assert monitor(settings_for(tmp_path, "warn"), max_age_hours=None).findings == []
 
 
-# The real thing: what `dataops run` leaves behind is what the monitor reads.
+def test_the_monitor_judges_every_status_as_dataops_run_does(tmp_path: Path) -> None:
+    # A microbatch model that lost some batches is an error here as in `dataops run`, not a warning.
+    path = write_run_results(tmp_path, [
+        node(f"model.{PROJECT}.fct_order_lines", "partial success", "2 of 5 batches failed"),
+        node(f"model.{PROJECT}.fct_orders", "reticulating"),
+    ])
+
+    assert check_run_results(path) == [
+        Finding("error", "model fct_order_lines", "2 of 5 batches failed"),
+        Finding("error", "model fct_orders", "dbt status 'reticulating'"),
+    ]
 
 
-def test_the_artifacts_of_a_real_clean_run_have_no_findings(warehouse_dir: Path) -> None:
-    from dataops.pipeline import Pipeline, RunOptions
+def test_a_run_results_with_no_result_is_no_pass(tmp_path: Path) -> None:
+    path = write_run_results(tmp_path, [])
 
-    settings = load_settings("dev")
-    summary = Pipeline(settings).run(RunOptions(scale=0.1, docs=False, quality=False))
-    assert summary.exit_code == 0, summary.findings
+    assert [(f.level, f.check) for f in check_run_results(path)] == [("error", "dbt build")]
 
-    report = monitor(settings)
 
-    assert report.findings == []
-    folder = settings.artifacts_dir / "dbt"
-    assert folder.is_relative_to(warehouse_dir.resolve())
-    assert report.checked == [folder / "run_results.json", folder / "sources.json"]
+def test_a_stale_table_is_named_as_one_finding_with_its_age(tmp_path: Path) -> None:
+    recency = f"test.{PROJECT}.recency_stg_customers_modified_at___var_recency_days_.1b5e3fbd9f"
+    path = write_run_results(tmp_path, [node(recency, "warn", "Got 4457 results, configured to warn if != 0", 4_457)])
+    nodes = {**MANIFEST_NODES, recency: {
+        "name": "recency_stg_customers_modified_at___var_recency_days_",
+        "resource_type": "test",
+        # As dbt keeps them: the arguments unrendered, the limit rendered in the config's meta.
+        "test_metadata": {"name": "recency", "kwargs": {"column_name": "modified_at",
+                                                        "interval_days": "{{ var('recency_days') }}"}},
+        "config": {"meta": {"interval_days": 7}},
+        "attached_node": f"model.{PROJECT}.stg_customers",
+        "column_name": "modified_at",
+    }}
+    (tmp_path / "manifest.json").write_text(json.dumps({"nodes": nodes}), encoding="utf-8")
+
+    assert check_run_results(path) == [Finding(
+        "warn", "recency on stg_customers.modified_at",
+        "the whole table is stale: its newest modified_at is 4,457 days old (must be within 7 days)",
+    )]
