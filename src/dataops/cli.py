@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+import traceback
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -15,16 +16,17 @@ import typer
 from rich.console import Console
 
 from dataops import render
-from dataops.config import PROJECT_ROOT, load_settings
-from dataops.errors import DataOpsError, ExitCode
+from dataops.config import PROJECT_ROOT, load_settings, target_names, warehouse_dir
+from dataops.errors import DataOpsError, ExitCode, InternalError
 
 app = typer.Typer(
     name="dataops",
-    help="Run and operate the AdventureWorks analytics pipeline (dbt on DuckDB).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+docs_app = typer.Typer(help="The dbt project's documentation site.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
 # Logs and CI have no terminal width; give the summary tables room instead of Rich's 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 140)
 error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -33,7 +35,7 @@ TargetOption = Annotated[
     str | None,
     typer.Option(
         "--target", "-t", envvar="DATAOPS_TARGET",
-        help="Environment from environments.yml (dev, ci); default dev.",
+        help=f"Environment from environments.yml ({', '.join(target_names()) or 'see the file'}); default dev.",
         show_default=False,
     ),
 ]
@@ -42,6 +44,25 @@ ScaleOption = Annotated[
     typer.Option(help="Generate synthetic data at this scale (1 ≈ the real sample).", min=0.0001),
 ]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")]
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        from importlib.metadata import version
+
+        console.print(f"dataops {version('dataops')} (dbt-core {version('dbt-core')})", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Run and operate the AdventureWorks analytics pipeline: dbt on DuckDB (the embedded default),
+    PostgreSQL or SQL Server."""
 
 
 class FileFormat(StrEnum):
@@ -132,7 +153,8 @@ def run(
 ) -> None:
     """The main job: load (if needed), freshness, dbt build with all tests, quality checks, docs, summary.
 
-    Exit code 0 when everything passed (warnings allowed), 1 on failures, 2 on usage errors.
+    Exit code 0 when everything passed (warnings allowed), 1 when a check failed, 2 on a usage or
+    configuration error, 3 on an internal error (its traceback in the log it names).
     """
     settings = load_settings(target)
     worker = None
@@ -229,7 +251,8 @@ def query(
 
     result = run_query(load_settings(target), sql)
     if output is OutputFormat.table:
-        render.query_table(console, result)
+        # Piped or redirected, there is no width to fit: print every name and value whole.
+        render.query_table(console if sys.stdout.isatty() else Console(width=render.UNLIMITED_WIDTH), result)
     elif output is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -241,22 +264,65 @@ def query(
         sys.stdout.write(json.dumps(records, default=str, indent=2) + "\n")
 
 
+@docs_app.command("serve")
+def docs_serve(
+    target: TargetOption = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=0, max=65535)] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")]
+    = "127.0.0.1",
+) -> None:
+    """Serve the dbt docs that `dataops run` generated for a target, like `dbt docs serve` (Ctrl-C stops)."""
+    from dataops.docs_server import DocsServer
+
+    with DocsServer(load_settings(target), host, port) as server:
+        console.print(f"Serving the dbt docs of {server.target} at {server.url} (Ctrl-C stops)", highlight=False)
+        server.serve_forever()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line and exit 2; bugs keep their traceback."""
+    """Entry point, and the one place errors become exit codes (see dataops.errors): a user error
+    prints one line and exits 2; an internal error prints one line naming the log that holds its
+    traceback and exits 3."""
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="dataops", standalone_mode=False)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         error_console.print("aborted")
         return 130
     except typer.TyperException as error:
         # Usage errors (bad option, non-numeric value, unknown command) exit 2, like click's.
-        error_console.print(f"error: {error.format_message()}", markup=False, highlight=False)
+        _print_error(f"error: {error.format_message()}")
         return int(getattr(error, "exit_code", ExitCode.USAGE))
     except DataOpsError as error:
-        error_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        _print_error(f"error: {error}")
         return int(ExitCode.USAGE)
+    except InternalError as error:
+        log = error.log or _log_traceback(error)
+        _print_error(f"internal error: {_one_line(error)}; the details are in {log}")
+        return int(ExitCode.INTERNAL)
+    except Exception as error:
+        log = _log_traceback(error)
+        _print_error(f"internal error: {type(error).__name__}: {_one_line(error)}; the traceback is in {log}")
+        return int(ExitCode.INTERNAL)
     return code if isinstance(code, int) else 0
+
+
+def _print_error(line: str) -> None:
+    error_console.print(" ".join(line.split()), markup=False, highlight=False, soft_wrap=True)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _log_traceback(error: BaseException) -> Path:
+    """Append the traceback to the warehouse folder's crash log, which holds nothing else."""
+    path = warehouse_dir() / "logs" / "dataops-errors.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log:
+        log.write(f"--- {datetime.now().astimezone().isoformat(timespec='seconds')} dataops {' '.join(sys.argv[1:])}\n")
+        log.write("".join(traceback.format_exception(error)))
+    return path
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from dataops.results import RunSummary, StageResult
     from dataops.warehouse import QueryResult
 
+# For output with no terminal to fit (a pipe, a file): wide enough that nothing is cut.
+UNLIMITED_WIDTH = 100_000
+
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "failed": "bold red", "skipped": "dim"}
 _LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "bold red"}
 
@@ -72,7 +75,8 @@ class ProgressReporter:
             self.progress.update(task, advance=1, detail=progress.unique_id.split(".")[-1][:40])
 
     def stage_finished(self, stage: StageResult) -> None:
-        task = self.tasks.get(stage.name) or self.progress.add_task(stage.name, detail="")
+        # Task ids start at 0: look the stage up by name, never by the truth of its id.
+        task = self.tasks[stage.name] if stage.name in self.tasks else self.progress.add_task(stage.name, detail="")
         done = self.progress.tasks[task].completed or 1
         style = _STATUS_STYLE[stage.status]
         self.progress.update(
