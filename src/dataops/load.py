@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dataops.config import Settings
+from dataops.errors import SourceDataError
 from dataops.generate import generate_tables
 from dataops.readers import read_source_folder
 from dataops.warehouse import connect
@@ -25,6 +26,15 @@ class LoadReport:
 
 
 def load_tables(settings: Settings, tables: dict[str, pa.Table], description: str) -> LoadReport:
+    # The readers refuse an empty file by name; this guards every other way in (the generator has
+    # at least one row per table at any scale), since an empty source table would load "ok" and
+    # fail far away, in the relationship tests and freshness.
+    empty = [name for name, table in tables.items() if table.num_rows == 0]
+    if empty:
+        raise SourceDataError(
+            f"{', '.join(empty)} from {description} {'has' if len(empty) == 1 else 'have'} no rows; "
+            f"a source table cannot be empty, so nothing was loaded"
+        )
     connect(settings).replace_source_tables(tables)
     return LoadReport(description, {name: table.num_rows for name, table in tables.items()})
 

@@ -16,6 +16,17 @@ Formats, detected from the file content (the name only decides which table a fil
   The official `Person.csv` has 13 columns; its two XML columns are dropped to fit the contract.
 - Parquet (`Schema.Table.parquet`): columns matched by name, then cast exactly to the contract.
 
+Refused with the real problem named, since each would otherwise load wrong or fail far from its
+cause:
+
+- a file without data rows: an empty source table loads "ok", then surfaces as thousands of
+  failing relationship rows and a source centuries old;
+- UTF-16 text other than the widechar format (Excel's "Unicode Text", tab-delimited UTF-16LE with
+  a BOM; a UTF-16 comma CSV): refused rather than guessed at, since Excel quotes values in it by
+  rules the unquoted char format does not have;
+- a carriage return outside a value that is not part of a CRLF (`\r\r\n` line ends, from a file
+  converted to CRLF twice): pyarrow would end a row at it and report an empty line or a short row.
+
 All text is parsed by `pyarrow.csv` as strings and converted column by column in `_coerce_column`,
 with vectorised checks; Python never loops over rows.
 """
@@ -59,6 +70,7 @@ _OFFICIAL_LAYOUTS: dict[str, tuple[str, ...]] = {
 }
 
 _UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _PARQUET_MAGIC = b"PAR1"
 # Widechar text is rewritten for pyarrow with separators that cannot occur in the data; the line
 # breaks inside values are parked on two more control characters and put back after parsing.
@@ -188,8 +200,13 @@ class _Text:
 def _read_text(name: str, data: bytes, table: SourceTable) -> pa.Table:
     text = _prepare_text(name, data)
     payload = text.payload
+    if not payload.strip():
+        raise _empty_table_error(name, table, "the file is empty")
     newline = payload.find(b"\n")
     first_line = payload[: newline if newline >= 0 else len(payload)].rstrip(b"\r")
+    if b"\r" in first_line:
+        # No column name holds a line break: a CR here is a line end pyarrow would split on.
+        raise _stray_carriage_return_error(name, text, first_line.index(b"\r"))
     first_fields = _split_line(first_line.decode("utf-8"), text.delimiter, text.quoted)
     expected = table.column_names
     has_header = text.kind == "comma" or first_fields[0].strip().lower() == expected[0].lower()
@@ -214,18 +231,28 @@ def _read_text(name: str, data: bytes, table: SourceTable) -> pa.Table:
     def locate(row: int) -> str:
         return f"{name} line {lines.line(row)}"
 
+    blank_row = _first_blank_row(strings)
+    if invalid is not None or blank_row is not None:
+        # A CR outside a value ends a row for pyarrow, which then sees a short row or an empty
+        # line where the file has neither; the CR is the problem to name.
+        stray = _find_stray_carriage_return(text)
+        if stray is not None:
+            raise _stray_carriage_return_error(name, text, stray)
     if invalid is not None:
         number, actual, row_text = invalid
         hint = "truncated row?" if actual < len(names) else _extra_field_hint(text.kind)
         where = locate(number - 1) if number > 0 else f"{name} row {_show(row_text)}"
         raise SourceDataError(f"{where}: expected {len(names)} fields, found {actual} ({hint})")
-    _check_blank_rows(strings, locate)
+    if blank_row is not None:
+        raise SourceDataError(f"{locate(blank_row)}: empty line; expected {len(names)} fields")
+    if strings.num_rows == 0:
+        raise _empty_table_error(name, table, "a header row but no data rows")
     columns = [_coerce_column(strings.column(c.name), c, table, locate) for c in table.columns]
     return pa.Table.from_arrays(columns, schema=table.arrow_schema)
 
 
 def _prepare_text(name: str, data: bytes) -> _Text:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+    if data.startswith(_UTF16_BOMS) or (
         len(data) >= 2 and data[0] != 0 and data[1] == 0
     ):
         return _prepare_widechar(name, data)
@@ -240,8 +267,6 @@ def _prepare_text(name: str, data: bytes) -> _Text:
             f"offset {error.start}); expected UTF-8, or UTF-16 for Microsoft's widechar files"
         ) from None
     payload = data.rstrip(b"\r\n")
-    if not payload.strip():
-        raise SourceDataError(f"{name}: the file is empty; expected a header row and data rows")
     newline = payload.find(b"\n")
     first_line = payload[: newline if newline >= 0 else len(payload)]
     if b"\t" in first_line:
@@ -251,7 +276,7 @@ def _prepare_text(name: str, data: bytes) -> _Text:
 
 def _prepare_widechar(name: str, data: bytes) -> _Text:
     """Decode Microsoft's `widechar` format and rewrite it as one row per line for pyarrow."""
-    encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-16-le"
+    encoding = "utf-16" if data.startswith(_UTF16_BOMS) else "utf-16-le"
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as error:
@@ -262,7 +287,18 @@ def _prepare_widechar(name: str, data: bytes) -> _Text:
         ) from None
     text = text.lstrip("\ufeff").rstrip("\r\n")
     if not text.strip():
-        raise SourceDataError(f"{name}: the file is empty; expected rows ending in &|")
+        return _Text(b"", _FIELD_SEP, quoted=False, kind="widechar")
+    first_line = text.split("\n", 1)[0]
+    if "+|" not in first_line:
+        # Every widechar row starts with an integer key and a +|, so this is other UTF-16 text.
+        raise _utf16_text_error(name, first_line, with_bom=encoding == "utf-16")
+    stray = text.find("&|\r\r")
+    if stray >= 0:
+        raise SourceDataError(
+            f"{name} line {text.count(chr(10), 0, stray) + 1}: the row ends in &|\\r\\r\\n, a "
+            f"stray carriage return before the line break; save the file with &| and \\r\\n "
+            f"(or \\n) at the end of each row"
+        )
     mark = _CONTROL_MARKS.search(text)
     if mark:
         line = text.count("\n", 0, mark.start()) + 1
@@ -402,16 +438,91 @@ class _LineNumbers:
         return self._first_line + row + int(self._breaks[:row].sum())
 
 
-def _check_blank_rows(strings: pa.Table, locate: Locate) -> None:
-    """An empty line parses as a row of empty fields; say so instead of blaming a column."""
+def _first_blank_row(strings: pa.Table) -> int | None:
+    """An empty line parses as a row of empty fields; find it to say so instead of blaming a
+    column."""
     if strings.num_rows == 0 or strings.num_columns == 0:
-        return
+        return None
     blank = pc.equal(strings.column(0), "")
     for column in strings.columns[1:]:
         blank = pc.and_(blank, pc.equal(column, ""))
     index = pc.index(blank, True).as_py()
-    if index >= 0:
-        raise SourceDataError(f"{locate(index)}: empty line; expected {strings.num_columns} fields")
+    return index if index >= 0 else None
+
+
+# A CR that does not start a CRLF: pyarrow ends a row at it, like at any line break.
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _find_stray_carriage_return(text: _Text) -> int | None:
+    """Byte offset of the first CR in `text` that is neither part of a CRLF nor inside a quoted
+    value (where a line break is data), or None. Called only once parsing has failed: counting
+    quotes is exact for RFC 4180, but a stray quote in an unquoted field would fool it, so it
+    must never be what rejects a file that parses."""
+    payload = text.payload
+    quotes, counted_to = 0, 0
+    for match in _LONE_CR.finditer(payload):
+        if text.quoted:
+            quotes += payload.count(b'"', counted_to, match.start())
+            counted_to = match.start()
+            if quotes % 2:
+                continue
+        return match.start()
+    return None
+
+
+def _stray_carriage_return_error(name: str, text: _Text, offset: int) -> SourceDataError:
+    payload = text.payload
+    if b"\n" not in payload:
+        return SourceDataError(
+            f"{name}: lines end in \\r alone (old Mac line ends); save the file with \\r\\n or "
+            f"\\n line ends"
+        )
+    line = payload.count(b"\n", 0, offset) + 1
+    if payload.startswith(b"\r\n", offset + 1):
+        return SourceDataError(
+            f"{name} line {line}: the line ends in \\r\\r\\n, a stray carriage return before "
+            f"the line break (converted to Windows line ends twice?); save the file with \\r\\n "
+            f"or \\n line ends"
+        )
+    line_start = payload.rfind(b"\n", 0, offset) + 1
+    character = len(payload[line_start:offset].decode("utf-8", errors="replace")) + 1
+    where_breaks_go = (
+        "a value may hold a line break only inside double quotes"
+        if text.quoted
+        else "values in a tab-delimited file cannot hold line breaks"
+    )
+    return SourceDataError(
+        f"{name} line {line}, character {character}: a carriage return (\\r) that is not part of "
+        f"a \\r\\n line break; remove it ({where_breaks_go})"
+    )
+
+
+def _utf16_text_error(name: str, first_line: str, *, with_bom: bool) -> SourceDataError:
+    """UTF-16 that is not the widechar format: name what it is and how to make it UTF-8."""
+    convert = f"`iconv -f {'UTF-16' if with_bom else 'UTF-16LE'} -t UTF-8`"
+    if "\t" in first_line:
+        return SourceDataError(
+            f'{name}: tab-delimited UTF-16 text (what Excel saves as "Unicode Text"), which '
+            f'dataops does not read; in Excel, save it as "CSV UTF-8 (Comma delimited)" instead'
+        )
+    if "," in first_line:
+        return SourceDataError(
+            f"{name}: a UTF-16 comma CSV, which dataops does not read (a CSV must be UTF-8); "
+            f"convert it to UTF-8, e.g. with {convert}"
+        )
+    return SourceDataError(
+        f"{name} line 1: UTF-16 text without the +| field separator of Microsoft's widechar "
+        f"format; expected a widechar file (fields separated by +|, rows ending in &|) or a UTF-8 "
+        f"CSV ({convert} converts it)"
+    )
+
+
+def _empty_table_error(name: str, table: SourceTable, found: str) -> SourceDataError:
+    return SourceDataError(
+        f"{name}: {found}; a source table cannot be empty: export {table.qualified_name} again, "
+        f"with its rows"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,6 +678,8 @@ def _read_parquet(path: Path, table: SourceTable) -> pa.Table:
             f"{name}: not a readable Parquet file ({_first_line(error)})"
         ) from error
     _check_parquet_columns(name, table, source.column_names)
+    if source.num_rows == 0:
+        raise _empty_table_error(name, table, "a Parquet file with no rows")
 
     def locate(row: int) -> str:
         return f"{name} row {row + 1}"

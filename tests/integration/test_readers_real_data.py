@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
+from dataops.errors import SourceDataError
 from dataops.readers import read_source_file, read_source_folder
 from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 
@@ -152,3 +153,57 @@ def test_person_in_microsofts_thirteen_column_widechar_reads_back_equal(
     )
     write_widechar(tmp_path / "Person.csv", wide)
     assert read_source_file(tmp_path / "Person.csv", person).equals(tables["Person.Person"])
+
+
+def real_folder_with(tmp_path: Path, name: str, data: bytes) -> Path:
+    """The real folder, linked file by file (never copied), with one file replaced by `data`."""
+    folder = tmp_path / "adventureworks"
+    folder.mkdir()
+    for table in SOURCE_TABLES:
+        (folder / f"{table.qualified_name}.csv").symlink_to(SOURCE / f"{table.qualified_name}.csv")
+    (folder / name).unlink()
+    (folder / name).write_bytes(data)
+    return folder
+
+
+def test_the_real_territories_with_only_their_header_are_refused(tmp_path: Path) -> None:
+    header = (SOURCE / "Sales.SalesTerritory.csv").read_bytes().split(b"\r\n", 1)[0] + b"\r\n"
+    folder = real_folder_with(tmp_path, "Sales.SalesTerritory.csv", header)
+    with pytest.raises(SourceDataError) as error:
+        read_source_folder(folder)
+    assert str(error.value) == (
+        "Sales.SalesTerritory.csv: a header row but no data rows; a source table cannot be empty: "
+        "export Sales.SalesTerritory again, with its rows"
+    )
+
+
+def test_the_real_territories_saved_as_excel_unicode_text_are_named(tmp_path: Path) -> None:
+    territory = SOURCE_TABLES_BY_NAME["Sales.SalesTerritory"]
+    strings = raw_strings(territory)
+    rows = [territory.column_names, *zip(*(c.to_pylist() for c in strings.columns), strict=True)]
+    text = "".join("\t".join(row) + "\r\n" for row in rows)
+    path = tmp_path / "Sales.SalesTerritory.csv"
+    path.write_bytes(b"\xff\xfe" + text.encode("utf-16-le"))
+    with pytest.raises(SourceDataError) as error:
+        read_source_file(path, territory)
+    assert str(error.value) == (
+        'Sales.SalesTerritory.csv: tab-delimited UTF-16 text (what Excel saves as "Unicode Text"), '
+        'which dataops does not read; in Excel, save it as "CSV UTF-8 (Comma delimited)" instead'
+    )
+
+
+def test_one_crcrlf_line_among_real_quoted_values_is_named_by_its_line(tmp_path: Path) -> None:
+    # Sales.Store.csv quotes its XML and doubles the quotes inside it: the stray CR must still be
+    # told apart from the quoted values around it, on the exact line.
+    lines = (SOURCE / "Sales.Store.csv").read_bytes().split(b"\r\n")
+    assert b'""' in lines[400]
+    lines[400] += b"\r"
+    path = tmp_path / "Sales.Store.csv"
+    path.write_bytes(b"\r\n".join(lines))
+    with pytest.raises(SourceDataError) as error:
+        read_source_file(path, SOURCE_TABLES_BY_NAME["Sales.Store"])
+    assert str(error.value) == (
+        "Sales.Store.csv line 401: the line ends in \\r\\r\\n, a stray carriage return before the "
+        "line break (converted to Windows line ends twice?); save the file with \\r\\n or \\n line "
+        "ends"
+    )

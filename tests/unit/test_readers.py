@@ -7,7 +7,7 @@ All fixture files are built in `tmp_path` from a few rows written here, in the t
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
@@ -143,12 +143,6 @@ def test_comma_csv_tolerates_lf_endings_and_trailing_blank_lines(tmp_path: Path)
     lines = [",".join(CUSTOMER.column_names)] + [",".join(row) for row in CUSTOMER_ROWS]
     path.write_text("\n".join(lines) + "\n\n\n", encoding="utf-8")
     assert read_source_file(path, CUSTOMER).equals(expected_customers())
-
-
-def test_comma_csv_with_only_a_header_gives_an_empty_table(tmp_path: Path) -> None:
-    table = read_source_file(write_customer_csv(tmp_path, rows=[]), CUSTOMER)
-    assert table.num_rows == 0
-    assert table.schema.equals(CUSTOMER.arrow_schema)
 
 
 def test_comma_csv_quoted_values_keep_commas_quotes_and_line_breaks(tmp_path: Path) -> None:
@@ -664,10 +658,178 @@ def test_widechar_truncated_file_is_named(tmp_path: Path) -> None:
         read_source_file(path, STORE)
 
 
-def test_empty_file_is_named(tmp_path: Path) -> None:
-    (tmp_path / "Sales.Customer.csv").write_bytes(b"")
-    with raises_source_error("Sales.Customer.csv: the file is empty"):
-        read_source_file(tmp_path / "Sales.Customer.csv", CUSTOMER)
+EMPTY_TABLE = "; a source table cannot be empty: export Sales.Customer again, with its rows"
+
+
+def write_parquet_without_rows(path: Path) -> Path:
+    pq.write_table(CUSTOMER.arrow_schema.empty_table(), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("write", "found"),
+    [
+        (lambda p: write_comma(p, CUSTOMER.column_names, []), "a header row but no data rows"),
+        (lambda p: write_comma(p, CUSTOMER.column_names, [], bom=True), "a header row but no data rows"),
+        (lambda p: p.write_bytes(("\t".join(CUSTOMER.column_names) + "\n").encode()), "a header row but no data rows"),
+        (lambda p: write_widechar(p, [], header=CUSTOMER.column_names), "a header row but no data rows"),
+        (lambda p: p.write_bytes(b""), "the file is empty"),
+        (lambda p: p.write_bytes(b"\r\n\r\n"), "the file is empty"),
+        (lambda p: p.write_bytes(b"\xff\xfe"), "the file is empty"),
+        (lambda p: p.write_bytes(b"\xff\xfe" + "\r\n".encode("utf-16-le")), "the file is empty"),
+        (write_parquet_without_rows, "a Parquet file with no rows"),
+    ],
+    ids=["comma-header", "comma-bom-header", "tab-header", "widechar-header", "empty", "blank-lines",
+         "widechar-bom-only", "widechar-blank", "parquet-no-rows"],
+)  # fmt: skip
+def test_a_file_without_data_rows_is_refused_by_name(
+    tmp_path: Path, write: Callable[[Path], object], found: str
+) -> None:
+    # An empty source table used to load "ok" and fail far away, in relationship tests and freshness.
+    path = tmp_path / "Sales.Customer.csv"
+    write(path)
+    with raises_source_error(f"{path.name}: {found}{EMPTY_TABLE}") as error:
+        read_source_file(path, CUSTOMER)
+    assert_one_line(error)
+
+
+def test_read_source_folder_refuses_a_table_with_only_a_header(tmp_path: Path) -> None:
+    write_sample_folder(tmp_path)
+    write_comma(tmp_path / "Sales.SalesTerritory.csv", TERRITORY.column_names, [])
+    with raises_source_error(
+        "Sales.SalesTerritory.csv: a header row but no data rows; a source table cannot be empty: "
+        "export Sales.SalesTerritory again, with its rows"
+    ):
+        read_source_folder(tmp_path)
+
+
+# Excel's "Unicode Text": UTF-16LE with a BOM, tab-delimited, CRLF, a header row.
+def write_excel_unicode_text(path: Path, header: Sequence[str], rows: Rows) -> Path:
+    body = "".join("\t".join(row) + "\r\n" for row in [header, *rows])
+    path.write_bytes(b"\xff\xfe" + body.encode("utf-16-le"))
+    return path
+
+
+def test_excel_unicode_text_is_named_with_the_fix(tmp_path: Path) -> None:
+    path = write_excel_unicode_text(tmp_path / "Sales.Customer.csv", CUSTOMER.column_names, CUSTOMER_ROWS)
+    with raises_source_error(
+        'Sales.Customer.csv: tab-delimited UTF-16 text (what Excel saves as "Unicode Text"), which '
+        'dataops does not read; in Excel, save it as "CSV UTF-8 (Comma delimited)" instead'
+    ) as error:
+        read_source_file(path, CUSTOMER)
+    assert_one_line(error)
+
+
+@pytest.mark.parametrize(
+    ("encode", "iconv"),
+    [
+        (lambda text: b"\xff\xfe" + text.encode("utf-16-le"), "iconv -f UTF-16 -t UTF-8"),
+        (lambda text: b"\xfe\xff" + text.encode("utf-16-be"), "iconv -f UTF-16 -t UTF-8"),
+        (lambda text: text.encode("utf-16-le"), "iconv -f UTF-16LE -t UTF-8"),
+    ],
+    ids=["le-bom", "be-bom", "le-no-bom"],
+)
+def test_utf16_comma_csv_is_named_with_the_conversion(
+    tmp_path: Path, encode: Callable[[str], bytes], iconv: str
+) -> None:
+    utf8 = write_customer_csv(tmp_path).read_bytes().decode("utf-8")
+    path = tmp_path / "Sales.Customer.csv"
+    path.write_bytes(encode(utf8))
+    with raises_source_error(
+        "Sales.Customer.csv: a UTF-16 comma CSV, which dataops does not read (a CSV must be UTF-8); "
+        f"convert it to UTF-8, e.g. with `{iconv}`"
+    ):
+        read_source_file(path, CUSTOMER)
+
+
+def test_utf16_text_of_no_known_layout_names_what_is_expected(tmp_path: Path) -> None:
+    path = tmp_path / "Customer.csv"
+    path.write_bytes(b"\xff\xfe" + "1 AW00000001\r\n".encode("utf-16-le"))
+    with raises_source_error(
+        "Customer.csv line 1: UTF-16 text without the +| field separator of Microsoft's widechar "
+        "format; expected a widechar file (fields separated by +|, rows ending in &|)"
+    ):
+        read_source_file(path, CUSTOMER)
+
+
+def test_crcrlf_line_ends_name_the_stray_carriage_return(tmp_path: Path) -> None:
+    path = write_customer_csv(tmp_path)
+    path.write_bytes(path.read_bytes().replace(b"\r\n", b"\r\r\n"))
+    with raises_source_error(
+        "Sales.Customer.csv line 1: the line ends in \\r\\r\\n, a stray carriage return before the "
+        "line break (converted to Windows line ends twice?); save the file with \\r\\n "
+        "or \\n line ends"
+    ) as error:
+        read_source_file(path, CUSTOMER)
+    assert_one_line(error)
+
+
+def test_one_crcrlf_line_is_named_by_its_line(tmp_path: Path) -> None:
+    path = write_customer_csv(tmp_path)
+    data = path.read_bytes()
+    second_row_end = data.index(b"\r\n", data.index(b"AW00000002"))
+    path.write_bytes(data[:second_row_end] + b"\r" + data[second_row_end:])
+    with raises_source_error(
+        "Sales.Customer.csv line 3: the line ends in \\r\\r\\n, a stray carriage return before the "
+        "line break"
+    ):
+        read_source_file(path, CUSTOMER)
+
+
+def test_crcrlf_in_a_char_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "Customer.csv"
+    path.write_bytes("".join("\t".join(row) + "\r\r\n" for row in CUSTOMER_CHAR_ROWS).encode())
+    with raises_source_error("Customer.csv line 1: the line ends in \\r\\r\\n, a stray carriage return"):
+        read_source_file(path, CUSTOMER)
+
+
+def test_crcrlf_in_a_widechar_file_is_named(tmp_path: Path) -> None:
+    path = write_widechar(tmp_path / "Store.csv", store_widechar_rows())
+    text = path.read_bytes().decode("utf-16")
+    path.write_bytes(b"\xff\xfe" + text.replace("&|\r\n", "&|\r\r\n").encode("utf-16-le"))
+    with raises_source_error(
+        "Store.csv line 1: the row ends in &|\\r\\r\\n, a stray carriage return before the line "
+        "break; save the file with &| and \\r\\n (or \\n) at the end of each row"
+    ):
+        read_source_file(path, STORE)
+
+
+@pytest.mark.parametrize(
+    ("write", "where_line_breaks_go"),
+    [
+        (write_customer_csv, "a value may hold a line break only inside double quotes"),
+        (lambda folder: write_char(folder / "Customer.csv", CUSTOMER_CHAR_ROWS),
+         "values in a tab-delimited file cannot hold line breaks"),
+    ],
+    ids=["comma", "char"],
+)  # fmt: skip
+def test_a_lone_carriage_return_inside_a_line_is_named_by_line_and_character(
+    tmp_path: Path, write: Callable[[Path], Path], where_line_breaks_go: str
+) -> None:
+    path = write(tmp_path)
+    path.write_bytes(path.read_bytes().replace(b"AW00000002", b"AW0000\r0002", 1))
+    line = 3 if path.name == "Sales.Customer.csv" else 2
+    with raises_source_error(
+        f"{path.name} line {line}, character 17: a carriage return (\\r) that is not part of a "
+        f"\\r\\n line break; remove it ({where_line_breaks_go})"
+    ):
+        read_source_file(path, CUSTOMER)
+
+
+def test_a_carriage_return_inside_a_quoted_value_is_data(tmp_path: Path) -> None:
+    rows = [[*row[:4], f"AW0000\r{row[4][6:]}", *row[5:]] for row in CUSTOMER_ROWS]
+    table = read_source_file(write_customer_csv(tmp_path, rows), CUSTOMER)
+    assert table.column("AccountNumber").to_pylist() == ["AW0000\r0001", "AW0000\r0002", "AW0000\r1000"]
+
+
+def test_old_mac_line_ends_are_named(tmp_path: Path) -> None:
+    path = write_customer_csv(tmp_path)
+    path.write_bytes(path.read_bytes().replace(b"\r\n", b"\r"))
+    with raises_source_error(
+        "Sales.Customer.csv: lines end in \\r alone (old Mac line ends); save the file with \\r\\n "
+        "or \\n line ends"
+    ):
+        read_source_file(path, CUSTOMER)
 
 
 def test_parquet_with_a_renamed_column_is_named(tmp_path: Path) -> None:
