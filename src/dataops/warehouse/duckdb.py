@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from dataops.config import DUCKDB_PATH_ENV_VAR, WAREHOUSE_DIR_ENV_VAR
 from dataops.errors import DataOpsError
 from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 from dataops.warehouse import QueryResult
@@ -26,6 +28,25 @@ SQL_TYPES: dict[ColumnType, str] = {
     ColumnType.STRING: "VARCHAR",
     ColumnType.GUID: "VARCHAR",
 }
+
+
+# Every DuckDB database file carries these bytes at offset 8, after a checksum.
+_DUCKDB_MAGIC = b"DUCK"
+_DUCKDB_MAGIC_OFFSET = 8
+# DuckDB's IOException text: `IO Error: Cannot open file "<path>": <reason>[ See also <url>]`;
+# the path is in our message already.
+_IO_ERROR = re.compile(r'^(?:IO Error: )?(?:[^"]*"[^"]*": )?(?P<reason>.*?)(?: See also \S+)?$', re.S)
+_PATH_FIX = f"point {DUCKDB_PATH_ENV_VAR} at a database file (or {WAREHOUSE_DIR_ENV_VAR} at a folder)"
+
+
+def _is_duckdb_file(path: Path) -> bool:
+    """False only when the file can be read and is not DuckDB's: an unreadable one proves nothing."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(_DUCKDB_MAGIC_OFFSET + len(_DUCKDB_MAGIC))
+    except OSError:
+        return True
+    return head[_DUCKDB_MAGIC_OFFSET:] == _DUCKDB_MAGIC
 
 
 def _quote(identifier: str) -> str:
@@ -68,14 +89,49 @@ class DuckDBWarehouse:
             raise DataOpsError(
                 f"no warehouse at {self.path}: run `dataops run` (or `dataops load`) first"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise self._folder_error(error) from error
         try:
             return duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as error:
-            raise DataOpsError(
-                f"cannot open the DuckDB warehouse {self.path}: {error}. "
-                "Is another dataops or dbt process using it?"
-            ) from error
+        except duckdb.Error as error:
+            raise self._open_error(error) from error
+
+    def _folder_error(self, error: OSError) -> DataOpsError:
+        in_the_way = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{in_the_way} is a file, not a folder" if in_the_way else error.strerror or error
+        return DataOpsError(
+            f"cannot create the folder of the DuckDB warehouse {self.path}: {reason}; {_PATH_FIX}"
+        )
+
+    def _open_error(self, error: duckdb.Error) -> DataOpsError:
+        """DuckDB raises the same IOException for every reason it cannot open a file; tell them
+        apart by looking at the path itself, and keep DuckDB's own words where they are the news."""
+        path = self.path
+        found = _IO_ERROR.match(str(error).strip())
+        reason = found.group("reason") if found else str(error)
+        if path.is_dir():
+            return DataOpsError(
+                f"the DuckDB warehouse {path} is a directory, not a database file; {_PATH_FIX}"
+            )
+        if path.is_file() and not _is_duckdb_file(path):
+            return DataOpsError(
+                f"{path} is not a DuckDB database (the file holds something else); {_PATH_FIX}, "
+                f"or move the file away"
+            )
+        if "lock" in reason.lower():
+            return DataOpsError(
+                f"the DuckDB warehouse {path} is in use by another process: {reason.rstrip('.')}; "
+                f"a DuckDB file that one process writes no other can open: wait for that process "
+                f"to finish, or stop it"
+            )
+        if not path.exists():
+            return DataOpsError(
+                f"cannot create the DuckDB warehouse {path}: {reason}; point {DUCKDB_PATH_ENV_VAR} "
+                f"(or {WAREHOUSE_DIR_ENV_VAR}) at a place you can write"
+            )
+        return DataOpsError(f"cannot open the DuckDB warehouse {path}: {reason}")
 
     def replace_source_tables(self, tables: dict[str, pa.Table]) -> None:
         connection = self._connect()
