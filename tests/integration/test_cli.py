@@ -37,10 +37,27 @@ def _assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str
 
 
 def test_run_generated_data_prints_a_summary_and_exits_0(env: dict[str, str]) -> None:
-    result = dataops("run", "--scale", "0.1", "--no-docs", env=env)
+    result = dataops("run", "--scale", "0.1", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     for expected in ("load", "freshness", "build", "quality", "data quality score", "100.0%", "PASSED"):
         assert expected in result.stdout
+    # One progress line per stage, and no stray line of a stage that never advanced.
+    progress = [line.split()[0] for line in result.stdout.splitlines()[:6]]
+    assert progress == ["load", "parse", "freshness", "build", "quality", "docs"], result.stdout
+    assert "0/?" not in result.stdout
+
+    # Piped (as here), a table keeps whole column names, however many columns.
+    piped = dataops(
+        "query", "select customer_id, customer_type, customer_name, email, lifetime_value, customer_segment, "
+        "first_order_date, last_order_date, order_count from marts.customer_analytics limit 3", env=env,
+    )
+    assert piped.returncode == 0, piped.stderr
+    header = piped.stdout.splitlines()[1]
+    for column in ("customer_id", "customer_type", "lifetime_value", "customer_segment", "first_order_date"):
+        assert column in header, piped.stdout
+    assert "…" not in piped.stdout
+
+    _assert_docs_are_served(env)
 
     query = dataops(
         "query", "select customer_segment, count(*) as customers from marts.customer_analytics "
@@ -49,6 +66,46 @@ def test_run_generated_data_prints_a_summary_and_exits_0(env: dict[str, str]) ->
     assert query.returncode == 0, query.stderr
     segments = {row["customer_segment"] for row in json.loads(query.stdout)}
     assert segments <= {"High Value", "Medium Value", "Low Value"} and segments
+
+
+def _assert_docs_are_served(env: dict[str, str]) -> None:
+    """`dataops docs serve` on a free port serves the site and the JSON files its page fetches."""
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dataops", "docs", "serve", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        url = line.split(" at ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:"), line
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert "<html" in page.read(4096).decode("utf-8", "replace").lower()
+        with urllib.request.urlopen(url + "manifest.json", timeout=10) as manifest:
+            nodes = json.load(manifest)["nodes"]
+        assert "model.adventureworks.customer_analytics" in nodes
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(url + "run_results.json", timeout=10)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_docs_serve_before_any_run_says_how_to_make_the_docs(env: dict[str, str]) -> None:
+    _assert_user_error(dataops("docs", "serve", "--port", "0", env=env), "no dbt docs", "dataops run")
+
+
+def test_a_selector_that_matches_nothing_is_a_usage_error_and_builds_nothing(env: dict[str, str]) -> None:
+    result = dataops("run", "--scale", "0.02", "--select", "nosuchmodel", "--no-quality", "--no-docs", env=env)
+    _assert_user_error(
+        result, "--select nosuchmodel", "The selection criterion 'nosuchmodel' does not match any enabled nodes"
+    )
+    record = json.loads((Path(env["DATAOPS_WAREHOUSE_DIR"]) / "artifacts" / "dev" / "last_run.json").read_text())
+    assert (record["status"], record["exit_code"]) == ("failed", 2)
+    assert [s["status"] for s in record["stages"]] == ["ok", "ok", "ok", "failed"]
+    assert not (Path(env["DATAOPS_WAREHOUSE_DIR"]) / "artifacts" / "dev" / "dbt" / "run_results.json").exists()
 
 
 @pytest.mark.parametrize(
