@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
     assert (artifacts / "dbt" / "index.html").exists()
     record = json.loads((artifacts / "last_run.json").read_text())
     assert record["exit_code"] == 0 and record["run_id"] == summary.run_id
+    assert record["status"] == "passed" and record["finished_at"] >= record["started_at"]
 
 
 def test_real_adventureworks_data(settings: Settings, real_data_dir: Path) -> None:
@@ -77,7 +79,13 @@ def test_real_adventureworks_data(settings: Settings, real_data_dir: Path) -> No
     for source in ("sales.Customer", "sales.SalesOrderHeader", "person.Person", "production.Product"):
         assert "days old" in warnings[f"freshness of {source}"]
     assert {o.level for o in summary.freshness} == {"warn"}
-    assert "recency on stg_orders.modified_at" in warnings
+    # A stale table is one finding about the whole table, with its age, not "1 failing row".
+    for model in ("stg_orders", "stg_customers"):
+        stale = re.fullmatch(
+            r"the whole table is stale: its newest modified_at is ([\d,]+) days old \(must be within 7 days\)",
+            warnings[f"recency on {model}.modified_at"],
+        )
+        assert stale and int(stale.group(1).replace(",", "")) > 4_000, warnings[f"recency on {model}.modified_at"]
 
     rows, total, ordered, without_email = run_query(
         settings,
