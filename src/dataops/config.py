@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -168,35 +170,126 @@ def _read_environments(path: Path) -> dict[str, dict[str, Any]]:
     return environments
 
 
+# What an environment entry may hold, each checked by one function that returns the value or says
+# what was expected instead. A key not listed here is a typo (`thread:`), never silently ignored.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _engine(value: Any) -> str:
+    if value not in ENGINES:
+        raise ValueError(f"one of {', '.join(ENGINES)}")
+    return str(value)
+
+
+def _stale_data(value: Any) -> Severity:
+    if value not in ("warn", "error"):
+        raise ValueError("'warn' or 'error'")
+    return "warn" if value == "warn" else "error"
+
+
+def _threads(value: Any) -> int:
+    # bool is an int to Python (and `threads: yes` is true to YAML): not a thread count.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("a positive whole number, e.g. 4")
+    return value
+
+
+def _schema(value: Any) -> str:
+    # Quality checks name it unquoted in SQL (`select * from <schema>.<model>`): an identifier only.
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise ValueError("a schema name of letters, digits and underscores, e.g. marts")
+    return value
+
+
+def _database(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("the name of a database, e.g. AdventureWorks2014")
+    return value
+
+
+_ENTRY_KEYS: dict[str, Callable[[Any], Any]] = {
+    "engine": _engine,
+    "stale_data": _stale_data,
+    "threads": _threads,
+    "consumer_schema": _schema,
+    "source_database": _database,
+}
+
+
+def _check_entry(path: Path, name: Any, entry: Any) -> dict[str, Any]:
+    """One environment's entry, every key checked; the first problem is a one-line error that
+    names the file, the environment, the key and what it must be."""
+    where = f"{path.name}: environment '{name}'"
+    if entry is None:
+        return {}
+    if not isinstance(entry, dict):
+        raise DataOpsError(
+            f"{where} is {_shown(entry)}; expected a mapping of settings "
+            f"({', '.join(_ENTRY_KEYS)}), each on its own indented line"
+        )
+    checked: dict[str, Any] = {}
+    for key, value in entry.items():
+        check = _ENTRY_KEYS.get(key)
+        if check is None:
+            close = difflib.get_close_matches(str(key), _ENTRY_KEYS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"the keys are {', '.join(_ENTRY_KEYS)}"
+            raise DataOpsError(f"{where} has an unknown key '{key}': {hint}")
+        try:
+            checked[key] = check(value)
+        except ValueError as expected:
+            raise DataOpsError(f"{where} has {key}: {_shown(value)}; expected {expected}") from None
+    return checked
+
+
+def _shown(value: Any) -> str:
+    """A YAML value as the user wrote it, on one line."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        kind = "a mapping" if isinstance(value, dict) else "a list"
+        return f"{kind} ({' '.join(str(value).split())[:60]})"
+    return str(value)
+
+
 def load_settings(target: str | None = None, environments_file: Path = ENVIRONMENTS_FILE) -> Settings:
-    """Settings for `target` (else $DATAOPS_TARGET, else dev); an unknown target is a user error."""
+    """Settings for `target` (else $DATAOPS_TARGET, else dev); an unknown target is a user error.
+    Every environment in the file is checked, so a typo in `prod` shows up on a developer's
+    machine, not first in production."""
     name = target or os.environ.get(TARGET_ENV_VAR) or DEFAULT_TARGET
-    environments = _read_environments(environments_file)
+    environments = {
+        key: _check_entry(environments_file, key, entry)
+        for key, entry in _read_environments(environments_file).items()
+    }
     if name not in environments:
-        known = ", ".join(sorted(environments))
+        known = ", ".join(sorted(str(key) for key in environments))
         raise DataOpsError(
             f"unknown target '{name}': choose one of {known} (declared in {environments_file.name})"
         )
-    entry = environments[name] or {}
-    engine = str(entry.get("engine", "duckdb"))
-    if engine not in ENGINES:
-        raise DataOpsError(
-            f"{environments_file.name}: environment '{name}' has engine '{engine}'; "
-            f"use one of {', '.join(ENGINES)}"
-        )
-    stale_data = entry.get("stale_data", "warn")
-    if stale_data not in ("warn", "error"):
-        raise DataOpsError(
-            f"{environments_file.name}: environment '{name}' has stale_data '{stale_data}'; "
-            "use 'warn' or 'error'"
-        )
-    warehouse_dir = Path(os.environ.get(WAREHOUSE_DIR_ENV_VAR, PROJECT_ROOT / "warehouse"))
+    entry = environments[name]
     return Settings(
         target=name,
-        engine=engine,
-        stale_data=stale_data,
-        threads=int(entry.get("threads", 4)),
-        warehouse_dir=warehouse_dir.resolve(),
-        consumer_schema=str(entry.get("consumer_schema", "marts")),
+        engine=entry.get("engine", "duckdb"),
+        stale_data=entry.get("stale_data", "warn"),
+        threads=entry.get("threads", 4),
+        warehouse_dir=warehouse_dir(),
+        consumer_schema=entry.get("consumer_schema", "marts"),
         source_database=entry.get("source_database"),
     )
+
+
+def warehouse_dir() -> Path:
+    """Where warehouses, artifacts and logs live: $DATAOPS_WAREHOUSE_DIR, else warehouse/."""
+    return Path(os.environ.get(WAREHOUSE_DIR_ENV_VAR, PROJECT_ROOT / "warehouse")).resolve()
+
+
+def target_names(environments_file: Path = ENVIRONMENTS_FILE) -> list[str]:
+    """The declared targets, for help texts: an unreadable file gives none (the command that needs
+    a target then says what is wrong with it)."""
+    try:
+        return list(_read_environments(environments_file))
+    except DataOpsError:
+        return []
