@@ -91,8 +91,9 @@ class Settings:
         return [v.name for v in self.profile_variables() if v.required and v.name not in os.environ]
 
     def described_profile(self, mask: str) -> list[tuple[str, str]]:
-        """The profile's fields as they would render now, secrets replaced by `mask` and unset
-        required variables shown as <missing NAME>; never raises for a missing variable."""
+        """The profile's fields as they would render now, unset required variables shown as
+        <missing NAME>; never raises for a missing variable. A secret shows `mask` only when it
+        has a value, and otherwise says why it has none: its variable is not set, or set empty."""
         missing = set(self.missing_variables())
         rows = []
         for field, value in self.profile_output().items():
@@ -101,7 +102,7 @@ class Settings:
             if absent:
                 rows.append((field, f"<missing {', '.join(absent)}>"))
             elif field in SECRET_FIELDS:
-                rows.append((field, mask))
+                rows.append((field, _described_secret(str(value), names, mask)))
             else:
                 rows.append((field, _render(str(value))))
         return rows
@@ -142,6 +143,16 @@ class Settings:
         if self.engine == "duckdb":
             env[DUCKDB_PATH_ENV_VAR] = str(self.duckdb_path)
         return env
+
+
+def _described_secret(value: str, names: list[str], mask: str) -> str:
+    """A secret field of the profile without its value: `mask` when it renders to something,
+    else whether its variable is absent ("not set") or set to the empty string."""
+    unset = [name for name in names if name not in os.environ]
+    if _render(value):
+        # A default from profiles.yml (never a secret: the file is committed) or the variable's value.
+        return f"not set, default {mask}" if unset else mask
+    return "not set" if unset else "set, empty"
 
 
 def _render(value: str) -> str:

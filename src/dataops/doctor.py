@@ -72,8 +72,10 @@ def _variables(settings: Settings) -> list[Finding]:
     findings = []
     for variable in settings.profile_variables():
         if variable.name in os.environ:
-            shown = MASK if variable.secret else os.environ[variable.name]
-            findings.append(Finding("environment", variable.name, "ok", f"set ({shown})"))
+            value = os.environ[variable.name]
+            # Masking an empty secret would claim a value that is not there.
+            shown = MASK if variable.secret and value else value
+            findings.append(Finding("environment", variable.name, "ok", f"set ({shown})" if value else "set, empty"))
         elif variable.required:
             findings.append(Finding(
                 "environment", variable.name, "fail",

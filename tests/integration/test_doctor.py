@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -78,3 +79,31 @@ def test_sql_server_without_an_odbc_driver_says_how_to_install_it(env: dict[str,
     assert result.returncode == 2
     assert "msodbcsql18" in output and "unixodbc" in output.lower()
     assert PLANTED_PASSWORD not in output
+
+
+def test_an_unset_optional_password_reads_not_set_and_the_server_says_it_needs_one(
+    env: dict[str, str], postgres_env: dict[str, str]
+) -> None:
+    # PGPASSWORD is optional in profiles.yml (env_var('PGPASSWORD', '')): absent, it is "not set",
+    # never a mask that would claim a value; the real server then refuses the login itself.
+    reach = {name: value for name, value in postgres_env.items() if name != "PGPASSWORD"}
+    result = doctor("--target", "postgres", env={**env, **reach})
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert re.search(r"│ profile password\s+│ not set\s+│", output), output
+    assert "****" not in output
+    assert re.search(r"│ PGPASSWORD\s+│ .*not set", output), output
+    assert "no password supplied" in output or "password authentication failed" in output, output
+    assert "Traceback" not in output
+
+
+def test_a_password_set_empty_reads_set_empty(env: dict[str, str]) -> None:
+    port = _free_port()
+    result = doctor(
+        "--target", "postgres",
+        env={**env, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "analyst", "PGPASSWORD": ""},
+    )
+    output = result.stdout + result.stderr
+    assert re.search(r"│ profile password\s+│ set, empty\s+│", output), output
+    assert re.search(r"│ PGPASSWORD\s+│ .*set, empty", output), output
+    assert "****" not in output

@@ -109,6 +109,29 @@ def test_the_projects_own_environments_are_valid(warehouse_dir: Path) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(None, "not set"), ("", "set, empty"), ("fake-pw", "****")],  # pragma: allowlist secret
+)
+def test_a_secret_is_masked_only_when_it_has_a_value(
+    warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, shown: str
+) -> None:
+    # profiles.yml: password: "{{ env_var('PGPASSWORD', '') }}", optional with an empty default.
+    if value is None:
+        monkeypatch.delenv("PGPASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("PGPASSWORD", value)
+    monkeypatch.setenv("PGUSER", "analyst")
+    described = dict(load_settings("postgres").described_profile("****"))
+    assert described["password"] == shown
+    assert described["user"] == "analyst"
+
+
+def test_a_missing_required_secret_is_named(warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBT_PROD_PASSWORD", raising=False)
+    assert dict(load_settings("prod").described_profile("****"))["password"] == "<missing DBT_PROD_PASSWORD>"
+
+
 def test_missing_environments_file(tmp_path: Path) -> None:
     with pytest.raises(DataOpsError, match="is missing"):
         load_settings("dev", environments_file=tmp_path / "environments.yml")
