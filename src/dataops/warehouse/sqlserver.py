@@ -45,20 +45,63 @@ def create_table_sql(table: SourceTable, suffix: str = "") -> str:
     return f"CREATE TABLE {_relation(table, suffix)} ({columns})"
 
 
+def odbc_value(value: str) -> str:
+    """`value` as an ODBC connection-string value (MS-ODBCSTR): in braces, with every `}` doubled,
+    when it holds `;`, `{`, `}`, `=` or white space (drivers trim a value's outer spaces, and a
+    driver name has inner ones), so a password can neither end its attribute early nor add one."""
+    if any(character in value for character in ";{}=") or any(character.isspace() for character in value):
+        return "{" + value.replace("}", "}}") + "}"
+    return value
+
+
+def odbc_connection_string(attributes: dict[str, str]) -> str:
+    """Attributes with a value, each quoted. An empty one is left out: mssql-python refuses
+    `Uid=;`, and the driver's default for an absent attribute is what an empty one would mean."""
+    return ";".join(f"{key}={odbc_value(value)}" for key, value in attributes.items() if value)
+
+
+def _yes_no(connection: dict[str, str], field: str, default: bool) -> str:
+    """A boolean profile field (dbt-sqlserver's `encrypt`, `trust_cert`) as ODBC's yes/no; the
+    defaults are dbt-sqlserver's own, so GX and our loads connect exactly as dbt does."""
+    value = str(connection.get(field, default)).strip().lower()
+    if value in ("true", "yes", "1"):
+        return "yes"
+    if value in ("false", "no", "0"):
+        return "no"
+    raise DataOpsError(f"the SQL Server profile's {field} is '{value}': set it to true or false in dbt/profiles.yml")
+
+
 class SqlServerWarehouse:
     def __init__(self, connection: dict[str, str]) -> None:
         self.server = connection["server"]
         self.port = connection.get("port", "1433")
         self.database = connection["database"]
-        self._user = connection.get("user", "")
         self._password = connection.get("password", "")
         self._driver = connection.get("driver", "ODBC Driver 18 for SQL Server")
-        self._trust_cert = str(connection.get("trust_cert")).lower() == "true"
-        self._connection_string = (
-            f"Server=tcp:{self.server},{self.port};Database={self.database};"
-            f"Uid={connection.get('user', '')};Pwd={self._password};"
-            f"Encrypt={'yes' if str(connection.get('encrypt', 'true')).lower() == 'true' else 'no'};"
-            f"TrustServerCertificate={'yes' if str(connection.get('trust_cert')).lower() == 'true' else 'no'}"
+        # One set of attributes for mssql-python (loads, queries) and pyodbc (GX), so both reach
+        # the server with the encryption and certificate trust the target sets.
+        self._attributes = {
+            "Server": f"tcp:{self.server},{self.port}",
+            "Database": self.database,
+            "UID": connection.get("user", ""),
+            "PWD": self._password,
+            "Encrypt": _yes_no(connection, "encrypt", True),
+            "TrustServerCertificate": _yes_no(connection, "trust_cert", False),
+        }
+
+    @property
+    def connection_string(self) -> str:
+        """What mssql-python connects with; it picks its bundled driver itself and refuses a Driver."""
+        return odbc_connection_string(self._attributes)
+
+    def gx_connection_url(self) -> str:
+        """The SQLAlchemy URL GX connects with: pyodbc gets our own connection string as it is
+        (`odbc_connect`), not one SQLAlchemy assembles from URL parts with quoting rules of its own."""
+        import sqlalchemy
+
+        odbc = odbc_connection_string({"Driver": self._driver, **self._attributes})
+        return sqlalchemy.URL.create("mssql+pyodbc", query={"odbc_connect": odbc}).render_as_string(
+            hide_password=False
         )
 
     @property
@@ -78,7 +121,7 @@ class SqlServerWarehouse:
         import mssql_python
 
         try:
-            return mssql_python.connect(self._connection_string, autocommit=autocommit, timeout=15)
+            return mssql_python.connect(self.connection_string, autocommit=autocommit, timeout=15)
         except mssql_python.Error as error:
             raise self._error(
                 "connecting (check DBT_<TARGET>_SERVER / _PORT / _USER / _PASSWORD)", error
@@ -94,15 +137,9 @@ class SqlServerWarehouse:
             connection.close()
 
     def gx_datasource(self, context: Any, name: str) -> Any:
-        """GX reaches SQL Server through SQLAlchemy and pyodbc, like dbt-sqlserver."""
-        import sqlalchemy
-
-        url = sqlalchemy.URL.create(
-            "mssql+pyodbc", username=self._user, password=self._password, host=self.server,
-            port=int(self.port), database=self.database,
-            query={"driver": self._driver, "TrustServerCertificate": "yes" if self._trust_cert else "no"},
-        )
-        return context.data_sources.add_sql(name=name, connection_string=url.render_as_string(hide_password=False))
+        """GX reaches SQL Server through SQLAlchemy and pyodbc, like dbt-sqlserver. An ephemeral GX
+        context keeps the URL, password included, in memory only."""
+        return context.data_sources.add_sql(name=name, connection_string=self.gx_connection_url())
 
     def replace_source_tables(self, tables: dict[str, pa.Table]) -> None:
         import mssql_python
