@@ -15,10 +15,12 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import string
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +260,141 @@ def test_a_yaml_syntax_error_fails_config(
     assert "yaml" in result.stderr.lower()
 
 
+# --- No password on a command line ---------------------------------------------------------------
+# A process's arguments are public to everyone who can list processes (`ps`, `docker top`, /proc),
+# so a password passed as one leaks however it got there: literally, interpolated by Compose, or
+# expanded by the container's shell (`-P "$$MSSQL_SA_PASSWORD"`). The commands are checked as
+# Compose renders them, and as GitHub Actions runs them.
+
+# Where each tool takes a password on its command line; sqlcmd reads SQLCMDPASSWORD instead, and
+# `airflow users create` asks for it on its input.
+PASSWORD_OPTIONS = {"sqlcmd": ("-P",), "airflow": ("--password",)}
+SHELL_OPERATORS = set("();<>|&")
+# Every Compose project of the repository, as it is started.
+COMPOSE_PROJECTS = {**COMBINATIONS, "airflow": ["docker-compose.airflow.yml"]}
+
+
+def _shell_commands(text: str) -> Iterator[list[str]]:
+    """The simple commands of a shell text (a script, a CMD-SHELL), each as its words."""
+    for line in text.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        # Conservative: a comment is read as words too, so a password option there is reported.
+        lexer.commenters = ""
+        try:
+            tokens = list(lexer)
+        except ValueError:  # an unbalanced quote: not shell (e.g. SQL text), read it word by word
+            tokens = line.split()
+        words: list[str] = []
+        for token in tokens:
+            if set(token) <= SHELL_OPERATORS:
+                yield words
+                words = []
+            else:
+                words.append(token)
+        yield words
+
+
+def _command_lines(argv: list[str]) -> Iterator[list[str]]:
+    """An exec-form command line, and the commands of every shell script among its arguments."""
+    yield argv
+    for argument in argv:
+        if any(character.isspace() for character in argument):
+            yield from _shell_commands(argument)
+
+
+def passwords_on_command_lines(argvs: list[list[str]]) -> list[str]:
+    """Each command line that hands a password option to a tool of PASSWORD_OPTIONS."""
+    found = []
+    for argv in argvs:
+        for words in _command_lines(argv):
+            for index, word in enumerate(words):
+                options = PASSWORD_OPTIONS.get(Path(word).name, ())
+                for argument in words[index + 1:]:
+                    if any(argument == option or argument.startswith(option if len(option) == 2 else option + "=")
+                           for option in options):
+                        found.append(shlex.join(words))
+    return found
+
+
+def _service_command_lines(service: dict[str, Any]) -> list[list[str]]:
+    """What a rendered service runs: its entrypoint and command, and its healthcheck."""
+    argvs = []
+    entrypoint, command = service.get("entrypoint") or [], service.get("command") or []
+    for part in (entrypoint, command, entrypoint + command):
+        argvs.append(shlex.split(part) if isinstance(part, str) else list(part))
+    test = (service.get("healthcheck") or {}).get("test") or []
+    if test[:1] == ["CMD-SHELL"]:
+        argvs += list(_shell_commands(" ".join(test[1:])))
+    elif test[:1] == ["CMD"]:
+        argvs.append(test[1:])
+    return argvs
+
+
+def _runs(argvs: list[list[str]], tool: str) -> bool:
+    return any(Path(word).name == tool for argv in argvs for words in _command_lines(argv) for word in words)
+
+
+def _rendered(files: list[str | Path], env: dict[str, str], env_file: Path) -> dict[str, Any]:
+    result = compose(files, "config", "--format", "json", env=env, env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _check_no_password_on_a_command_line(project: dict[str, Any], secrets_set: list[str]) -> None:
+    for name, service in project["services"].items():
+        argvs = _service_command_lines(service)
+        assert passwords_on_command_lines(argvs) == [], f"{name} passes a password on a command line"
+        # Nor one Compose interpolated into anything but the environment.
+        outside = json.dumps({key: value for key, value in service.items() if key != "environment"})
+        assert not [value for value in secrets_set if value in outside], f"{name} shows a secret"
+        if _runs(argvs, "sqlcmd"):
+            assert service["environment"].get("SQLCMDPASSWORD"), f"{name} runs sqlcmd without SQLCMDPASSWORD"
+
+
+@pytest.mark.parametrize("project", list(COMPOSE_PROJECTS))
+def test_no_compose_service_passes_a_password_on_a_command_line(
+    project: str, isolated_env: dict[str, str], empty_env_file: Path
+) -> None:
+    files = COMPOSE_PROJECTS[project]
+    values = {name: placeholder() for name in required_variables(files)}
+    rendered = _rendered(files, {**isolated_env, **values}, empty_env_file)
+    _check_no_password_on_a_command_line(
+        rendered, [value for name, value in values.items() if SECRET_KEY.search(name)]
+    )
+    if project == "sqlserver_dev":
+        # The healthcheck and the init service do run sqlcmd: the check above had something to check.
+        assert _runs(_service_command_lines(rendered["services"]["sqlserver"]), "sqlcmd")
+        assert _runs(_service_command_lines(rendered["services"]["sqlserver-init"]), "sqlcmd")
+
+
+def test_every_compose_file_is_checked() -> None:
+    checked = {name for files in COMPOSE_PROJECTS.values() for name in files}
+    assert {path.name for path in ROOT.glob("docker-compose*.yml")} <= checked
+
+
+@pytest.mark.parametrize(
+    "leak",
+    [
+        '/opt/mssql-tools18/bin/sqlcmd -C -S localhost -U sa -P "$$MSSQL_SA_PASSWORD" -Q "SELECT 1"',
+        "sqlcmd -S localhost -U sa -P${MSSQL_SA_PASSWORD} -Q 'SELECT 1'",
+        "true && sqlcmd -U sa -P $$MSSQL_SA_PASSWORD",
+    ],
+)
+def test_a_password_on_the_healthchecks_sqlcmd_command_line_is_caught(
+    leak: str, tmp_path: Path, isolated_env: dict[str, str], empty_env_file: Path
+) -> None:
+    def mutate(document: dict[str, Any]) -> None:
+        document["services"]["sqlserver"]["healthcheck"]["test"] = ["CMD-SHELL", leak]
+
+    password = placeholder()
+    env = {**isolated_env, SA_VAR: password}
+    intact, broken = intact_and_broken(load_yaml(DEV_FILE), mutate, tmp_path)
+    _check_no_password_on_a_command_line(_rendered([intact], env, empty_env_file), [password])
+    with pytest.raises(AssertionError, match="sqlserver passes a password on a command line"):
+        _check_no_password_on_a_command_line(_rendered([broken], env, empty_env_file), [password])
+
+
 # --- Compose: the facts, from the YAML ------------------------------------------------------------
 
 
@@ -273,8 +410,9 @@ def test_the_local_sql_server_is_the_2022_image_with_a_sqlcmd_healthcheck() -> N
     healthcheck = sqlserver["healthcheck"]
     test = " ".join(healthcheck["test"])
     assert healthcheck["test"][0] == "CMD-SHELL"
-    for fragment in (SQLCMD, " -C ", "-U sa", '"$$MSSQL_SA_PASSWORD"', "SELECT 1"):
+    for fragment in (SQLCMD, " -C ", "-U sa", "SELECT 1"):
         assert fragment in test
+    assert " -P" not in test and sqlserver["environment"]["SQLCMDPASSWORD"] == sqlserver["environment"][SA_VAR]
     assert {"interval", "retries", "start_period"} <= set(healthcheck)
 
     dataops = services["dataops"]
@@ -284,16 +422,12 @@ def test_the_local_sql_server_is_the_2022_image_with_a_sqlcmd_healthcheck() -> N
 
 @pytest.mark.parametrize("name", [DEV_FILE, "docker-compose.staging.yml", "docker-compose.prod.yml"])
 def test_compose_files_hold_no_literal_secret(name: str) -> None:
-    text = (ROOT / name).read_text(encoding="utf-8")
     checked = 0
     for path, value in walk(load_yaml(name)):
         if SECRET_KEY.search(path.rsplit(".", 1)[-1]) and isinstance(value, str):
             assert COMPOSE_REFERENCE.fullmatch(value.strip()), f"{name}: {path} is not a ${{VAR}} reference"
             checked += 1
     assert checked, f"{name} has no password-like setting: is this test still looking?"
-    # Inside commands too: a password on a command line is only ever a shell variable.
-    for match in re.finditer(r"-P\s+(\S+)", text):
-        assert match.group(1).strip("\"'").startswith("$"), f"{name}: literal sqlcmd -P {match.group(1)}"
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------
@@ -398,6 +532,30 @@ def test_sqlserver_workflow_runs_the_pipeline_on_a_sql_server_service() -> None:
         assert found, f"sqlserver.yml has no step running {fragment!r}"
         positions.append(found[0])
     assert positions == sorted(positions), "sqlserver.yml runs its steps out of order"
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in (ROOT / ".github" / "workflows").glob("*.yml")))
+def test_no_workflow_passes_a_password_on_a_command_line(name: str) -> None:
+    workflow = _workflow(name)
+    sqlcmd_runs = 0
+    for job_name, job in workflow["jobs"].items():
+        # A service container's health command, in its `options`, with the service's environment.
+        places = [
+            (f"{job_name}.services.{service_name}", [shlex.split(service.get("options", ""))], service.get("env", {}))
+            for service_name, service in (job.get("services") or {}).items()
+        ]
+        places += [
+            (f"{job_name}.steps[{index}]", list(_shell_commands(step["run"])),
+             {**workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})})
+            for index, step in enumerate(job.get("steps", [])) if "run" in step
+        ]
+        for where, argvs, env in places:
+            assert passwords_on_command_lines(argvs) == [], f"{name}: {where} passes a password on a command line"
+            if _runs(argvs, "sqlcmd"):
+                assert "SQLCMDPASSWORD" in env, f"{name}: {where} runs sqlcmd without SQLCMDPASSWORD"
+                sqlcmd_runs += 1
+    if name == "sqlserver.yml":
+        assert sqlcmd_runs == 2, "the health command and the database step run sqlcmd: is this test still looking?"
 
 
 @pytest.mark.parametrize("name", ["ci.yml", "sqlserver.yml"])
