@@ -25,6 +25,10 @@ class Warehouse(Protocol):
     def missing_source_tables(self) -> list[str]:
         """The contract tables that are not in the warehouse yet."""
 
+    def missing_relations(self, schema: str, names: list[str]) -> list[str]:
+        """`schema.name` of each of `names` that is no table or view there, as an unquoted name in
+        a query would be looked up (a missing warehouse misses them all)."""
+
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
         """Rows per `Schema.Table`."""
 

@@ -173,12 +173,13 @@ class DuckDBWarehouse:
 
         return duckdb_gx.add_datasource(context, name, self.path)
 
-    def missing_source_tables(self) -> list[str]:
+    def _relations(self) -> set[str]:
+        """Every table and view as `schema.name`, lower-cased (DuckDB's names are case-insensitive)."""
         if not self.path.exists():
-            return [t.qualified_name for t in SOURCE_TABLES]
+            return set()
         connection = self._connect(read_only=True)
         try:
-            present = {
+            return {
                 f"{schema}.{name}".lower()
                 for schema, name in connection.execute(
                     "SELECT table_schema, table_name FROM information_schema.tables"
@@ -186,7 +187,14 @@ class DuckDBWarehouse:
             }
         finally:
             connection.close()
+
+    def missing_source_tables(self) -> list[str]:
+        present = self._relations()
         return [t.qualified_name for t in SOURCE_TABLES if t.qualified_name.lower() not in present]
+
+    def missing_relations(self, schema: str, names: list[str]) -> list[str]:
+        present = self._relations()
+        return [f"{schema}.{name}" for name in names if f"{schema}.{name}".lower() not in present]
 
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
         connection = self._connect(read_only=True)

@@ -247,6 +247,17 @@ class PostgresWarehouse:
         present = {f"{schema}.{name}" for schema, name in rows}
         return [t.qualified_name for t in SOURCE_TABLES if t.qualified_name not in present]
 
+    def missing_relations(self, schema: str, names: list[str]) -> list[str]:
+        # pg_class, not information_schema.tables: that one leaves out materialized views. An
+        # unquoted name in a query is folded to lower case, so that is the name looked for.
+        rows = self._read(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        ).rows
+        present = {f"{namespace}.{relation}" for namespace, relation in rows}
+        return [f"{schema}.{name}" for name in names if f"{schema}.{name}".lower() not in present]
+
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
         if not qualified_names:
             return {}

@@ -177,14 +177,22 @@ class SqlServerWarehouse:
         finally:
             connection.close()
 
-    def missing_source_tables(self) -> list[str]:
-        present = {
+    def _relations(self) -> set[str]:
+        """Every table and view as `schema.name`, lower-cased (the default collations ignore case)."""
+        return {
             f"{schema}.{name}".lower()
             for schema, name in self.read_only_query(
                 "SELECT TABLE_SCHEMA, TABLE_NAME FROM INFORMATION_SCHEMA.TABLES"
             ).rows
         }
+
+    def missing_source_tables(self) -> list[str]:
+        present = self._relations()
         return [t.qualified_name for t in SOURCE_TABLES if t.qualified_name.lower() not in present]
+
+    def missing_relations(self, schema: str, names: list[str]) -> list[str]:
+        present = self._relations()
+        return [f"{schema}.{name}" for name in names if f"{schema}.{name}".lower() not in present]
 
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
         return {
