@@ -19,6 +19,7 @@ def warehouse_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DATAOPS_WAREHOUSE_DIR", str(folder))
     monkeypatch.delenv("DATAOPS_DUCKDB_PATH", raising=False)
     monkeypatch.delenv("DATAOPS_TARGET", raising=False)
+    monkeypatch.delenv("DATAOPS_HISTORY_URL", raising=False)  # the run history beside the warehouse
     return folder
 
 

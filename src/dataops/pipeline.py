@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +14,9 @@ from dataops.config import Settings
 from dataops.dbt_runner import DbtProject
 from dataops.errors import DataOpsError
 from dataops.findings import errors_in
+from dataops.history.provenance import Usage, git_commit
+from dataops.history.records import Trigger
+from dataops.history.store import HistoryStore
 from dataops.load import LoadReport, load_folder, load_generated
 from dataops.progress import NodeProgress
 from dataops.results import (
@@ -27,6 +28,7 @@ from dataops.results import (
     interpret_build,
     interpret_freshness,
 )
+from dataops.source_tables import SOURCE_TABLES
 from dataops.warehouse import connect
 
 if TYPE_CHECKING:
@@ -65,14 +67,20 @@ class RunOptions:
     select: list[str] = field(default_factory=list)
     docs: bool = True
     quality: bool = True
+    trigger: Trigger = field(default_factory=lambda: Trigger("cli"))
 
 
 class Pipeline:
 
     def __init__(
-        self, settings: Settings, reporter: Reporter | None = None, quality_worker: QualityWorker | None = None
+        self,
+        settings: Settings,
+        reporter: Reporter | None = None,
+        quality_worker: QualityWorker | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         self.settings = settings
+        self.history = history or HistoryStore()
         self.reporter = reporter or SilentReporter()
         self.project = DbtProject(settings)
         self.project.on_progress = self.reporter.node_progress
@@ -83,10 +91,13 @@ class Pipeline:
     def run(self, options: RunOptions) -> RunSummary:
         """Every stage in turn; the run is recorded however it ends. A stage that raises stops the
         run: the record names the error, and the error goes on to the caller."""
+        usage = Usage.start()
         summary = RunSummary(
             run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
             target=self.settings.target,
             started_at=datetime.now(UTC),
+            trigger=options.trigger,
+            git_commit=git_commit(),
         )
         try:
             self._run(summary, options)
@@ -98,8 +109,10 @@ class Pipeline:
                 self._quality_worker = None
                 if docs_finding is not None:
                     summary.findings.append(docs_finding)
+            summary.row_counts = self._row_counts()
             summary.finished_at = datetime.now(UTC)
-            self._record(summary)
+            summary.cpu_seconds, summary.peak_memory_bytes = usage.cpu_seconds(), usage.peak_memory_bytes()
+            self.history.record(summary.to_record())
         return summary
 
     def _run(self, summary: RunSummary, options: RunOptions) -> None:
@@ -190,9 +203,10 @@ class Pipeline:
 
     def _build(self, summary: RunSummary, select: list[str]) -> tuple[StageStatus, str]:
         result = self.project.build(select or None)
-        counts, findings = interpret_build(result)
+        counts, findings, nodes = interpret_build(result)
         summary.counts = counts
         summary.findings.extend(findings)
+        summary.nodes.extend(nodes)
         tests = counts.tests_passed + counts.tests_warned + counts.tests_failed
         detail = (
             f"{counts.models_built} models, {tests} tests ({counts.tests_warned} warned, "
@@ -206,6 +220,7 @@ class Pipeline:
         report = self._quality_worker.run(self.settings, run_id=summary.run_id)
         summary.quality = QualityCounts(report.passed, report.warned, report.failed)
         summary.findings.extend(report.findings)
+        summary.nodes.extend(outcome.to_node() for outcome in report.outcomes)
         detail = (
             f"{len(report.outcomes)} expectations ({report.warned} warned, {report.failed} failed); "
             f"score {summary.quality_score:.1%}"
@@ -219,20 +234,28 @@ class Pipeline:
             return "failed", "see the dbt log"
         return "ok", f"catalog in {self.project.target_path}"
 
-    def _record(self, summary: RunSummary) -> None:
-        """Keep every run's summary as JSON beside the dbt artifacts, and the latest as last_run.
-        Each file is replaced whole (written beside it, then renamed): a reader never sees half."""
-        runs_dir = self.settings.artifacts_dir / "runs"
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        document = json.dumps(summary.to_dict(), indent=2, default=str)
-        _write_atomically(runs_dir / f"{summary.run_id}.json", document)
-        _write_atomically(self.settings.artifacts_dir / "last_run.json", document)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    def _row_counts(self) -> dict[str, int]:
+        """Rows per source table and per mart, as the run left them. Only what exists is counted,
+        and nothing where the warehouse cannot say (a dead server): the run is recorded anyway."""
+        by_schema: dict[str, list[str]] = {}
+        if not self.settings.source_database:
+            for table in SOURCE_TABLES:
+                by_schema.setdefault(table.schema, []).append(table.name)
+        if self.project.manifest is not None:
+            by_schema[self.settings.consumer_schema] = sorted(
+                node.alias or node.name for node in self.project.manifest.nodes.values()
+                if node.resource_type == "model" and node.schema == self.settings.consumer_schema
+                and node.config.materialized != "ephemeral"
+            )
+        try:
+            warehouse = connect(self.settings)
+            present: list[str] = []
+            for schema, names in by_schema.items():
+                missing = set(warehouse.missing_relations(schema, names))
+                present += [f"{schema}.{name}" for name in names if f"{schema}.{name}" not in missing]
+            return warehouse.row_counts(present)
+        except DataOpsError:
+            return {}
 
 
 def _one_line(error: BaseException) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from dataops.config import Settings
 from dataops.errors import DataOpsError, InternalError
 from dataops.findings import Finding, Level
+from dataops.history.records import NodeRecord
 from dataops.quality_config import GX_DIR, CheckpointDocument, SuiteDocument, shown
 from dataops.quality_config import load as load_gx_dir
 
@@ -62,6 +63,14 @@ class ExpectationOutcome:
         if self.success:
             return None
         return "error" if self.severity == "critical" or self.error else "warn"
+
+    def to_node(self) -> NodeRecord:
+        """The expectation as a node of the run history, beside dbt's tests."""
+        return NodeRecord(
+            unique_id=f"expectation.{self.suite}.{self.check}", kind="expectation", name=self.check,
+            status="pass" if self.success else ("warn" if self.level == "warn" else "fail"),
+            level=self.level or "ok", failures=self.unexpected_count, message="" if self.success else self.describe(),
+        )
 
     def describe(self) -> str:
         if self.error:

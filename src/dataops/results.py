@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal, NamedTuple
 
 from dbt.artifacts.schemas.freshness import FreshnessResult, SourceFreshnessResult
 from dbt.artifacts.schemas.results import NodeStatus
@@ -15,11 +15,9 @@ from dbt.cli.main import dbtRunnerResult
 from dataops.config import Severity
 from dataops.errors import ExitCode
 from dataops.findings import Finding, Level, errors_in, failed_test_text, node_status_level, warnings_in
+from dataops.history.records import FindingRecord, NodeRecord, RunRecord, RunStatus, StageRecord, Trigger
 
 StageStatus = Literal["ok", "warn", "failed", "skipped"]
-# The run's one verdict: passed, passed with warnings, a check failed or a stage stopped on a user
-# error (failed), or an internal error stopped it (crashed).
-RunStatus = Literal["passed", "warned", "failed", "crashed"]
 StopKind = Literal["usage", "internal"]
 
 
@@ -41,6 +39,14 @@ class FreshnessOutcome:
     max_loaded_at: str | None
     age_hours: float | None
     message: str
+    unique_id: str = ""
+    seconds: float | None = None
+
+    def to_node(self) -> NodeRecord:
+        return NodeRecord(
+            unique_id=self.unique_id, kind="source", name=f"freshness of {self.source}", status=self.status,
+            level=self.level, seconds=self.seconds, message=self.message,
+        )
 
 
 @dataclass
@@ -78,6 +84,13 @@ class RunSummary:
     # Set when a stage raised instead of finishing: what stopped the run, and whose fault it was.
     error: str | None = None
     error_kind: StopKind | None = None
+    kind: str = "run"
+    trigger: Trigger = field(default_factory=lambda: Trigger("cli"))
+    git_commit: str | None = None
+    nodes: list[NodeRecord] = field(default_factory=list)  # build and expectations; sources from freshness
+    row_counts: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
 
     @property
     def checks_run(self) -> int:
@@ -116,6 +129,8 @@ class RunSummary:
 
     @property
     def status(self) -> RunStatus:
+        """The run's one verdict: passed, passed with warnings, failed (a check failed, or a user
+        error stopped a stage), or crashed (an internal error stopped it)."""
         code = self.exit_code
         if code == ExitCode.INTERNAL:
             return "crashed"
@@ -123,14 +138,29 @@ class RunSummary:
             return "failed"
         return "warned" if self.warnings else "passed"
 
-    def to_dict(self) -> dict[str, Any]:
-        document = asdict(self)
-        document["started_at"] = self.started_at.isoformat()
-        document["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
-        document["status"] = self.status
-        document["exit_code"] = int(self.exit_code)
-        document["quality_score"] = self.quality_score
-        return document
+    def to_record(self) -> RunRecord:
+        """The run as the history keeps it."""
+        return RunRecord(
+            run_id=self.run_id, target=self.target, kind=self.kind, trigger=self.trigger,
+            started_at=self.started_at, finished_at=self.finished_at, status=self.status,
+            exit_code=int(self.exit_code), git_commit=self.git_commit, error=self.error,
+            stages=[StageRecord(s.name, s.status, round(s.seconds, 3), s.detail) for s in self.stages],
+            nodes=_unique_ids([*(outcome.to_node() for outcome in self.freshness), *self.nodes]),
+            findings=[FindingRecord(f.level, f.check, f.message) for f in self.findings],
+            row_counts=dict(self.row_counts), quality_score=self.quality_score,
+            cpu_seconds=self.cpu_seconds, peak_memory_bytes=self.peak_memory_bytes,
+        )
+
+
+def _unique_ids(nodes: list[NodeRecord]) -> list[NodeRecord]:
+    """A suite may hold the same expectation on the same column twice: number the second one."""
+    seen: dict[str, int] = {}
+    unique = []
+    for node in nodes:
+        seen[node.unique_id] = seen.get(node.unique_id, 0) + 1
+        count = seen[node.unique_id]
+        unique.append(node if count == 1 else replace(node, unique_id=f"{node.unique_id}#{count}"))
+    return unique
 
 
 def _display_name(result: RunResult) -> str:
@@ -154,49 +184,69 @@ def _one_line(text: str | None) -> str:
     return " ".join(_ANSI_ESCAPE.sub("", text or "").split())
 
 
-def interpret_build(outcome: dbtRunnerResult) -> tuple[BuildCounts, list[Finding]]:
-    """Counts and named findings of a `dbt build`. Fails closed: a build that did not succeed
-    always has an error finding, even when no node says why, and so does one that ran nothing."""
+class BuildInterpretation(NamedTuple):
+    counts: BuildCounts
+    findings: list[Finding]
+    nodes: list[NodeRecord]
+
+
+_COUNTED = {  # resource type -> (counter prefix, how its findings are named)
+    "model": "models", "seed": "models", "snapshot": "models", "test": "tests", "unit_test": "unit_tests",
+}
+
+
+def interpret_build(outcome: dbtRunnerResult) -> BuildInterpretation:
+    """Counts, named findings and every node's result of a `dbt build`. Fails closed: a build that
+    did not succeed always has an error finding, even when no node says why, and so does one that
+    ran nothing."""
     counts = BuildCounts()
     findings: list[Finding] = []
+    nodes: list[NodeRecord] = []
     result = outcome.result if isinstance(outcome.result, RunExecutionResult) else None
     for node_result in result.results if result else []:
         resource = node_result.node.resource_type
         status = str(node_result.status)
-        level = node_status_level(status)
+        skipped = status == NodeStatus.Skipped
+        level = None if skipped else node_status_level(status)
         name = _display_name(node_result)
-        if resource in ("model", "seed", "snapshot"):
-            if status == NodeStatus.Skipped:
-                counts.models_skipped += 1
-            elif level is None:
-                counts.models_built += 1
-            else:
-                counts.models_errored += 1
-                findings.append(Finding("error", name, _one_line(node_result.message) or f"dbt status '{status}'"))
-        elif resource == "unit_test":
-            if status == NodeStatus.Skipped:
-                continue
-            if level is None:
-                counts.unit_tests_passed += 1
-            else:
-                counts.unit_tests_failed += 1
-                findings.append(Finding("error", f"unit test {name}", _one_line(node_result.message)))
-        elif resource == "test":
-            if status == NodeStatus.Skipped:
-                counts.tests_skipped += 1
-            elif level is None:
-                counts.tests_passed += 1
-            elif level == "warn":
-                counts.tests_warned += 1
-                findings.append(Finding("warn", name, _failure_text(node_result)))
-            else:
-                counts.tests_failed += 1
-                findings.append(Finding("error", name, _failure_text(node_result)))
+        message = _node_message(node_result, resource, level)
+        prefix = _COUNTED.get(resource)
+        if prefix is not None:
+            _count(counts, prefix, "skipped" if skipped else (level or "ok"))
+        if level is not None and prefix is not None:
+            check = f"unit test {name}" if resource == "unit_test" else name
+            findings.append(Finding(level if resource == "test" else "error", check, message))
+        nodes.append(NodeRecord(
+            unique_id=node_result.node.unique_id, kind=str(resource), name=name, status=status,
+            level="skipped" if skipped else (level or "ok"), seconds=round(node_result.execution_time, 3),
+            rows_affected=(node_result.adapter_response or {}).get("rows_affected"),
+            failures=node_result.failures, message=message,
+        ))
     if not outcome.success and not errors_in(findings):
         findings.append(Finding("error", "dbt build", _unexplained_failure(outcome)))
     elif result is None or not result.results:
         findings.append(Finding("error", "dbt build", "dbt built and tested nothing: an empty run is no pass"))
-    return counts, findings
+    return BuildInterpretation(counts, findings, nodes)
+
+
+def _count(counts: BuildCounts, prefix: str, outcome: str) -> None:
+    """models_built / _errored / _skipped, tests_passed / _warned / _failed / _skipped, unit_tests_..."""
+    suffix = {
+        "models": {"ok": "built", "warn": "errored", "error": "errored", "skipped": "skipped"},
+        "tests": {"ok": "passed", "warn": "warned", "error": "failed", "skipped": "skipped"},
+        "unit_tests": {"ok": "passed", "warn": "failed", "error": "failed", "skipped": None},
+    }[prefix][outcome]
+    if suffix is not None:
+        setattr(counts, f"{prefix}_{suffix}", getattr(counts, f"{prefix}_{suffix}") + 1)
+
+
+def _node_message(result: RunResult, resource: str, level: Level | None) -> str:
+    if resource == "test" and level is not None:
+        return _failure_text(result)
+    message = _one_line(result.message)
+    if level is not None and not message:
+        return f"dbt status '{result.status}'"
+    return message
 
 
 def _unexplained_failure(outcome: dbtRunnerResult) -> str:
@@ -230,21 +280,24 @@ def interpret_freshness(
         name = f"{source.source_name}.{source.name}"
         if not isinstance(source_result, SourceFreshnessResult):
             message = _one_line(source_result.message)
-            outcomes.append(FreshnessOutcome(name, "runtime error", "error", None, None, message))
+            outcomes.append(FreshnessOutcome(
+                name, "runtime error", "error", None, None, message, source.unique_id, source_result.execution_time
+            ))
             findings.append(Finding("error", f"freshness of {name}", message))
             continue
         status = str(source_result.status)
         age_hours = source_result.age / 3600
         newest = source_result.max_loaded_at.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
         message = f"newest row {newest}, {_age(age_hours)} old"
+        node = (source.unique_id, round(source_result.execution_time, 3))
         if status == "pass":
-            outcomes.append(FreshnessOutcome(name, status, "ok", newest, round(age_hours, 2), message))
+            outcomes.append(FreshnessOutcome(name, status, "ok", newest, round(age_hours, 2), message, *node))
             continue
         limit = source_result.node.freshness
         threshold = limit.error_after if status == "error" else limit.warn_after
         message += f" ({status} after {threshold.count} {threshold.period}s)"
         level: Level = "warn" if status == "warn" or stale_data == "warn" else "error"
-        outcomes.append(FreshnessOutcome(name, status, level, newest, round(age_hours, 2), message))
+        outcomes.append(FreshnessOutcome(name, status, level, newest, round(age_hours, 2), message, *node))
         findings.append(Finding(level, f"freshness of {name}", message))
     outcomes.sort(key=lambda outcome: outcome.source)
     return outcomes, findings

@@ -102,9 +102,11 @@ def test_a_selector_that_matches_nothing_is_a_usage_error_and_builds_nothing(env
     _assert_user_error(
         result, "--select nosuchmodel", "The selection criterion 'nosuchmodel' does not match any enabled nodes"
     )
-    record = json.loads((Path(env["DATAOPS_WAREHOUSE_DIR"]) / "artifacts" / "dev" / "last_run.json").read_text())
-    assert (record["status"], record["exit_code"]) == ("failed", 2)
-    assert [s["status"] for s in record["stages"]] == ["ok", "ok", "ok", "failed"]
+    from dataops.history.store import HistoryStore
+
+    record = HistoryStore().latest("dev")
+    assert record is not None and (record.status, record.exit_code) == ("failed", 2)
+    assert [s.status for s in record.stages] == ["ok", "ok", "ok", "failed"]
     assert not (Path(env["DATAOPS_WAREHOUSE_DIR"]) / "artifacts" / "dev" / "dbt" / "run_results.json").exists()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from dataops.config import Settings
 from dataops.generate import generate_tables
+from dataops.history.store import HistoryStore
 from dataops.load import load_tables
 from dataops.pipeline import Pipeline, RunOptions
 from dataops.query import run_query
@@ -51,9 +51,17 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
     artifacts = settings.artifacts_dir
     assert (artifacts / "dbt" / "catalog.json").exists()
     assert (artifacts / "dbt" / "index.html").exists()
-    record = json.loads((artifacts / "last_run.json").read_text())
-    assert record["exit_code"] == 0 and record["run_id"] == summary.run_id
-    assert record["status"] == "passed" and record["finished_at"] >= record["started_at"]
+    record = HistoryStore().get(summary.run_id)
+    assert record is not None and (record.status, record.exit_code) == ("passed", 0)
+    assert record.finished_at is not None and record.finished_at >= record.started_at
+    # Every node's result: models, tests, unit tests, source freshness and expectations.
+    kinds = {kind: record.count(kind) for kind in ("model", "test", "unit_test", "source", "expectation")}
+    assert kinds == {"model": MODELS, "test": counts.tests_passed, "unit_test": UNIT_TESTS, "source": 10,
+                     "expectation": 12}
+    assert {node.level for node in record.nodes} == {"ok"}
+    assert record.row_counts["marts.customer_analytics"] == customers
+    assert record.row_counts["Sales.Customer"] == customers
+    assert record.quality_score == 1.0 and record.git_commit
 
 
 def test_real_adventureworks_data(settings: Settings, real_data_dir: Path) -> None:
@@ -145,6 +153,7 @@ KILLED_LOADER = """
 import sys, time
 from pathlib import Path
 from dataops.generate import generate_tables
+from dataops.history.store import HistoryStore
 from dataops.warehouse.duckdb import DuckDBWarehouse
 
 def hold_after_second(name: str) -> None:

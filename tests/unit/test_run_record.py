@@ -1,38 +1,40 @@
-"""Every run leaves its record, however it ends, and each record file is written whole. These runs
-stop at their first stages, before dbt runs anything."""
+"""Every run leaves its record in the run history, however it ends. These runs stop at their
+first stages, before dbt runs anything."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from dataops.config import Settings
 from dataops.errors import DataOpsError
+from dataops.history.records import RunRecord
+from dataops.history.store import HistoryStore
 from dataops.pipeline import Pipeline, RunOptions
-from dataops.results import RunSummary, StageResult, StageStatus
+from dataops.results import RunSummary, StageStatus
 
 STAGES = ["load", "parse", "freshness", "build", "docs"]
 
 
-def _records(settings: Settings) -> tuple[dict[str, object], list[Path]]:
-    last = json.loads((settings.artifacts_dir / "last_run.json").read_text(encoding="utf-8"))
-    return last, sorted((settings.artifacts_dir / "runs").iterdir())
+def _latest(settings: Settings) -> RunRecord:
+    record = HistoryStore().latest(settings.target)
+    assert record is not None
+    return record
 
 
 def test_a_run_stopped_by_a_user_error_is_recorded_with_the_error(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(DataOpsError, match="nowhere") as raised:
         Pipeline(settings).run(RunOptions(data_dir=tmp_path / "nowhere", quality=False))
 
-    record, runs = _records(settings)
+    record = _latest(settings)
     message = " ".join(str(raised.value).split())
-    assert (record["status"], record["exit_code"], record["error"]) == ("failed", 2, message)
-    assert [(s["name"], s["status"]) for s in record["stages"]] == [  # type: ignore[union-attr, index]
+    assert (record.status, record.exit_code, record.error) == ("failed", 2, message)
+    assert [(s.name, s.status) for s in record.stages] == [
         ("load", "failed"), *((name, "skipped") for name in STAGES[1:])
     ]
-    assert record["finished_at"] is not None
-    assert [path.name for path in runs] == [f"{record['run_id']}.json"]  # nothing half-written beside it
+    assert record.finished_at is not None and record.trigger.kind == "cli"
+    assert record.cpu_seconds is not None and record.peak_memory_bytes
 
 
 class _CrashingParse(Pipeline):
@@ -50,20 +52,19 @@ def test_a_run_that_crashes_still_leaves_its_record(settings: Settings, tmp_path
     with pytest.raises(KeyError):
         _CrashingParse(settings).run(RunOptions(data_dir=data, quality=False))
 
-    record, _ = _records(settings)
-    assert (record["status"], record["exit_code"]) == ("crashed", 3)
-    assert record["error"] == "KeyError: 'node.adventureworks.gone'"
-    stages = {s["name"]: s for s in record["stages"]}  # type: ignore[union-attr, index]
-    assert stages["load"]["status"] == "ok" and stages["parse"]["status"] == "failed"
-    assert stages["build"] == StageResult("build", "skipped", 0.0, "the parse stage stopped the run").__dict__
+    record = _latest(settings)
+    assert (record.status, record.exit_code) == ("crashed", 3)
+    assert record.error == "KeyError: 'node.adventureworks.gone'"
+    stages = {s.name: s for s in record.stages}
+    assert stages["load"].status == "ok" and stages["parse"].status == "failed"
+    assert (stages["build"].status, stages["build"].detail) == ("skipped", "the parse stage stopped the run")
+    # What the load left is counted, even though the run crashed after it.
+    assert record.row_counts["Sales.Customer"] > 0
 
 
-def test_a_record_replaces_the_last_one_whole(settings: Settings, tmp_path: Path) -> None:
+def test_every_run_is_kept(settings: Settings, tmp_path: Path) -> None:
     for _ in range(2):
         with pytest.raises(DataOpsError):
             Pipeline(settings).run(RunOptions(data_dir=tmp_path / "nowhere", quality=False))
-    record, runs = _records(settings)
-    assert len(runs) == 2
-    assert json.loads((settings.artifacts_dir / "runs" / f"{record['run_id']}.json").read_text()) == record
-    leftovers = [p.name for p in settings.artifacts_dir.rglob("*") if p.name.endswith(".partial")]
-    assert leftovers == []
+    listed = HistoryStore().runs(settings.target)
+    assert len(listed) == 2 and listed[0].run_id == _latest(settings).run_id

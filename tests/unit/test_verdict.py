@@ -36,17 +36,17 @@ def _empty_build() -> RunExecutionResult:
 
 
 def test_a_build_that_did_not_succeed_is_a_failure_even_when_no_node_says_why() -> None:
-    counts, findings = interpret_build(dbtRunnerResult(success=False, result=None))
+    counts, findings, _ = interpret_build(dbtRunnerResult(success=False, result=None))
     assert findings == [Finding("error", "dbt build", "dbt did not succeed, and no node says why; see the dbt log")]
     assert counts.models_built == 0
 
-    _, findings = interpret_build(dbtRunnerResult(success=False, exception=RuntimeError("adapter\n  gone")))
+    _, findings, _ = interpret_build(dbtRunnerResult(success=False, exception=RuntimeError("adapter\n  gone")))
     assert findings == [Finding("error", "dbt build", "dbt did not succeed: adapter gone")]
 
 
 def test_a_build_that_ran_nothing_is_no_pass() -> None:
     for result in (None, _empty_build()):
-        _, findings = interpret_build(dbtRunnerResult(success=True, result=result))
+        _, findings, _ = interpret_build(dbtRunnerResult(success=True, result=result))
         assert [f.level for f in findings] == ["error"]
         assert "nothing" in findings[0].message
 
@@ -86,5 +86,5 @@ def test_one_run_verdict_from_findings_stages_and_what_stopped_it() -> None:
     assert (stopped.status, stopped.exit_code) == ("failed", ExitCode.USAGE)
     crashed = _summary(error="RuntimeError: boom", error_kind="internal")
     assert (crashed.status, crashed.exit_code) == ("crashed", ExitCode.INTERNAL)
-    record = crashed.to_dict()
-    assert (record["status"], record["exit_code"], record["error"]) == ("crashed", 3, "RuntimeError: boom")
+    record = crashed.to_record()
+    assert (record.status, record.exit_code, record.error) == ("crashed", 3, "RuntimeError: boom")

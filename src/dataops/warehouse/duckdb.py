@@ -53,6 +53,11 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _qualified(name: str) -> str:
+    """`schema.table` (a source table such as `Sales.Customer`, or a mart) as a quoted relation."""
+    return ".".join(_quote(part) for part in name.split(".", 1))
+
+
 def _relation(table: SourceTable) -> str:
     return f"{_quote(table.schema)}.{_quote(table.name)}"
 
@@ -201,7 +206,7 @@ class DuckDBWarehouse:
         try:
             return {
                 name: connection.execute(
-                    f"SELECT count(*) FROM {_relation(SOURCE_TABLES_BY_NAME[name])}"
+                    f"SELECT count(*) FROM {_qualified(name)}"
                 ).fetchone()[0]
                 for name in qualified_names
             }

@@ -40,6 +40,11 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _qualified(name: str) -> str:
+    """`schema.table` (a source table such as `Sales.Customer`, or a mart) as a quoted relation."""
+    return ".".join(_quote(part) for part in name.split(".", 1))
+
+
 def _relation(table: SourceTable) -> str:
     return f"{_quote(table.schema)}.{_quote(table.name)}"
 
@@ -261,7 +266,7 @@ class PostgresWarehouse:
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
         if not qualified_names:
             return {}
-        relations = [_relation(SOURCE_TABLES_BY_NAME[name]) for name in qualified_names]
+        relations = [_qualified(name) for name in qualified_names]
         sql = ", ".join(f"(SELECT count(*) FROM {relation})" for relation in relations)
         counts = self._read(f"SELECT {sql}").rows[0]
         return dict(zip(qualified_names, (int(count) for count in counts), strict=True))

@@ -34,6 +34,11 @@ def _quote(identifier: str) -> str:
     return "[" + identifier.replace("]", "]]") + "]"
 
 
+def _qualified(name: str) -> str:
+    """`schema.table` (a source table such as `Sales.Customer`, or a mart) as a quoted relation."""
+    return ".".join(_quote(part) for part in name.split(".", 1))
+
+
 def _relation(table: SourceTable, suffix: str = "") -> str:
     return f"{_quote(table.schema)}.{_quote(table.name + suffix)}"
 
@@ -198,7 +203,7 @@ class SqlServerWarehouse:
         return {
             name: int(
                 self.read_only_query(
-                    f"SELECT COUNT(*) FROM {_relation(SOURCE_TABLES_BY_NAME[name])}"
+                    f"SELECT COUNT(*) FROM {_qualified(name)}"
                 ).rows[0][0]
             )
             for name in qualified_names

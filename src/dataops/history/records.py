@@ -1,0 +1,122 @@
+"""What the history keeps of a run: one versioned record, the same whoever started the run (the CLI,
+an Airflow DAG, a quality-only run, later a deploy or a publish). Plain data, no heavy imports: the
+monitor and the exporter read it without loading dbt.
+
+`RunRecord.to_dict()` is the stable JSON shape of `dataops history --format json`: fields are only
+ever added within a `RECORD_FORMAT`; a change that renames or removes one gets a new format."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+RECORD_FORMAT = "dataops.run/v1"
+
+RunStatus = Literal["passed", "warned", "failed", "crashed"]
+RunKind = Literal["run", "quality", "deploy", "publish"]
+NodeKind = Literal["model", "seed", "snapshot", "test", "unit_test", "source", "expectation"]
+NodeLevel = Literal["ok", "warn", "error", "skipped"]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Who started the run: `cli`, or `airflow` with the DAG and the DAG run."""
+
+    kind: str
+    dag_id: str | None = None
+    dag_run_id: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.dag_id}/{self.dag_run_id}" if self.dag_id else self.kind
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    name: str
+    status: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One node's result: a model, data test, unit test, source freshness check or expectation."""
+
+    unique_id: str
+    kind: str
+    name: str
+    status: str  # as its tool says it (dbt's node status, or pass/warn/fail for an expectation)
+    level: str  # what it counts as here: ok, warn, error, skipped
+    seconds: float | None = None
+    rows_affected: int | None = None
+    failures: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class FindingRecord:
+    level: str
+    check: str
+    message: str
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    target: str
+    kind: str
+    trigger: Trigger
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    exit_code: int
+    git_commit: str | None = None
+    error: str | None = None
+    stages: list[StageRecord] = field(default_factory=list)
+    nodes: list[NodeRecord] = field(default_factory=list)
+    findings: list[FindingRecord] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)  # per source table and mart
+    quality_score: float | None = None
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def count(self, kind: str, level: str | None = None) -> int:
+        return sum(1 for node in self.nodes if node.kind == kind and (level is None or node.level == level))
+
+    @property
+    def models_built(self) -> int:
+        return sum(1 for n in self.nodes if n.kind in ("model", "seed", "snapshot") and n.level == "ok")
+
+    @property
+    def tests_failed(self) -> int:
+        return sum(1 for n in self.nodes if n.kind in ("test", "unit_test", "expectation") and n.level == "error")
+
+    def to_dict(self) -> dict[str, Any]:
+        document = {"format": RECORD_FORMAT, **asdict(self)}
+        document["started_at"] = self.started_at.isoformat()
+        document["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        document["seconds"] = self.seconds
+        return document
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> RunRecord:
+        if document.get("format") != RECORD_FORMAT:
+            raise ValueError(f"not a {RECORD_FORMAT} record: format is {document.get('format')!r}")
+        fields = {key: value for key, value in document.items() if key not in ("format", "seconds")}
+        finished = fields["finished_at"]
+        return cls(**{
+            **fields,
+            "trigger": Trigger(**fields["trigger"]),
+            "started_at": datetime.fromisoformat(fields["started_at"]),
+            "finished_at": datetime.fromisoformat(finished) if finished else None,
+            "stages": [StageRecord(**stage) for stage in fields["stages"]],
+            "nodes": [NodeRecord(**node) for node in fields["nodes"]],
+            "findings": [FindingRecord(**finding) for finding in fields["findings"]],
+        })

@@ -1,0 +1,165 @@
+"""The run history store, on both stores it supports: the SQLite file beside the warehouse and a real
+PostgreSQL server (DATAOPS_HISTORY_URL). The same tests run on each."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from dataops.errors import DataOpsError
+from dataops.history.records import NodeRecord, RunRecord, StageRecord, Trigger
+from dataops.history.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore
+
+# tests/postgres_server.py: tests/ is on sys.path under pytest's default import mode.
+from postgres_server import recreate_database
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'history.sqlite'}"
+        return
+    env: dict[str, str] = request.getfixturevalue("postgres_env")
+    recreate_database(env, "history")
+    password = quote(env["PGPASSWORD"], safe="")
+    yield f"postgresql+psycopg2://{env['PGUSER']}:{password}@{env['PGHOST']}:{env['PGPORT']}/history"
+
+
+def run(run_id: str, minutes: int = 0, status: str = "passed", target: str = "dev") -> RunRecord:
+    started = START + timedelta(minutes=minutes)
+    return RunRecord(
+        run_id=run_id, target=target, kind="run", trigger=Trigger("airflow", "adventureworks_pipeline", "manual__1"),
+        started_at=started, finished_at=started + timedelta(seconds=42), status=status,
+        exit_code=0 if status in ("passed", "warned") else 1, git_commit="0123abc",
+        stages=[StageRecord("build", "ok", 40.5, "17 models")],
+        nodes=[
+            NodeRecord("model.adventureworks.fct_orders", "model", "fct_orders", "success", "ok", 1.2, 31_465),
+            NodeRecord("test.adventureworks.unique_fct_orders_order_id.1", "test", "unique on fct_orders.order_id",
+                       "fail" if status == "failed" else "pass", "error" if status == "failed" else "ok",
+                       0.1, None, 2 if status == "failed" else 0, "2 failing rows" if status == "failed" else ""),
+        ],
+        row_counts={"Sales.Customer": 19_820, "marts.customer_analytics": 19_820},
+        quality_score=0.98, cpu_seconds=12.5, peak_memory_bytes=512 * 2**20,
+    )
+
+
+def test_a_run_reads_back_exactly_as_it_was_recorded(history_url: str) -> None:
+    store = HistoryStore(history_url)
+    recorded = run("r1", status="failed")
+    store.record(recorded)
+
+    assert store.get("r1") == recorded
+    assert store.get("nope") is None
+    [row] = store.runs("dev")
+    assert (row.run_id, row.trigger, row.status) == ("r1", "airflow", "failed")
+    assert (row.models_built, row.tests_failed) == (1, 1)
+    assert row.seconds == 42.0
+
+
+def test_runs_are_listed_newest_first_per_target(history_url: str) -> None:
+    store = HistoryStore(history_url)
+    for minutes, run_id in ((5, "b"), (0, "a"), (10, "c")):
+        store.record(run(run_id, minutes))
+    store.record(run("other", 20, target="prod"))
+
+    assert [row.run_id for row in store.runs("dev")] == ["c", "b", "a"]
+    assert [row.run_id for row in store.runs("dev", limit=2)] == ["c", "b"]
+    assert [row.run_id for row in store.runs()] == ["other", "c", "b", "a"]
+    latest = store.latest("dev")
+    assert latest is not None and latest.run_id == "c"
+
+
+def test_recording_a_run_again_replaces_it_whole(history_url: str) -> None:
+    store = HistoryStore(history_url)
+    store.record(run("r1", status="failed"))
+    store.record(run("r1", status="passed"))
+
+    record = store.get("r1")
+    assert record is not None and record.status == "passed"
+    assert [row.tests_failed for row in store.runs("dev")] == [0]
+
+
+def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> None:
+    engine = sa.create_engine(history_url)
+    with engine.begin() as connection:
+        HistoryStore.schema_version(connection)  # creates the version table, at 0
+        MIGRATIONS[0](connection)
+        connection.exec_driver_sql("insert into dataops_schema (version) values (1)")
+        old = run("old")
+        connection.exec_driver_sql(
+            "insert into dataops_runs (run_id, target, kind, trigger, started_at, status, exit_code, models_built, "
+            "tests_failed, document) values ('old', 'dev', 'run', 'cli', '2026-01-01T00:00:00.000000+00:00', "
+            f"'passed', 0, 1, 0, '{__import__('json').dumps(old.to_dict(), default=str)}')"
+        )
+    engine.dispose()
+
+    store = HistoryStore(history_url)
+    store.record(run("new", 5))
+
+    with store.engine.connect() as connection:
+        assert HistoryStore.schema_version(connection) == SCHEMA_VERSION == 2
+        columns = {column["name"] for column in sa.inspect(connection).get_columns("dataops_runs")}
+    assert {"cpu_seconds", "peak_memory_bytes"} <= columns
+    assert [row.run_id for row in store.runs("dev")] == ["new", "old"]
+    assert store.get("old") == old
+
+
+def test_a_store_newer_than_this_dataops_is_refused(history_url: str) -> None:
+    store = HistoryStore(history_url)
+    store.record(run("r1"))
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(f"update dataops_schema set version = {SCHEMA_VERSION + 1}")
+
+    with pytest.raises(DataOpsError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this dataops"):
+        HistoryStore(history_url).runs()
+
+
+WRITER = """
+import sys
+sys.path[:0] = [sys.argv[3], sys.argv[3] + "/.."]
+from test_history_store import run
+from dataops.history.store import HistoryStore
+
+store = HistoryStore(sys.argv[1])
+for index in range(25):
+    store.record(run(f"{sys.argv[2]}-{index:02d}", index))
+"""
+
+
+def test_four_processes_recording_at_once_lose_nothing(history_url: str) -> None:
+    # The store is brand new: the writers also race to create its schema.
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, history_url, f"w{n}", str(Path(__file__).parent)],
+                         stderr=subprocess.PIPE, text=True)
+        for n in range(4)
+    ]
+    errors = [writer.communicate(timeout=300)[1] for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0, 0, 0], errors
+
+    listed = HistoryStore(history_url).runs(limit=1_000)
+    assert len(listed) == 100
+    assert {row.run_id for row in listed} == {f"w{n}-{i:02d}" for n in range(4) for i in range(25)}
+
+
+def test_a_history_url_that_is_no_url_is_a_one_line_usage_error() -> None:
+    with pytest.raises(DataOpsError, match="DATAOPS_HISTORY_URL is not a database URL"):
+        HistoryStore("history.sqlite")
+
+
+def test_a_dead_history_server_is_a_one_line_error_naming_it_without_its_password() -> None:
+    store = HistoryStore("postgresql+psycopg2://dataops:s3cret@127.0.0.1:1/history")  # pragma: allowlist secret
+    shown = r"the run history at postgresql\+psycopg2://dataops:\*\*\*@127.0.0.1:1"
+    with pytest.raises(DataOpsError, match=shown) as error:
+        store.runs()
+    assert "s3cret" not in str(error.value) and "\n" not in str(error.value)
