@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from dataops.compile import CompileReport
     from dataops.doctor import DoctorReport
     from dataops.faults import Fault
+    from dataops.history.records import RunRecord, RunSummaryRow
     from dataops.quality import QualityReport
     from dataops.results import RunSummary, StageResult
     from dataops.warehouse import QueryResult
@@ -255,3 +256,71 @@ def query_table(console: Console, result: QueryResult) -> None:
         table.add_row(*("" if value is None else str(value) for value in row))
     console.print(table)
     console.print(f"{len(result.rows):,} row(s)", style="dim")
+
+
+_RUN_STATUS_STYLE = {"passed": "green", "warned": "yellow", "failed": "bold red", "crashed": "bold magenta"}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def history_table(console: Console, target: str, rows: list[RunSummaryRow]) -> None:
+    if not rows:
+        console.print(f"No runs of {target} in the run history yet: `dataops run --target {target}` makes one.")
+        return
+    table = Table(title=f"runs of {target}, newest first", title_justify="left")
+    numbers = ("duration", "models", "failed checks", "score")
+    for column in ("run", "started (UTC)", "trigger", "status", *numbers):
+        table.add_column(column, justify="right" if column in numbers else "left")
+    for row in rows:
+        style = _RUN_STATUS_STYLE.get(row.status, "")
+        table.add_row(
+            row.run_id, row.started_at[:19].replace("T", " "), row.trigger, f"[{style}]{row.status}[/]",
+            _duration(row.seconds), str(row.models_built), _coloured(row.tests_failed, "red"),
+            f"{row.quality_score:.1%}" if row.quality_score is not None else "-",
+        )
+    console.print(table)
+
+
+def history_run(console: Console, record: RunRecord) -> None:
+    style = _RUN_STATUS_STYLE.get(record.status, "")
+    console.print(
+        f"run [bold]{record.run_id}[/] of {record.target} ({record.kind}, {record.trigger.describe()}): "
+        f"[{style}]{record.status}[/], exit code {record.exit_code}, {_duration(record.seconds)}",
+        highlight=False,
+    )
+    console.print(
+        f"started {record.started_at:%Y-%m-%d %H:%M:%S} UTC, commit {record.git_commit or 'unknown'}, "
+        f"CPU {record.cpu_seconds or 0:.1f}s, peak memory {(record.peak_memory_bytes or 0) / 2**20:,.0f} MiB",
+        style="dim", highlight=False,
+    )
+    if record.error:
+        console.print(f"[bold red]stopped by:[/] {record.error}", highlight=False)
+    stages = Table(title="stages", title_justify="left")
+    for column in ("stage", "status", "elapsed", "detail"):
+        stages.add_column(column, justify="right" if column == "elapsed" else "left")
+    for stage in record.stages:
+        stages.add_row(stage.name, f"[{_STATUS_STYLE.get(stage.status, '')}]{stage.status}[/]",
+                       f"{stage.seconds:.1f}s", stage.detail)
+    console.print(stages)
+    kinds = ("model", "test", "unit_test", "source", "expectation")
+    counts = ", ".join(
+        f"{record.count(kind)} {kind.replace('_', ' ')}s ({record.count(kind, 'error')} failed)" for kind in kinds
+    )
+    console.print(f"nodes: {counts}", highlight=False)
+    if record.findings:
+        findings = Table(title="warnings and failures", title_justify="left")
+        for column in ("level", "check", "what"):
+            findings.add_column(column)
+        for finding in sorted(record.findings, key=lambda f: (f.level != "error", f.check)):
+            level_style = "bold red" if finding.level == "error" else "yellow"
+            findings.add_row(f"[{level_style}]{finding.level}[/]", finding.check, finding.message)
+        console.print(findings)
+    if record.row_counts:
+        console.print(
+            "rows: " + ", ".join(f"{name} {rows:,}" for name, rows in record.row_counts.items()),
+            style="dim", highlight=False,
+        )

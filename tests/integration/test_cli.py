@@ -58,6 +58,26 @@ def test_run_generated_data_prints_a_summary_and_exits_0(env: dict[str, str]) ->
     assert "…" not in piped.stdout
 
     _assert_docs_are_served(env)
+    _assert_the_run_is_in_the_history(env)
+
+
+def _assert_the_run_is_in_the_history(env: dict[str, str]) -> None:
+    listing = dataops("history", "--format", "json", env=env)
+    assert listing.returncode == 0, listing.stderr
+    document = json.loads(listing.stdout)
+    assert document["format"] == "dataops.history/v1"
+    [row] = document["runs"]
+    assert (row["target"], row["trigger"], row["status"], row["models_built"], row["tests_failed"]) == (
+        "dev", "cli", "passed", 17, 0
+    )
+    shown = dataops("history", "show", row["run_id"], "--format", "json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert record["format"] == "dataops.run/v1" and record["run_id"] == row["run_id"]
+    assert {node["kind"] for node in record["nodes"]} == {"model", "test", "unit_test", "source", "expectation"}
+    table = dataops("history", "show", row["run_id"], env=env)
+    assert table.returncode == 0 and row["run_id"] in table.stdout and "build" in table.stdout
+    _assert_user_error(dataops("history", "show", "no-such-run", env=env), "no run no-such-run")
 
     query = dataops(
         "query", "select customer_segment, count(*) as customers from marts.customer_analytics "

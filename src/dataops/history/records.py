@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 RECORD_FORMAT = "dataops.run/v1"
+LISTING_FORMAT = "dataops.history/v1"
 
 RunStatus = Literal["passed", "warned", "failed", "crashed"]
 RunKind = Literal["run", "quality", "deploy", "publish"]
@@ -120,3 +121,28 @@ class RunRecord:
             "nodes": [NodeRecord(**node) for node in fields["nodes"]],
             "findings": [FindingRecord(**finding) for finding in fields["findings"]],
         })
+
+
+@dataclass(frozen=True)
+class RunSummaryRow:
+    """One line of `dataops history`: what listing needs, without reading the whole record."""
+
+    run_id: str
+    target: str
+    kind: str
+    trigger: str
+    started_at: str
+    seconds: float | None
+    status: str
+    exit_code: int
+    models_built: int
+    tests_failed: int
+    quality_score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def listing_document(rows: list[RunSummaryRow]) -> dict[str, Any]:
+    """`dataops history --format json`: the runs, newest first, under a format name of their own."""
+    return {"format": LISTING_FORMAT, "runs": [row.to_dict() for row in rows]}

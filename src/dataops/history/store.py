@@ -14,7 +14,6 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from dataops.config import warehouse_dir
 from dataops.errors import DataOpsError
-from dataops.history.records import RunRecord
+from dataops.history.records import RunRecord, RunSummaryRow
 
 HISTORY_URL_ENV_VAR = "DATAOPS_HISTORY_URL"
 DEFAULT_FILE = "history.sqlite"
@@ -103,26 +102,6 @@ def _v2(connection: Connection) -> None:
 # Version N is reached by running MIGRATIONS[N - 1]; append, never edit, once released.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-@dataclass(frozen=True)
-class RunSummaryRow:
-    """One line of `dataops history`: what listing needs, without reading the whole record."""
-
-    run_id: str
-    target: str
-    kind: str
-    trigger: str
-    started_at: str
-    seconds: float | None
-    status: str
-    exit_code: int
-    models_built: int
-    tests_failed: int
-    quality_score: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def history_url() -> str:
