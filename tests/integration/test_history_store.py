@@ -3,6 +3,7 @@ PostgreSQL server (DATAOPS_HISTORY_URL). The same tests run on each."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,11 +12,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 
 from dataops.errors import DataOpsError
 from dataops.history.records import NodeRecord, RunRecord, StageRecord, Trigger
-from dataops.history.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore
+from dataops.history.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore, schema_version
 
 # tests/postgres_server.py: tests/ is on sys.path under pytest's default import mode.
 from postgres_server import recreate_database
@@ -91,26 +91,29 @@ def test_recording_a_run_again_replaces_it_whole(history_url: str) -> None:
 
 
 def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> None:
-    engine = sa.create_engine(history_url)
-    with engine.begin() as connection:
-        HistoryStore.schema_version(connection)  # creates the version table, at 0
-        MIGRATIONS[0](connection)
-        connection.exec_driver_sql("insert into dataops_schema (version) values (1)")
-        old = run("old")
-        connection.exec_driver_sql(
+    old = run("old")
+    with HistoryStore(history_url).transaction(upgrade=False) as db:
+        assert schema_version(db) == 0  # a new store; this creates the version table
+        MIGRATIONS[0](db)
+        db.execute("insert into dataops_schema (version) values (1)")
+        db.execute(
             "insert into dataops_runs (run_id, target, kind, trigger, started_at, status, exit_code, models_built, "
-            "tests_failed, document) values ('old', 'dev', 'run', 'cli', '2026-01-01T00:00:00.000000+00:00', "
-            f"'passed', 0, 1, 0, '{__import__('json').dumps(old.to_dict(), default=str)}')"
+            "tests_failed, document) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ["old", "dev", "run", "cli", "2026-01-01T00:00:00.000000+00:00", "passed", 0, 1, 0,
+             json.dumps(old.to_dict(), default=str)],
         )
-    engine.dispose()
 
     store = HistoryStore(history_url)
     store.record(run("new", 5))
 
-    with store.engine.connect() as connection:
-        assert HistoryStore.schema_version(connection) == SCHEMA_VERSION == 2
-        columns = {column["name"] for column in sa.inspect(connection).get_columns("dataops_runs")}
-    assert {"cpu_seconds", "peak_memory_bytes"} <= columns
+    with store.transaction() as db:
+        assert schema_version(db) == SCHEMA_VERSION == 2
+        assert db.has_table("dataops_row_counts")
+        [(cpu, rows)] = db.execute(
+            "select r.cpu_seconds, count(c.relation) from dataops_runs r join dataops_row_counts c "
+            "on c.run_id = r.run_id where r.run_id = ? group by r.cpu_seconds", ["new"]
+        )
+    assert (cpu, rows) == (12.5, 2)
     assert [row.run_id for row in store.runs("dev")] == ["new", "old"]
     assert store.get("old") == old
 
@@ -118,8 +121,8 @@ def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> 
 def test_a_store_newer_than_this_dataops_is_refused(history_url: str) -> None:
     store = HistoryStore(history_url)
     store.record(run("r1"))
-    with store.engine.begin() as connection:
-        connection.exec_driver_sql(f"update dataops_schema set version = {SCHEMA_VERSION + 1}")
+    with store.transaction() as db:
+        db.execute("update dataops_schema set version = ?", [SCHEMA_VERSION + 1])
 
     with pytest.raises(DataOpsError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this dataops"):
         HistoryStore(history_url).runs()
@@ -153,8 +156,9 @@ def test_four_processes_recording_at_once_lose_nothing(history_url: str) -> None
 
 
 def test_a_history_url_that_is_no_url_is_a_one_line_usage_error() -> None:
-    with pytest.raises(DataOpsError, match="DATAOPS_HISTORY_URL is not a database URL"):
-        HistoryStore("history.sqlite")
+    for url in ("history.sqlite", "mysql://h/db", "sqlite://"):
+        with pytest.raises(DataOpsError, match="DATAOPS_HISTORY_URL is not a database URL the history can use"):
+            HistoryStore(url)
 
 
 def test_a_dead_history_server_is_a_one_line_error_naming_it_without_its_password() -> None:
