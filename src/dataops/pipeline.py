@@ -248,12 +248,9 @@ class Pipeline:
                 and node.config.materialized != "ephemeral"
             )
         try:
-            warehouse = connect(self.settings)
-            present: list[str] = []
-            for schema, names in by_schema.items():
-                missing = set(warehouse.missing_relations(schema, names))
-                present += [f"{schema}.{name}" for name in names if f"{schema}.{name}" not in missing]
-            return warehouse.row_counts(present)
+            return connect(self.settings).row_counts(
+                [f"{schema}.{name}" for schema, names in by_schema.items() for name in names]
+            )
         except DataOpsError:
             return {}
 

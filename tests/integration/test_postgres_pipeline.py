@@ -35,6 +35,10 @@ def _build(settings: Settings) -> None:
     assert summary.counts.unit_tests_passed == 3
     # The Great Expectations suites ran in PostgreSQL too.
     assert (summary.quality.expectations_passed, summary.quality.expectations_failed) == (12, 0)
+    # The run's record counts every source table and mart in PostgreSQL.
+    record = summary.to_record()
+    assert len(record.row_counts) == 10 + len(MARTS)
+    assert record.row_counts["marts.customer_analytics"] == record.row_counts["Sales.Customer"] > 0
 
 
 def _rows(settings: Settings, mart: str, key: str) -> tuple[list[str], list[tuple[object, ...]]]:

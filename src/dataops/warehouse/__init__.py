@@ -30,7 +30,8 @@ class Warehouse(Protocol):
         a query would be looked up (a missing warehouse misses them all)."""
 
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
-        """Rows per `Schema.Table`."""
+        """Rows per `schema.table` (a source table or a model) of those that exist; a missing one
+        is left out."""
 
     def read_only_query(self, sql: str) -> QueryResult:
         """Run one statement on a connection that cannot write."""

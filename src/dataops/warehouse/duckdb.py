@@ -178,20 +178,21 @@ class DuckDBWarehouse:
 
         return duckdb_gx.add_datasource(context, name, self.path)
 
-    def _relations(self) -> set[str]:
+    def _relations(self, connection: duckdb.DuckDBPyConnection | None = None) -> set[str]:
         """Every table and view as `schema.name`, lower-cased (DuckDB's names are case-insensitive)."""
-        if not self.path.exists():
+        if connection is None and not self.path.exists():
             return set()
-        connection = self._connect(read_only=True)
+        own = connection or self._connect(read_only=True)
         try:
             return {
                 f"{schema}.{name}".lower()
-                for schema, name in connection.execute(
+                for schema, name in own.execute(
                     "SELECT table_schema, table_name FROM information_schema.tables"
                 ).fetchall()
             }
         finally:
-            connection.close()
+            if connection is None:
+                own.close()
 
     def missing_source_tables(self) -> list[str]:
         present = self._relations()
@@ -202,14 +203,18 @@ class DuckDBWarehouse:
         return [f"{schema}.{name}" for name in names if f"{schema}.{name}".lower() not in present]
 
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
+        if not self.path.exists():
+            return {}
         connection = self._connect(read_only=True)
         try:
-            return {
-                name: connection.execute(
-                    f"SELECT count(*) FROM {_qualified(name)}"
-                ).fetchone()[0]
-                for name in qualified_names
-            }
+            present = self._relations(connection)
+            names = [name for name in qualified_names if name.lower() in present]
+            if not names:
+                return {}
+            counts = connection.execute(
+                "SELECT " + ", ".join(f"(SELECT count(*) FROM {_qualified(name)})" for name in names)
+            ).fetchone()
+            return dict(zip(names, counts, strict=True))
         finally:
             connection.close()
 

@@ -266,10 +266,17 @@ class PostgresWarehouse:
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
         if not qualified_names:
             return {}
-        relations = [_qualified(name) for name in qualified_names]
-        sql = ", ".join(f"(SELECT count(*) FROM {relation})" for relation in relations)
-        counts = self._read(f"SELECT {sql}").rows[0]
-        return dict(zip(qualified_names, (int(count) for count in counts), strict=True))
+        # A missing relation would fail the whole count at parse time: ask first which exist.
+        exists = self._read("SELECT " + ", ".join(
+            f"to_regclass('{_qualified(name).replace(chr(39), chr(39) * 2)}') IS NOT NULL" for name in qualified_names
+        )).rows[0]
+        names = [name for name, present in zip(qualified_names, exists, strict=True) if present]
+        if not names:
+            return {}
+        counts = self._read(
+            "SELECT " + ", ".join(f"(SELECT count(*) FROM {_qualified(name)})" for name in names)
+        ).rows[0]
+        return dict(zip(names, (int(count) for count in counts), strict=True))
 
     def read_only_query(self, sql: str) -> QueryResult:
         return self._read(sql)

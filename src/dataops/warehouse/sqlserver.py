@@ -200,13 +200,10 @@ class SqlServerWarehouse:
         return [f"{schema}.{name}" for name in names if f"{schema}.{name}".lower() not in present]
 
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
+        present = self._relations()
         return {
-            name: int(
-                self.read_only_query(
-                    f"SELECT COUNT(*) FROM {_qualified(name)}"
-                ).rows[0][0]
-            )
-            for name in qualified_names
+            name: int(self.read_only_query(f"SELECT COUNT(*) FROM {_qualified(name)}").rows[0][0])
+            for name in qualified_names if name.lower() in present
         }
 
     def read_only_query(self, sql: str) -> QueryResult:
