@@ -179,7 +179,7 @@ def check(target: TargetOption = None) -> None:
 
     settings = load_settings(target)
     with console.status("Parsing the dbt project ..."):
-        manifest = DbtProject(settings).manifest_dict()
+        manifest = DbtProject(settings, compile_only=True).manifest_dict()
     violations = run_checks(manifest)
     render.check_results(console, CHECKS, violations)
     raise typer.Exit(int(ExitCode.FAILURES if violations else ExitCode.SUCCESS))

@@ -65,7 +65,8 @@ class CompileReport:
 
 
 def compile_offline(settings: Settings, project_dir: Path = DBT_PROJECT_DIR) -> list[CompiledNode]:
-    project = DbtProject(settings, project_dir=project_dir)
+    # Into its own folder: a deploy-time compile must not replace the last run's artifacts.
+    project = DbtProject(settings, project_dir=project_dir, compile_only=True)
     project.extra_env = {name: OFFLINE_PLACEHOLDER for name in settings.missing_variables()}
     result = project.compile_offline()
     if not result.success or result.result is None:

@@ -129,6 +129,13 @@ class Settings:
         return self.warehouse_dir / "artifacts" / self.target
 
     @property
+    def compile_dir(self) -> Path:
+        """dbt's target folder for `dataops compile` and `dataops check`, which only compile or
+        parse: apart from the run's (`dbt/`), so that a deploy-time compile never replaces the
+        run_results.json and manifest.json of the last real run."""
+        return self.artifacts_dir / "compile"
+
+    @property
     def dbt_vars(self) -> dict[str, Any]:
         """The dbt vars every command of this target runs with."""
         variables: dict[str, Any] = {"stale_data_severity": self.stale_data}

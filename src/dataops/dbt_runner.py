@@ -46,8 +46,11 @@ class DbtProject:
         settings: Settings,
         dbt_vars: dict[str, Any] | None = None,
         project_dir: Path = DBT_PROJECT_DIR,
+        compile_only: bool = False,
     ) -> None:
         self.settings = settings
+        # Compile and parse only: dbt's artifacts go to their own folder, never over a run's.
+        self.compile_only = compile_only
         self.project_dir = project_dir
         self.vars: dict[str, Any] = {**settings.dbt_vars, **(dbt_vars or {})}
         self.manifest: Manifest | None = None
@@ -57,6 +60,8 @@ class DbtProject:
 
     @property
     def target_path(self) -> str:
+        if self.compile_only:
+            return str(self.settings.compile_dir)
         return str(self.settings.artifacts_dir / "dbt")
 
     def _common_args(self) -> list[str]:

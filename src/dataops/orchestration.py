@@ -68,7 +68,7 @@ def settings() -> Settings:
 def manifest_path(current: Settings) -> Path:
     """manifest.json is produced by `dataops` at deploy/CI time; the scheduler never runs dbt."""
     override = os.environ.get(MANIFEST_ENV_VAR)
-    path = Path(override) if override else current.artifacts_dir / "dbt" / "manifest.json"
+    path = Path(override) if override else current.compile_dir / "manifest.json"
     if not path.exists():
         raise DataOpsError(
             f"no dbt manifest at {path}: run `dataops compile --target {current.target}` at deploy time "

@@ -1,15 +1,24 @@
 """The whole project compiles for SQL Server without a server and is valid T-SQL; a DuckDB-only
-construct in a model makes the check fail and names the file."""
+construct in a model makes the check fail and names the file; a compile never hides a run's
+artifacts."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from dataops.compile import compile_project
 from dataops.config import DBT_PROJECT_DIR, load_settings
+from dataops.errors import DataOpsError
+from dataops.faults import inject
+from dataops.generate import generate_tables, write_tables
+from dataops.tasks import check_dbt_artifacts
+
+BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +84,32 @@ def test_sql_server_can_read_sources_in_place_from_adventureworks2014(
     staging = next(n for n in report.nodes if n.path.endswith("stg_orders.sql"))
     assert '"AdventureWorks2014"."Sales"."SalesOrderHeader"' in staging.sql
     assert report.problems == []
+
+
+def _dataops(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "dataops"), *args], capture_output=True, text=True)
+
+
+def test_a_compile_or_check_after_a_run_leaves_dbt_monitoring_the_run_s_artifacts(
+    tmp_path: Path, warehouse_dir: Path
+) -> None:
+    # A real run that fails one test: one order with a negative total breaks the revenue rule.
+    write_tables(inject(generate_tables(0.1, seed=3), ["negative_total"], seed=3), tmp_path / "bad", "parquet")
+    run = _dataops("run", "--data", str(tmp_path / "bad"), "--no-quality", "--no-docs")
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+    settings = load_settings("dev")
+    run_folder = settings.artifacts_dir / "dbt"
+    artifacts = {name: (run_folder / name).read_bytes() for name in ("run_results.json", "manifest.json")}
+
+    # What a deploy does after it (and the pre-commit hook): compile, and check the project.
+    for command in (["compile"], ["check"]):
+        result = _dataops(*command)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+
+    assert {name: (run_folder / name).read_bytes() for name in artifacts} == artifacts
+    assert (settings.compile_dir / "manifest.json").exists()
+    # The monitor still judges the run that happened, not a compile that every node "passed".
+    with pytest.raises(DataOpsError) as failed:
+        check_dbt_artifacts(settings)
+    assert "assert_no_negative_revenue" in str(failed.value)
+    assert "artifact command" not in str(failed.value)

@@ -1,4 +1,5 @@
-"""How many tasks a DAG may run at once on each engine and Cosmos mode."""
+"""How many tasks a DAG may run at once on each engine and Cosmos mode, and where the DAGs
+find the manifest."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from dataops.config import load_settings
-from dataops.orchestration import COSMOS_MODE_ENV_VAR, max_active_tasks
+from dataops.errors import DataOpsError
+from dataops.orchestration import COSMOS_MODE_ENV_VAR, MANIFEST_ENV_VAR, manifest_path, max_active_tasks
 
 
 @pytest.mark.parametrize("mode", ["build", "after_each", "watcher"])
@@ -22,3 +24,20 @@ def test_duckdb_runs_one_writer_at_a_time_in_every_mode(
 def test_server_engines_run_tasks_in_parallel(warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(COSMOS_MODE_ENV_VAR, "build")
     assert max_active_tasks(load_settings("postgres")) == 16
+
+
+def test_the_dags_read_the_manifest_from_where_dataops_compile_writes_it(
+    warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MANIFEST_ENV_VAR, raising=False)
+    settings = load_settings("dev")
+    with pytest.raises(DataOpsError, match=r"no dbt manifest at .*/artifacts/dev/compile/manifest\.json"):
+        manifest_path(settings)
+    # A run's own manifest (dbt/) is not the deploy-time one.
+    (settings.artifacts_dir / "dbt").mkdir(parents=True)
+    (settings.artifacts_dir / "dbt" / "manifest.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(DataOpsError):
+        manifest_path(settings)
+    settings.compile_dir.mkdir(parents=True)
+    (settings.compile_dir / "manifest.json").write_text("{}", encoding="utf-8")
+    assert manifest_path(settings) == settings.compile_dir / "manifest.json"
