@@ -7,12 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from dataops.airflow_local import BIN, airflow_env, dag_test, prepare, standalone
+from dataops.airflow_local import airflow_env, dag_test, load_throwaway, prepare, standalone, throwaway_env
 from dataops.config import PROJECT_ROOT
 
 
@@ -27,8 +26,8 @@ def main() -> int:
         prepare(env)
         return standalone(env)
     with tempfile.TemporaryDirectory(prefix="dataops-dag-test-") as scratch:
-        env = airflow_env(Path(scratch) / "airflow", Path(scratch) / "warehouse", DATAOPS_TASK_RETRIES="0")
-        subprocess.run([str(BIN / "dataops"), "load", "--scale", str(args.scale)], env=env, check=True)
+        env = throwaway_env(Path(scratch))
+        print(load_throwaway(env, args.scale), flush=True)
         prepare(env)
         result = dag_test(env, args.dag)
         for task, state in sorted(result.states.items()):

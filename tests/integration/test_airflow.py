@@ -9,9 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from dataops.airflow_local import BIN, airflow_env, dag_test, prepare
+from dataops.airflow_local import (
+    BIN,
+    airflow_env,
+    compile_manifest,
+    dag_test,
+    load_throwaway,
+    prepare_metadata,
+    throwaway_env,
+)
 from dataops.faults import inject
 from dataops.generate import generate_tables, write_tables
 
@@ -43,12 +52,16 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("airflow")
+    """One metadata database for the module (migrated, with the warehouse pool), as
+    `dataops.airflow_local.prepare` leaves it; each test compiles for its own warehouse."""
+    home = tmp_path_factory.mktemp("airflow")
+    prepare_metadata(airflow_env(home, tmp_path_factory.mktemp("unused-warehouse")))
+    return home
 
 
 def _environment(airflow_home: Path, warehouse: Path) -> dict[str, str]:
     env = airflow_env(airflow_home, warehouse, DATAOPS_TASK_RETRIES="0")
-    prepare(env)
+    compile_manifest(env)
     return env
 
 
@@ -144,3 +157,20 @@ def test_dbt_monitoring_fails_readably_when_artifacts_are_missing(airflow_home: 
     assert result.states == {"check_dbt_artifacts": "failed"}
     assert "no run_results.json at" in result.log and "has `dataops run` run for this target?" in result.log
     assert "KeyError" not in result.log
+
+
+def test_make_dag_test_loads_into_the_throwaway_warehouse_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Even with the caller's own DuckDB file set, which the load and the DAG would otherwise use.
+    own = tmp_path / "own.duckdb"
+    monkeypatch.setenv("DATAOPS_DUCKDB_PATH", str(own))
+    env = throwaway_env(tmp_path / "scratch")
+
+    said = load_throwaway(env, 0.01)
+
+    warehouse = tmp_path / "scratch" / "warehouse"
+    assert f"into a throwaway dev warehouse in {warehouse}," in said
+    with duckdb.connect(str(warehouse / "dev.duckdb"), read_only=True) as db:
+        assert db.execute('select count(*) from "Sales"."Customer"').fetchone()[0] > 0
+    assert not own.exists()
