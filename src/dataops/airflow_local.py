@@ -119,8 +119,10 @@ def compile_manifest(env: dict[str, str]) -> None:
 
 
 def prepare_metadata(env: dict[str, str]) -> None:
-    """Airflow's metadata database."""
+    """Airflow's metadata database, and the pool of the tasks that touch the warehouse, created by
+    the command the Compose deployment's airflow-init runs."""
     _airflow(env, "db", "migrate")
+    _command(env, "python", "-m", "dataops.orchestration", "create-pool")
 
 
 def prepare(env: dict[str, str]) -> None:

@@ -3,7 +3,11 @@ rendered as Airflow tasks by Cosmos from a precompiled manifest. Imported only b
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,9 @@ COSMOS_MODE_ENV_VAR = "DATAOPS_COSMOS_MODE"
 COSMOS_MODES = ("watcher", "build", "after_each")
 DEFAULT_COSMOS_MODE = "watcher"
 START_DATE = datetime(2026, 1, 1)
+PIPELINE_DAG_ID = "adventureworks_pipeline"
+
+log = logging.getLogger(__name__)
 
 
 def _notify_failure(context: dict[str, Any]) -> None:
@@ -42,7 +49,7 @@ def default_args() -> dict[str, Any]:
     return arguments
 
 
-def dag(dag_id: str, description: str, schedule: str, tags: list[str], **options: Any) -> Any:
+def dag(dag_id: str, description: str, schedule: Any, tags: list[str], **options: Any) -> Any:
     """A DAG with what all of ours share: no catchup, one run at a time, the default arguments,
     and the `dataops` tag."""
     from airflow.sdk import DAG
@@ -81,6 +88,110 @@ def max_active_tasks(current: Settings) -> int:
     """DuckDB takes one writer per file: on a DuckDB target the DAG runs one task at a time (in
     watcher mode too: a sensor retried after a failure runs its model itself)."""
     return 1 if current.engine == "duckdb" else 16
+
+
+def marts_asset(current: Settings) -> Any:
+    """The target's marts as an Airflow asset: the pipeline emits it once they are rebuilt and
+    have passed quality, and data_quality_checks is scheduled on it."""
+    from airflow.sdk import Asset
+
+    # `x-` marks a scheme of our own, which Airflow keeps as it is.
+    return Asset(
+        name=f"dataops.{current.target}.{current.consumer_schema}",
+        uri=f"x-dataops://{current.target}/{current.consumer_schema}",
+    )
+
+
+@dataclass(frozen=True)
+class WarehousePool:
+    """The Airflow pool of every task that reads or writes the target's warehouse, whatever its
+    DAG: `max_active_runs` and `max_active_tasks` hold within one DAG only."""
+
+    name: str
+    slots: int
+    description: str
+
+    def shared(self) -> dict[str, Any]:
+        """Task arguments for a pipeline task: one slot, beside the pipeline's other tasks."""
+        return {"pool": self.name, "pool_slots": 1}
+
+    def exclusive(self) -> dict[str, Any]:
+        """Task arguments for a task that needs the warehouse to itself (checks that must see
+        whole marts): every slot, so no other warehouse task runs beside it."""
+        return {"pool": self.name, "pool_slots": self.slots}
+
+
+def warehouse_pool(current: Settings) -> WarehousePool:
+    """As many slots as the pipeline may run tasks at once: one on DuckDB (one writer per file)."""
+    return WarehousePool(
+        name=f"dataops_warehouse_{current.target}",
+        slots=max_active_tasks(current),
+        description=f"dataops: tasks that read or write the {current.target} warehouse",
+    )
+
+
+def create_warehouse_pool(current: Settings, env: dict[str, str] | None = None) -> WarehousePool:
+    """Create or resize the pool in Airflow's metadata database: the scheduler never starts a task
+    whose pool does not exist, and says so only in its own log. Run where `airflow db migrate`
+    runs (`make airflow`, `make dag-test`, the Compose deployment's airflow-init)."""
+    pool = warehouse_pool(current)
+    command = [sys.executable, "-m", "airflow", "pools", "set", pool.name, str(pool.slots), pool.description]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = " ".join(result.stderr.strip().splitlines()[-3:])
+        raise DataOpsError(f"cannot create the Airflow pool {pool.name}: {tail}")
+    return pool
+
+
+# How data_quality_checks waits for a pipeline run that is rebuilding the marts: it looks again
+# every 30 seconds, for at most six hours. Not more often: Airflow 3.3 may fail a reschedule-mode
+# sensor whose next poke is queued before the executor has reported the last one
+# (apache/airflow#71172), which we saw here at 5 seconds on a loaded machine.
+QUALITY_WAIT = {
+    "mode": "reschedule",
+    "poke_interval": timedelta(seconds=30),
+    "timeout": timedelta(hours=6),
+}
+
+
+def quality_sensor_args(current: Settings) -> dict[str, Any]:
+    """Arguments of data_quality_checks' one task: a sensor in reschedule mode, which gives its
+    pool slots back between checks, with the whole warehouse pool while it checks."""
+    return {**QUALITY_WAIT, **warehouse_pool(current).exclusive()}
+
+
+def pipeline_runs_rebuilding(ti: Any, triggering_asset_events: Any = None) -> int:
+    """Pipeline runs in flight that may still be writing the marts. The run whose marts event
+    started this one is done with them (only its notification is left), so it does not count."""
+    running = int(ti.get_dr_count(dag_id=PIPELINE_DAG_ID, states=["running"]))
+    finished_with_the_marts = sorted({
+        event.source_run_id
+        for events in (triggering_asset_events or {}).values()
+        for event in events
+        if event.source_dag_id == PIPELINE_DAG_ID and event.source_run_id
+    })
+    if running and finished_with_the_marts:
+        running -= int(ti.get_dr_count(dag_id=PIPELINE_DAG_ID, run_ids=finished_with_the_marts, states=["running"]))
+    return running
+
+
+def check_quality_once_the_pipeline_is_idle(
+    ti: Any, run_id: str | None, triggering_asset_events: Any, current: Settings
+) -> Any:
+    """The quality checkpoint, once no pipeline run is rebuilding the marts. Holding the whole
+    pool keeps a pipeline task from starting while the checks run; this keeps the checks from
+    starting between two tasks of a pipeline run, on marts it has only half rebuilt (a manual
+    trigger while the pipeline runs)."""
+    from airflow.sdk import PokeReturnValue
+
+    from dataops import tasks
+
+    rebuilding = pipeline_runs_rebuilding(ti, triggering_asset_events)
+    if rebuilding:
+        log.info("%s has %d run(s) in flight that may be rebuilding the marts: checking once they are done",
+                 PIPELINE_DAG_ID, rebuilding)
+        return PokeReturnValue(is_done=False)
+    return PokeReturnValue(is_done=True, xcom_value=tasks.check_quality(current, run_id=run_id))
 
 
 def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -> Any:
@@ -132,8 +243,11 @@ def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -
             "install_deps": False,
             "full_refresh": False,
             # No DAG is scheduled on the per-model assets: the marts count once the pipeline run
-            # has passed quality, which its notify step says. Emitting them costs a call per task.
+            # has passed quality, when its quality step emits marts_asset. Emitting them costs a
+            # call per task. (Cosmos's watcher run tasks emit theirs whatever this says.)
             "emit_datasets": False,
+            # Every dbt task touches the warehouse: all of them share its pool.
+            **warehouse_pool(current).shared(),
             **overrides.pop("operator_args", {}),
         },
         **overrides,
@@ -172,3 +286,14 @@ def _sense_after_the_build(group: Any) -> None:
     for task in first_sensors:
         producer >> task
         task.trigger_rule = "all_done"
+
+
+if __name__ == "__main__":
+    # `python -m dataops.orchestration create-pool`: for deployments, beside `airflow db migrate`.
+    if sys.argv[1:] != ["create-pool"]:
+        sys.exit("usage: python -m dataops.orchestration create-pool")
+    try:
+        created = create_warehouse_pool(settings())
+    except DataOpsError as error:
+        sys.exit(f"error: {error}")
+    print(f"Airflow pool {created.name}: {created.slots} slot(s)")

@@ -1,5 +1,6 @@
 """The DAGs in a real Airflow: they import cleanly, run end to end with `airflow dags test`, stop
-at the task whose check a bad row breaks, and monitoring fails with a readable message."""
+at the task whose check a bad row breaks, emit the marts asset only when the marts passed, and
+monitoring fails with a readable message."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -21,8 +23,10 @@ from dataops.airflow_local import (
     prepare_metadata,
     throwaway_env,
 )
+from dataops.config import load_settings
 from dataops.faults import inject
 from dataops.generate import generate_tables, write_tables
+from dataops.orchestration import marts_asset, warehouse_pool
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +45,18 @@ print(json.dumps({
             "owners": sorted({t.owner for t in dag.tasks}),
             "retries": sorted({t.retries for t in dag.tasks}),
             "tags": sorted(dag.tags),
-            "schedule": str(dag.schedule),
-            "tasks": len(dag.tasks),
+            "schedule": dag.schedule if isinstance(dag.schedule, str) else None,
+            "schedule_assets": sorted(a.uri for a in dag.schedule) if isinstance(dag.schedule, list) else [],
+            "tasks": {
+                t.task_id: {
+                    "type": type(t).__name__,
+                    "pool": t.pool,
+                    "pool_slots": t.pool_slots,
+                    "outlets": sorted(o.uri for o in t.outlets),
+                    "mode": getattr(t, "mode", None),
+                }
+                for t in dag.tasks
+            },
         }
         for dag_id, dag in bag.dags.items()
     },
@@ -69,12 +83,20 @@ def _load(env: dict[str, str], tables_dir: Path) -> None:
     subprocess.run([str(BIN / "dataops"), "load", "--from", str(tables_dir)], env=env, check=True, capture_output=True)
 
 
-def test_every_dag_imports_and_declares_owner_retries_tags_schedule(airflow_home: Path, tmp_path: Path) -> None:
-    env = _environment(airflow_home, tmp_path / "warehouse")
+@pytest.fixture(scope="module")
+def dagbag(airflow_home: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[str, Any]]:
+    """The environment, and the DAGs as a real DagBag fills them, what the tests read of them."""
+    env = _environment(airflow_home, tmp_path_factory.mktemp("dagbag") / "warehouse")
     output = subprocess.run(
         [sys.executable, "-c", INSPECT_DAGBAG], env=env, check=True, capture_output=True, text=True
     ).stdout
-    bag = json.loads(output.strip().splitlines()[-1])
+    return env, json.loads(output.strip().splitlines()[-1])
+
+
+def test_every_dag_imports_and_declares_owner_retries_tags_schedule(
+    dagbag: tuple[dict[str, str], dict[str, Any]],
+) -> None:
+    _, bag = dagbag
     print(f"\nDagBag fill time: {bag['fill_seconds']:.3f} s for {len(bag['dags'])} DAGs")
     assert bag["import_errors"] == {}
     assert set(bag["dags"]) == DAG_IDS
@@ -82,8 +104,52 @@ def test_every_dag_imports_and_declares_owner_retries_tags_schedule(airflow_home
         assert dag["owners"] == ["data-engineering"], dag_id
         assert dag["retries"] == [0], dag_id  # 1 by default; DATAOPS_TASK_RETRIES=0 in tests
         assert "dataops" in dag["tags"], dag_id
-        assert dag["schedule"] in ("@daily", "@hourly"), dag_id
-    assert bag["dags"]["adventureworks_pipeline"]["tasks"] > 20  # one per model, plus tests and steps
+    assert bag["dags"]["adventureworks_pipeline"]["schedule"] == "@daily"
+    assert bag["dags"]["dbt_monitoring"]["schedule"] == "@hourly"
+    assert len(bag["dags"]["adventureworks_pipeline"]["tasks"]) > 20  # one per model, plus tests and steps
+
+
+def test_quality_runs_on_the_pipeline_s_marts_asset_and_shares_the_warehouse_pool_with_it(
+    dagbag: tuple[dict[str, str], dict[str, Any]],
+) -> None:
+    env, bag = dagbag
+    pipeline, quality = bag["dags"]["adventureworks_pipeline"]["tasks"], bag["dags"]["data_quality_checks"]
+    marts = marts_asset(load_settings("dev")).uri
+    # The pipeline's quality step alone says the marts are done, and the quality DAG runs on that.
+    assert {task: t["outlets"] for task, t in pipeline.items() if t["outlets"]} == {"quality_checks": [marts]}
+    assert quality["schedule"] is None and quality["schedule_assets"] == [marts]
+    # Every task that touches the warehouse, in both DAGs, is in one pool; the quality check
+    # takes all of it, in reschedule mode so that it holds the pool only while it checks.
+    pool = warehouse_pool(load_settings("dev"))
+    untouched = {task for task, t in pipeline.items() if task == "notify" or t["type"] == "EmptyOperator"}
+    assert {task: (t["pool"], t["pool_slots"]) for task, t in pipeline.items() if task not in untouched} == {
+        task: (pool.name, 1) for task in set(pipeline) - untouched
+    }
+    [check] = quality["tasks"].values()
+    assert (check["pool"], check["pool_slots"], check["mode"]) == (pool.name, pool.slots, "reschedule")
+    assert {t["pool"] for t in bag["dags"]["dbt_monitoring"]["tasks"].values()} == {"default_pool"}
+    # The pool exists, as the scheduler needs it to, with those slots (one: DuckDB).
+    listed = subprocess.run([str(BIN / "airflow"), "pools", "get", pool.name, "-o", "json"],
+                            env=env, check=True, capture_output=True, text=True).stdout
+    [row] = _json_rows(listed)
+    assert int(row["slots"]) == pool.slots == 1
+
+
+def _json_rows(output: str) -> list[dict[str, Any]]:
+    return json.loads(next(line for line in output.splitlines() if line.startswith("[")))
+
+
+def _marts_events(airflow_home: Path, run_id: str) -> list[tuple[str, str]]:
+    """(DAG, task) of each event on the marts asset a run emitted, from the metadata database.
+    (Cosmos's watcher sensors emit an asset per model whatever emit_datasets says; nothing is
+    scheduled on those.)"""
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        rows = db.execute(
+            "select e.source_dag_id, e.source_task_id from asset_event e"
+            " join asset on asset.id = e.asset_id where e.source_run_id = ? and asset.uri = ?",
+            (run_id, marts_asset(load_settings("dev")).uri),
+        )
+        return list(rows)
 
 
 def _producer_xcom_keys(airflow_home: Path, run_id: str) -> list[str]:
@@ -102,6 +168,8 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(airflow_home: Pat
 
     assert result.succeeded, {task: state for task, state in result.states.items() if state != "success"}
     assert {"source_freshness", "quality_checks", "notify"} <= set(result.states)
+    # The marts passed: the run says so with one event on the asset data_quality_checks runs on.
+    assert _marts_events(airflow_home, result.run_id) == [("adventureworks_pipeline", "quality_checks")]
     rows = subprocess.run(
         [str(BIN / "dataops"), "query", "select count(*) as n from marts.customer_analytics", "--format", "json"],
         env=env, check=True, capture_output=True, text=True,
@@ -146,6 +214,8 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(
     assert result.states["quality_checks"] in (None, "upstream_failed")
     assert result.states["notify"] in (None, "upstream_failed")
     assert result.states["source_freshness"] == "success"
+    # Marts that failed their tests are no event: data_quality_checks is not started on them.
+    assert _marts_events(airflow_home, result.run_id) == []
 
 
 def test_dbt_monitoring_fails_readably_when_artifacts_are_missing(airflow_home: Path, tmp_path: Path) -> None:

@@ -267,10 +267,12 @@ def test_the_services_are_the_celery_deployment(project: dict[str, Any]) -> None
     assert project["name"] == "dataops-airflow"
     for name, command in COMMANDS.items():
         assert services[name]["command"] == command, name
-    # airflow-init migrates the schema and creates the admin, once, and exits.
+    # airflow-init migrates the schema, then creates the warehouse pool (the command make airflow
+    # runs for real) and the admin, once, and exits.
     init = services["airflow-init"]
     script = " ".join(init["command"])
     assert "airflow db migrate" in script and "airflow users create" in script
+    assert script.index("airflow db migrate") < script.index("python -m dataops.orchestration create-pool")
     assert init["restart"] == "no"
 
 

@@ -1,5 +1,7 @@
 """Airflow as `make airflow` runs it: `airflow standalone`, started by dataops.airflow_local, in a
-throwaway AIRFLOW_HOME on free ports. It listens on exactly what `make airflow` says it does."""
+throwaway AIRFLOW_HOME on free ports. It listens on exactly what `make airflow` says it does, and
+data_quality_checks, started by the pipeline's marts asset or by hand, never checks while a
+pipeline run is in flight."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ import psutil
 import pytest
 
 from dataops.airflow_local import ALL_INTERFACES, BIN, Ports, airflow_env, listeners, load_throwaway, prepare
+from dataops.config import load_settings
+from dataops.orchestration import marts_asset, warehouse_pool
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +138,85 @@ def test_standalone_listens_exactly_where_make_airflow_says(standalone: Standalo
     printed = standalone.output.read_text(errors="replace")
     for listener in claimed:
         assert f"{listener.component}: {listener.address}, port {listener.port}" in printed, printed[:2000]
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _finished(rows: list[tuple[Any, ...]], count: int) -> list[tuple[Any, ...]]:
+    done = [row for row in rows if row[2] in ("success", "failed")]
+    return rows if len(rows) == count and len(done) == count else []
+
+
+def test_quality_checks_run_on_the_pipeline_s_asset_and_never_beside_a_pipeline_run(standalone: Standalone) -> None:
+    runs = "select run_id, run_type, state, end_date from dag_run where dag_id = ?"
+    _wait_for(lambda: standalone.rows("select 1 from dag where dag_id = 'data_quality_checks'"),
+              "the dag-processor to parse the DAGs", 120, standalone.process, standalone.output)
+    standalone.airflow("dags", "unpause", "data_quality_checks")
+    # The pipeline runs beside the scheduler (`airflow dags test`: its tasks in one process, its
+    # run and asset event in the same metadata database); the quality DAG runs under the scheduler.
+    pipeline = subprocess.Popen(
+        [str(BIN / "airflow"), "dags", "test", "adventureworks_pipeline"],
+        env=standalone.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for(lambda: [row for row in standalone.rows(runs, "adventureworks_pipeline") if row[2] == "running"],
+                  "the pipeline run to start", 120)
+        # By hand while the pipeline runs: the checks must wait until it is done.
+        standalone.airflow("dags", "trigger", "data_quality_checks")
+        log, _ = pipeline.communicate(timeout=600)
+    finally:
+        pipeline.kill()
+    assert pipeline.returncode == 0, log.decode(errors="replace")[-3000:]
+    [(pipeline_run, _, pipeline_state, pipeline_end)] = standalone.rows(runs, "adventureworks_pipeline")
+    assert pipeline_state == "success"
+
+    quality = _wait_for(lambda: _finished(standalone.rows(runs, "data_quality_checks"), 2),
+                        "the manual and the asset-triggered quality runs to finish", 300,
+                        standalone.process, standalone.output)
+    assert sorted((run_type, state) for _, run_type, state, _ in quality) == [
+        ("asset_triggered", "success"), ("manual", "success")
+    ]
+    by_type = {run_type: run_id for run_id, run_type, _, _ in quality}
+    # The asset-triggered run was started by the pipeline run's event on the marts asset.
+    consumed = standalone.rows(
+        "select e.source_dag_id, e.source_task_id, e.source_run_id, a.uri from dagrun_asset_event l"
+        " join asset_event e on e.id = l.event_id join asset a on a.id = e.asset_id"
+        " join dag_run r on r.id = l.dag_run_id where r.dag_id = 'data_quality_checks' and r.run_id = ?",
+        by_type["asset_triggered"],
+    )
+    settings = load_settings("dev")
+    assert consumed == [("adventureworks_pipeline", "quality_checks", pipeline_run, marts_asset(settings).uri)]
+
+    # No check ran beside a pipeline task that touches the warehouse: each checkpoint, from when
+    # its record says it started to when its task ended, is clear of every such task.
+    pool = warehouse_pool(settings)
+    pipeline_tasks = [
+        (_utc(start), _utc(end)) for start, end in standalone.rows(
+            "select start_date, end_date from task_instance where dag_id = 'adventureworks_pipeline' and pool = ?",
+            pool.name,
+        )
+    ]
+    assert len(pipeline_tasks) > 20
+    quality_dir = Path(standalone.env["DATAOPS_WAREHOUSE_DIR"]) / "artifacts" / "dev" / "quality"
+    for run_id in by_type.values():
+        record = json.loads((quality_dir / f"{run_id}.json").read_text(encoding="utf-8"))
+        [(ended,)] = standalone.rows(
+            "select end_date from task_instance where dag_id = 'data_quality_checks' and run_id = ?", run_id
+        )
+        checked = (datetime.fromisoformat(record["run_time"]), _utc(ended))
+        overlapping = [task for task in pipeline_tasks if task[0] < checked[1] and checked[0] < task[1]]
+        assert overlapping == [], (run_id, checked)
+    # The one triggered by hand found the pipeline building, waited, and checked after its run.
+    [(waits,)] = standalone.rows(
+        "select count(*) from task_reschedule tr join task_instance ti on ti.id = tr.ti_id"
+        " where ti.dag_id = 'data_quality_checks' and ti.run_id = ?",
+        by_type["manual"],
+    )
+    assert waits >= 1
+    record = json.loads((quality_dir / f"{by_type['manual']}.json").read_text(encoding="utf-8"))
+    assert datetime.fromisoformat(record["run_time"]) > _utc(pipeline_end)
+    # And the scheduler ran them with the whole warehouse pool.
+    pools = standalone.rows("select distinct pool, pool_slots from task_instance where dag_id = 'data_quality_checks'")
+    assert pools == [(pool.name, pool.slots)]
