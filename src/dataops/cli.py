@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 docs_app = typer.Typer(help="The dbt project's documentation site.", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
+history_app = typer.Typer(help="The run history: every run of a target, whoever started it.")
+app.add_typer(history_app, name="history")
 # Logs and CI have no terminal width; give the summary tables room instead of Rich's 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 140)
 error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -277,6 +279,53 @@ def docs_serve(
     with DocsServer(load_settings(target), host, port) as server:
         console.print(f"Serving the dbt docs of {server.target} at {server.url} (Ctrl-C stops)", highlight=False)
         server.serve_forever()
+
+
+@history_app.callback(invoke_without_command=True)
+def history(
+    context: typer.Context,
+    target: TargetOption = None,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
+    = OutputFormat.table,
+) -> None:
+    """List the target's runs, newest first: id, trigger, status, duration, models, failed checks, score.
+
+    `dataops history show RUN_ID` shows one run with its findings.
+    """
+    if context.invoked_subcommand is not None:
+        return
+    from dataops.history.records import listing_document
+    from dataops.history.store import HistoryStore
+
+    settings = load_settings(target)
+    rows = HistoryStore().runs(settings.target, limit=limit)
+    if output is OutputFormat.table:
+        render.history_table(console, settings.target, rows)
+    else:
+        _print_json(listing_document(rows))
+
+
+@history_app.command("show")
+def history_show(
+    run_id: Annotated[str, typer.Argument(help="A run id from `dataops history`.")],
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
+    = OutputFormat.table,
+) -> None:
+    """Show one run: its stages, findings and the result of each failing or warning node."""
+    from dataops.history.store import HistoryStore
+
+    record = HistoryStore().get(run_id)
+    if record is None:
+        raise DataOpsError(f"no run {run_id} in the run history: list the runs with `dataops history`")
+    if output is OutputFormat.table:
+        render.history_run(console, record)
+    else:
+        _print_json(record.to_dict())
+
+
+def _print_json(document: object) -> None:
+    sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,10 @@ WAREHOUSE_DIR_ENV_VAR = "DATAOPS_WAREHOUSE_DIR"
 
 Severity = Literal["warn", "error"]
 
+# How often the pipeline DAG runs: its DAG is scheduled by it, and the monitor judges by it how long
+# a target may go without a run. An Airflow preset or a cron expression.
+PIPELINE_SCHEDULE = os.environ.get("DATAOPS_PIPELINE_SCHEDULE", "@daily")
+
 
 _ENV_VAR = re.compile(r"""env_var\(\s*['"](\w+)['"]\s*(?:,\s*['"]([^'"]*)['"]\s*)?\)""")
 _JINJA = re.compile(r"\{\{(.*?)\}\}", re.S)

@@ -42,7 +42,8 @@ def check_quality(settings: Settings | None = None, run_id: str | None = None) -
 
 
 def check_dbt_artifacts(settings: Settings | None = None) -> str:
-    """The last dbt run's artifacts: errored models, failed tests, stale sources, missing files."""
-    from dataops.monitoring import check_artifacts
+    """The target's latest run in the run history: errored models, failed tests, stale sources, a
+    crash, or no run for longer than the pipeline's schedule allows."""
+    from dataops.monitoring import check_history
 
-    return check_artifacts(settings or load_settings())
+    return check_history(settings or load_settings())

@@ -218,14 +218,14 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(
     assert _marts_events(airflow_home, result.run_id) == []
 
 
-def test_dbt_monitoring_fails_readably_when_artifacts_are_missing(airflow_home: Path, tmp_path: Path) -> None:
-    # The deploy-time compile (in _environment) writes to compile/, so no run's artifacts exist.
+def test_dbt_monitoring_fails_readably_when_the_target_never_ran(airflow_home: Path, tmp_path: Path) -> None:
+    # The deploy-time compile (in _environment) is no run: the history holds none for the target.
     env = _environment(airflow_home, tmp_path / "warehouse")
 
     result = dag_test(env, "dbt_monitoring")
 
     assert result.states == {"check_dbt_artifacts": "failed"}
-    assert "no run_results.json at" in result.log and "has `dataops run` run for this target?" in result.log
+    assert "no run of dev in the run history: has the pipeline run?" in result.log
     assert "KeyError" not in result.log
 
 

@@ -1,23 +1,31 @@
-"""The real thing: what `dataops run` leaves behind is what the monitor reads."""
+"""The real thing: the runs `dataops run` records are what the monitor reads."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
-from dataops.config import load_settings
+from dataops.config import Settings
+from dataops.generate import generate_tables
+from dataops.load import load_tables
 from dataops.monitoring import monitor
+from dataops.pipeline import Pipeline, RunOptions
+
+pytestmark = pytest.mark.integration
 
 
-def test_the_artifacts_of_a_real_clean_run_have_no_findings(warehouse_dir: Path) -> None:
-    from dataops.pipeline import Pipeline, RunOptions
+def test_the_monitor_passes_after_a_clean_run_and_names_the_failed_test_after_a_bad_one(settings: Settings) -> None:
+    from dataops.faults import inject
 
-    settings = load_settings("dev")
-    summary = Pipeline(settings).run(RunOptions(scale=0.1, docs=False, quality=False))
-    assert summary.exit_code == 0, summary.findings
+    clean = Pipeline(settings).run(RunOptions(scale=0.05, docs=False, quality=False))
+    assert clean.exit_code == 0, clean.findings
+    report = monitor(settings)
+    assert (report.run_id, report.findings) == (clean.run_id, [])
+
+    load_tables(settings, inject(generate_tables(0.05, seed=7), ["negative_total"], seed=7), "one negative order")
+    bad = Pipeline(settings).run(RunOptions(docs=False, quality=False))
+    assert bad.exit_code == 1
 
     report = monitor(settings)
-
-    assert report.findings == []
-    folder = settings.artifacts_dir / "dbt"
-    assert folder.is_relative_to(warehouse_dir.resolve())
-    assert report.checked == [folder / "run_results.json", folder / "sources.json"]
+    assert report.run_id == bad.run_id and report.failed
+    assert [f.check for f in report.errors] == ["assert_no_negative_revenue"]
+    assert report.errors[0].message.endswith("failing rows")
