@@ -11,8 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dataops.airflow_local import airflow_env, dag_test, load_throwaway, prepare, standalone, throwaway_env
-from dataops.config import PROJECT_ROOT
+from dataops.airflow.local import airflow_env, dag_test, load_throwaway, prepare, standalone, throwaway_env
+from dataops.core.config import PROJECT_ROOT
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dataops.airflow_local import DagTestResult
+    from dataops.airflow.local import DagTestResult
 
 SECTION = "generate-load"
 QUALITY_SECTION = "quality-vs-build"
@@ -34,9 +34,9 @@ AIRFLOW_RATIO_TARGET = 1.5
 
 def measure(scale: float, seed: int) -> dict[str, float]:
     """Generate and load one scale in this process; return seconds and peak RSS."""
-    from dataops.config import load_settings
-    from dataops.generate import generate_tables
-    from dataops.load import load_tables
+    from dataops.commands.load import load_tables
+    from dataops.core.config import load_settings
+    from dataops.sources.generate import generate_tables
 
     with tempfile.TemporaryDirectory() as folder:
         os.environ["DATAOPS_WAREHOUSE_DIR"] = folder
@@ -68,17 +68,17 @@ def _peak_rss_gib() -> float:
 def build_for_quality(scale: float, seed: int, warehouse: str) -> dict[str, float]:
     """Load and build a warehouse, with the quality stage as `dataops run` has it (cold import)."""
     os.environ["DATAOPS_WAREHOUSE_DIR"] = warehouse
-    from dataops.config import load_settings
-    from dataops.quality import QualityWorker
+    from dataops.core.config import load_settings
+    from dataops.quality.suites import QualityWorker
 
     worker = QualityWorker.for_settings(load_settings("dev"))  # started first, as `dataops run` does
-    from dataops.pipeline import Pipeline, RunOptions
+    from dataops.commands.run import Pipeline, RunOptions
 
     summary = Pipeline(load_settings("dev"), quality_worker=worker).run(RunOptions(scale=scale, seed=seed, docs=False))
     if summary.exit_code:
         raise SystemExit(f"the benchmark run failed: {summary.findings}")
     stages = {stage.name: stage.seconds for stage in summary.stages}
-    from dataops.quality import validate
+    from dataops.quality.suites import validate
 
     validate(load_settings("dev"))  # warms this process up: GX imported, first checkpoint run
     started = time.perf_counter()
@@ -89,8 +89,8 @@ def build_for_quality(scale: float, seed: int, warehouse: str) -> dict[str, floa
 def quality_memory(warehouse: str) -> dict[str, float]:
     """Peak memory of a process that only runs the suites: they run as SQL in the warehouse."""
     os.environ["DATAOPS_WAREHOUSE_DIR"] = warehouse
-    from dataops.config import load_settings
-    from dataops.quality import run_quality
+    from dataops.core.config import load_settings
+    from dataops.quality.suites import run_quality
 
     baseline = _peak_rss_gib()
     import great_expectations  # noqa: F401  (its import is the same at any scale)
@@ -219,8 +219,8 @@ def _phases(result: DagTestResult) -> dict[str, float]:
 def measure_airflow(scale: float, seed: int, modes: list[str], repeats: int) -> list[dict[str, object]]:
     """`dataops run` and the Airflow DAG (per Cosmos mode, the default `repeats` times) on the same
     loaded data; the median run of each."""
-    from dataops.airflow_local import BIN, airflow_env, dag_test, prepare
-    from dataops.orchestration import DEFAULT_COSMOS_MODE
+    from dataops.airflow.dags import DEFAULT_COSMOS_MODE
+    from dataops.airflow.local import BIN, airflow_env, dag_test, prepare
 
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -311,7 +311,7 @@ AIRFLOW_FINDINGS = [
     "  - *A producer that reports what the sensors read.* Cosmos's turned every dbt event into JSON and pushed "
     "about 550 XComs (start, compiling, executing and finished events, status and compiled SQL per node, one "
     "per test), each a call to the execution API under one lock: the 2-3 s build took 9-13 s. "
-    "`dataops.watcher_producer` pushes a status, compiled SQL and event per model and one aggregate per "
+    "`dataops.airflow.watcher` pushes a status, compiled SQL and event per model and one aggregate per "
     "model's tests (76 keys) and logs dbt's messages directly: 3.3-3.9 s.",
     "  - *Failures where they belong.* The producer fails only when dbt cannot run; a failing model or test "
     "fails its own model's task, and a rule that reads two models fails both models' test tasks. Freezing the "

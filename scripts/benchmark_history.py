@@ -31,9 +31,9 @@ ANSWER_TARGET_SECONDS = 0.2
 
 def measure_recording(repeats: int) -> list[dict[str, float]]:
     """Scale-1 runs in this process, timing the two steps that exist only to record the run."""
-    from dataops.config import load_settings
+    from dataops.commands.run import Pipeline, RunOptions
+    from dataops.core.config import load_settings
     from dataops.history.store import HistoryStore
-    from dataops.pipeline import Pipeline, RunOptions
 
     spent: dict[str, float] = {}
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from dataops.config import PROJECT_ROOT, load_settings
-from dataops.detection import MatrixRow, detection_rate, run_matrix, to_markdown
+from dataops.commands.detection import MatrixRow, detection_rate, run_matrix, to_markdown
+from dataops.core.config import PROJECT_ROOT, load_settings
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dataops.config import PROJECT_ROOT, Settings, load_settings
+from dataops.core.config import PROJECT_ROOT, Settings, load_settings
 
 REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "adventureworks"
 
@@ -38,7 +38,7 @@ def real_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def project_manifest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The real project's manifest, parsed once per test session."""
-    from dataops.dbt_runner import DbtProject
+    from dataops.project.runner import DbtProject
 
     patch = pytest.MonkeyPatch()
     patch.setenv("DATAOPS_WAREHOUSE_DIR", str(tmp_path_factory.mktemp("manifest")))

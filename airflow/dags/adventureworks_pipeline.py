@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from airflow.sdk import task
 
-from dataops import orchestration, tasks
+from dataops.airflow import callables as tasks
+from dataops.airflow import dags as orchestration
 
 settings = orchestration.settings()
 pool = orchestration.warehouse_pool(settings)
@@ -32,7 +33,7 @@ with orchestration.dag(
 
     @task
     def notify(freshness: str, quality: str, run_id: str | None = None) -> None:
-        from dataops.notify import notify_success
+        from dataops.ops.notify import notify_success
 
         notify_success("adventureworks_pipeline", run_id or "", [freshness, quality])
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk import task
 
-from dataops import orchestration
+from dataops.airflow import dags as orchestration
 
 settings = orchestration.settings()
 

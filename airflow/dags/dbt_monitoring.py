@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from airflow.sdk import task
 
-from dataops import orchestration, tasks
+from dataops.airflow import callables as tasks
+from dataops.airflow import dags as orchestration
 
 with orchestration.dag(
     "dbt_monitoring",

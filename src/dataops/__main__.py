@@ -1,6 +1,6 @@
 import sys
 
-from dataops.cli import main
+from dataops.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

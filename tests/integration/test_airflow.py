@@ -14,7 +14,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from dataops.airflow_local import (
+from dataops.airflow.dags import marts_asset, warehouse_pool
+from dataops.airflow.local import (
     BIN,
     airflow_env,
     compile_manifest,
@@ -23,10 +24,9 @@ from dataops.airflow_local import (
     prepare_metadata,
     throwaway_env,
 )
-from dataops.config import load_settings
-from dataops.faults import inject
-from dataops.generate import generate_tables, write_tables
-from dataops.orchestration import marts_asset, warehouse_pool
+from dataops.core.config import load_settings
+from dataops.sources.faults import inject
+from dataops.sources.generate import generate_tables, write_tables
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ print(json.dumps({
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One metadata database for the module (migrated, with the warehouse pool), as
-    `dataops.airflow_local.prepare` leaves it; each test compiles for its own warehouse."""
+    `dataops.airflow.local.prepare` leaves it; each test compiles for its own warehouse."""
     home = tmp_path_factory.mktemp("airflow")
     prepare_metadata(airflow_env(home, tmp_path_factory.mktemp("unused-warehouse")))
     return home

@@ -35,7 +35,7 @@ from compose_support import compose_binary, dockerfile_instructions, intact_and_
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from dataops.config import load_settings
+from dataops.core.config import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -272,7 +272,7 @@ def test_the_services_are_the_celery_deployment(project: dict[str, Any]) -> None
     init = services["airflow-init"]
     script = " ".join(init["command"])
     assert "airflow db migrate" in script and "airflow users create" in script
-    assert script.index("airflow db migrate") < script.index("python -m dataops.orchestration create-pool")
+    assert script.index("airflow db migrate") < script.index("python -m dataops.airflow.dags create-pool")
     assert init["restart"] == "no"
 
 

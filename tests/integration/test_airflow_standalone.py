@@ -1,4 +1,4 @@
-"""Airflow as `make airflow` runs it: `airflow standalone`, started by dataops.airflow_local, in a
+"""Airflow as `make airflow` runs it: `airflow standalone`, started by dataops.airflow.local, in a
 throwaway AIRFLOW_HOME on free ports. It listens on exactly what `make airflow` says it does, and
 data_quality_checks, started by the pipeline's marts asset or by hand, never checks while a
 pipeline run is in flight."""
@@ -24,14 +24,14 @@ from typing import Any
 import psutil
 import pytest
 
-from dataops.airflow_local import ALL_INTERFACES, BIN, Ports, airflow_env, listeners, load_throwaway, prepare
-from dataops.config import load_settings
-from dataops.orchestration import marts_asset, warehouse_pool
+from dataops.airflow.dags import marts_asset, warehouse_pool
+from dataops.airflow.local import ALL_INTERFACES, BIN, Ports, airflow_env, listeners, load_throwaway, prepare
+from dataops.core.config import load_settings
 
 pytestmark = pytest.mark.integration
 
 # What `make airflow` runs (scripts/airflow_local.py standalone), on this test's home and ports.
-START = "import os, sys; from dataops.airflow_local import standalone; sys.exit(standalone(dict(os.environ)))"
+START = "import os, sys; from dataops.airflow.local import standalone; sys.exit(standalone(dict(os.environ)))"
 WILDCARDS = {"0.0.0.0", "::"}
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from dataops.checks import CHECKS, run_checks
-from dataops.config import DBT_PROJECT_DIR, Settings
-from dataops.dbt_runner import DbtProject
+from dataops.core.config import DBT_PROJECT_DIR, Settings
+from dataops.project.checks import CHECKS, run_checks
+from dataops.project.runner import DbtProject
 
 Manifest = dict[str, Any]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dataops.source_tables import SOURCE_TABLES
+from dataops.sources.contract import SOURCE_TABLES
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from dataops.compile import compile_project
-from dataops.config import DBT_PROJECT_DIR, load_settings
-from dataops.errors import DataOpsError
-from dataops.faults import inject
-from dataops.generate import generate_tables, write_tables
-from dataops.tasks import check_dbt_artifacts
+from dataops.airflow.callables import check_dbt_artifacts
+from dataops.core.config import DBT_PROJECT_DIR, load_settings
+from dataops.core.errors import DataOpsError
+from dataops.project.compile import compile_project
+from dataops.sources.faults import inject
+from dataops.sources.generate import generate_tables, write_tables
 
 BIN = Path(sys.executable).parent
 

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from compose_support import compose_binary, dockerfile_instructions, intact_and_broken, walk
 
-from dataops.config import load_settings
+from dataops.core.config import load_settings
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dataops.config import Settings, load_settings
-from dataops.detection import CLEAN, detection_rate, run_matrix, to_markdown
-from dataops.faults import FAULTS
+from dataops.commands.detection import CLEAN, detection_rate, run_matrix, to_markdown
+from dataops.core.config import Settings, load_settings
+from dataops.sources.faults import FAULTS
 
 pytestmark = pytest.mark.integration
 

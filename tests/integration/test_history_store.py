@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from dataops.errors import DataOpsError
+from dataops.core.errors import DataOpsError
 from dataops.history.records import NodeRecord, RunRecord, StageRecord, Trigger
 from dataops.history.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore, schema_version
 

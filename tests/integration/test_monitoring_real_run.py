@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from dataops.config import Settings
-from dataops.generate import generate_tables
-from dataops.load import load_tables
-from dataops.monitoring import monitor
-from dataops.pipeline import Pipeline, RunOptions
+from dataops.commands.load import load_tables
+from dataops.commands.run import Pipeline, RunOptions
+from dataops.core.config import Settings
+from dataops.ops.monitor import monitor
+from dataops.sources.generate import generate_tables
 
 pytestmark = pytest.mark.integration
 
 
 def test_the_monitor_passes_after_a_clean_run_and_names_the_failed_test_after_a_bad_one(settings: Settings) -> None:
-    from dataops.faults import inject
+    from dataops.sources.faults import inject
 
     clean = Pipeline(settings).run(RunOptions(scale=0.05, docs=False, quality=False))
     assert clean.exit_code == 0, clean.findings

@@ -1,4 +1,4 @@
-"""dataops.notify against a real HTTP server on 127.0.0.1. The webhook URLs are built here at run
+"""dataops.ops.notify against a real HTTP server on 127.0.0.1. The webhook URLs are built here at run
 time, with a random token in the path like a real one, so that tests can prove it is never shown."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from dataops import notify
-from dataops.errors import DataOpsError
+from dataops.core.errors import DataOpsError
+from dataops.ops import notify
 
 # The server stops itself after this long even if a test hangs, so a run can never block on it.
 SERVER_LIFETIME_SECONDS = 30
@@ -121,7 +121,7 @@ def test_a_message_is_delivered_as_slack_compatible_json(
 
 
 def test_without_a_webhook_nothing_is_sent(server: WebhookServer, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="dataops.notify")
+    caplog.set_level(logging.DEBUG, logger="dataops.ops.notify")
 
     assert notify.webhook_url() is None
     assert notify.send("nobody listens") is False
@@ -166,7 +166,7 @@ def test_a_client_error_names_host_and_status_but_never_the_secret_path(server: 
 def test_a_refused_connection_is_a_readable_error_after_one_retry(caplog: pytest.LogCaptureFixture) -> None:
     port = closed_port()
     token = secrets.token_hex(12)
-    caplog.set_level(logging.INFO, logger="dataops.notify")
+    caplog.set_level(logging.INFO, logger="dataops.ops.notify")
 
     with pytest.raises(DataOpsError) as raised:
         notify.send("nobody home", url=f"http://127.0.0.1:{port}/services/{token}", timeout=2)
@@ -267,7 +267,7 @@ def test_notify_failure_swallows_a_server_error_and_logs_it(
     notify.notify_failure(failure_context())  # must not raise: the task's own failure comes first
 
     assert len(server.received) == 2
-    [record] = [r for r in caplog.records if r.name == "dataops.notify" and r.levelno == logging.WARNING]
+    [record] = [r for r in caplog.records if r.name == "dataops.ops.notify" and r.levelno == logging.WARNING]
     assert "failure notification not sent" in record.getMessage()
     assert "HTTP 500" in record.getMessage()
     assert server.token not in caplog.text

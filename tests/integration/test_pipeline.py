@@ -9,12 +9,12 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from dataops.config import Settings
-from dataops.generate import generate_tables
+from dataops.commands.load import load_tables
+from dataops.commands.query import run_query
+from dataops.commands.run import Pipeline, RunOptions
+from dataops.core.config import Settings
 from dataops.history.store import HistoryStore
-from dataops.load import load_tables
-from dataops.pipeline import Pipeline, RunOptions
-from dataops.query import run_query
+from dataops.sources.generate import generate_tables
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,7 @@ def test_real_adventureworks_data(settings: Settings, real_data_dir: Path) -> No
 
 
 def test_bad_data_fails_the_run_and_names_the_check(settings: Settings) -> None:
-    from dataops.faults import inject
+    from dataops.sources.faults import inject
 
     # One order negated consistently (totals and lines agree), so only the revenue rule is broken.
     tables = inject(generate_tables(0.05, seed=7), ["negative_total"], seed=7)
@@ -128,7 +128,7 @@ def test_bad_data_fails_the_run_and_names_the_check(settings: Settings) -> None:
 
 
 def test_a_failed_load_leaves_the_previous_tables_intact(settings: Settings) -> None:
-    from dataops.errors import DataOpsError
+    from dataops.core.errors import DataOpsError
     from dataops.warehouse import connect
 
     good = generate_tables(0.02, seed=1)
@@ -152,7 +152,7 @@ def test_a_failed_load_leaves_the_previous_tables_intact(settings: Settings) -> 
 KILLED_LOADER = """
 import sys, time
 from pathlib import Path
-from dataops.generate import generate_tables
+from dataops.sources.generate import generate_tables
 from dataops.history.store import HistoryStore
 from dataops.warehouse.duckdb import DuckDBWarehouse
 

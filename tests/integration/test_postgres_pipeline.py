@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dataops.config import Settings, load_settings
-from dataops.generate import generate_tables
-from dataops.load import load_tables
-from dataops.pipeline import Pipeline, RunOptions
-from dataops.query import run_query
+from dataops.commands.load import load_tables
+from dataops.commands.query import run_query
+from dataops.commands.run import Pipeline, RunOptions
+from dataops.core.config import Settings, load_settings
+from dataops.sources.generate import generate_tables
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from dataops.config import Settings, load_settings
-from dataops.generate import generate_tables
-from dataops.load import load_tables
-from dataops.pipeline import Pipeline, RunOptions
-from dataops.quality import run_quality
+from dataops.commands.load import load_tables
+from dataops.commands.run import Pipeline, RunOptions
+from dataops.core.config import Settings, load_settings
+from dataops.quality.suites import run_quality
+from dataops.sources.generate import generate_tables
 from dataops.warehouse import connect
 
 # tests/postgres_server.py: tests/ is on sys.path under pytest's default import mode, as

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from dataops.config import Settings
-from dataops.errors import DataOpsError
-from dataops.generate import generate_tables
-from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
+from dataops.core.config import Settings
+from dataops.core.errors import DataOpsError
+from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
+from dataops.sources.generate import generate_tables
 from dataops.warehouse import connect
 from dataops.warehouse.postgres import PostgresWarehouse
 

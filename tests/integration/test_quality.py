@@ -16,12 +16,12 @@ from typing import Any
 import duckdb
 import pytest
 
-from dataops.config import PROJECT_ROOT, Settings, load_settings
-from dataops.errors import DataOpsError, InternalError
-from dataops.generate import generate_tables
-from dataops.load import load_tables
-from dataops.pipeline import Pipeline, RunOptions
-from dataops.quality import QualityReport, QualityWorker, run_quality
+from dataops.commands.load import load_tables
+from dataops.commands.run import Pipeline, RunOptions
+from dataops.core.config import PROJECT_ROOT, Settings, load_settings
+from dataops.core.errors import DataOpsError, InternalError
+from dataops.quality.suites import QualityReport, QualityWorker, run_quality
+from dataops.sources.generate import generate_tables
 
 pytestmark = pytest.mark.integration
 
@@ -273,8 +273,8 @@ def test_a_worker_that_dies_without_answering_is_an_internal_error_naming_its_lo
 def test_the_warm_up_runs_every_expectation_on_look_alike_tables_without_an_error() -> None:
     """The worker warms GX up on empty tables shaped after the suites: were a column typed wrong,
     the checks would error there, and the real run would start cold again."""
-    from dataops.quality import warm_up
-    from dataops.quality_config import suite_documents
+    from dataops.quality.config import suite_documents
+    from dataops.quality.suites import warm_up
 
     report = warm_up()
     expected = sum(len(suite.expectations) for suite in suite_documents().values())

@@ -6,9 +6,9 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from dataops.config import Settings
-from dataops.errors import DataOpsError
-from dataops.quality import run_quality
+from dataops.core.config import Settings
+from dataops.core.errors import DataOpsError
+from dataops.quality.suites import run_quality
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
-from dataops.errors import SourceDataError
-from dataops.readers import read_source_file, read_source_folder
-from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
+from dataops.core.errors import SourceDataError
+from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
+from dataops.sources.readers import read_source_file, read_source_folder
 
 SOURCE = Path(__file__).resolve().parents[2].parent / "shared" / "adventureworks"
 

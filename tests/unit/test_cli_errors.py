@@ -1,4 +1,4 @@
-"""The exit-code taxonomy at the one place errors become exit codes, `dataops.cli.main`: each kind of
+"""The exit-code taxonomy at the one place errors become exit codes, `dataops.cli.main.main`: each kind of
 error gives its own code and one line on stderr, and an internal error names the log that holds
 its traceback."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dataops import cli
-from dataops.errors import DataOpsError, ExitCode, InternalError
+from dataops.cli import main as cli
+from dataops.core.errors import DataOpsError, ExitCode, InternalError
 
 
 @pytest.fixture

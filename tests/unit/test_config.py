@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dataops.config import load_settings
-from dataops.errors import DataOpsError
+from dataops.core.config import load_settings
+from dataops.core.errors import DataOpsError
 
 
 def test_default_target_is_dev_and_warehouse_is_a_file_per_target(warehouse_dir: Path) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dataops.errors import DataOpsError
-from dataops.generate import generate_tables
+from dataops.core.errors import DataOpsError
+from dataops.sources.generate import generate_tables
 from dataops.warehouse.duckdb import DuckDBWarehouse
 
 PATH_FIX = "point DATAOPS_DUCKDB_PATH at a database file (or DATAOPS_WAREHOUSE_DIR at a folder)"

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from dataops.errors import DataOpsError, SourceDataError
-from dataops.faults import _APPLY_ORDER, FAULTS, Fault, inject
-from dataops.generate import generate_tables, write_tables
-from dataops.readers import read_source_folder
-from dataops.source_tables import SOURCE_TABLES_BY_NAME
+from dataops.core.errors import DataOpsError, SourceDataError
+from dataops.sources.contract import SOURCE_TABLES_BY_NAME
+from dataops.sources.faults import _APPLY_ORDER, FAULTS, Fault, inject
+from dataops.sources.generate import generate_tables, write_tables
+from dataops.sources.readers import read_source_folder
 
 AS_OF = datetime(2025, 6, 15, 12, 30, 45)
 SCALE = 0.05

@@ -14,9 +14,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from dataops.errors import DataOpsError
-from dataops.generate import generate_tables, write_tables
-from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType
+from dataops.core.errors import DataOpsError
+from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType
+from dataops.sources.generate import generate_tables, write_tables
 from dataops.warehouse.duckdb import SQL_TYPES as DUCKDB_TYPES
 
 AS_OF = datetime(2025, 6, 15, 12, 30, 45, 123000)
@@ -573,7 +573,7 @@ def test_strings_too_large_for_one_arrow_array_are_chunked(
     tables: dict[str, pa.Table], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Scale 1000 needs more than 2 GiB of GUID text; shrink the limit to exercise that path.
-    monkeypatch.setattr("dataops.generate._MAX_STRING_BYTES", 36 * 1000)
+    monkeypatch.setattr("dataops.sources.generate._MAX_STRING_BYTES", 36 * 1000)
     chunked = generate_tables(SMALL_SCALE, seed=7, as_of=AS_OF)
     detail = chunked["Sales.SalesOrderDetail"]
     assert detail.column("rowguid").num_chunks > 1

@@ -1,4 +1,4 @@
-"""Unit tests for `dataops.load`: an empty source table never reaches the warehouse.
+"""Unit tests for `dataops.commands.load`: an empty source table never reaches the warehouse.
 
 Real files in tmp_path, a real DuckDB file in the per-test warehouse folder (tests/conftest.py).
 """
@@ -11,11 +11,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from dataops.config import Settings
-from dataops.errors import SourceDataError
-from dataops.generate import generate_tables, write_tables
-from dataops.load import load_folder, load_generated, load_tables
-from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
+from dataops.commands.load import load_folder, load_generated, load_tables
+from dataops.core.config import Settings
+from dataops.core.errors import SourceDataError
+from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
+from dataops.sources.generate import generate_tables, write_tables
 from dataops.warehouse import connect
 
 TERRITORY = "Sales.SalesTerritory"

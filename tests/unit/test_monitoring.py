@@ -1,4 +1,4 @@
-"""dataops.monitoring on the run history: the latest run of a target, however it was started, and
+"""dataops.ops.monitor on the run history: the latest run of a target, however it was started, and
 whether runs still come as often as the schedule says. A real SQLite store in a temporary folder."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from dataops.config import Settings
-from dataops.errors import DataOpsError
-from dataops.findings import Finding
+from dataops.core.config import Settings
+from dataops.core.errors import DataOpsError
+from dataops.core.findings import Finding
 from dataops.history.records import FindingRecord, RunRecord, Trigger
 from dataops.history.store import HistoryStore
-from dataops.monitoring import allowed_gap, check_history, monitor
+from dataops.ops.monitor import allowed_gap, check_history, monitor
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dataops.config import load_settings
-from dataops.errors import DataOpsError
-from dataops.orchestration import (
+from dataops.airflow.dags import (
     COSMOS_MODE_ENV_VAR,
     MANIFEST_ENV_VAR,
     manifest_path,
@@ -18,6 +16,8 @@ from dataops.orchestration import (
     quality_sensor_args,
     warehouse_pool,
 )
+from dataops.core.config import load_settings
+from dataops.core.errors import DataOpsError
 
 
 @pytest.mark.parametrize("mode", ["build", "after_each", "watcher"])

@@ -11,9 +11,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from dataops.quality import ExpectationOutcome, QualityReport
-from dataops.quality_config import suite_documents
-from dataops.quality_docs import build_site
+from dataops.quality.config import suite_documents
+from dataops.quality.docs import build_site
+from dataops.quality.suites import ExpectationOutcome, QualityReport
 
 STARTED = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 

@@ -12,9 +12,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from dataops.config import PROJECT_ROOT, Settings
-from dataops.errors import DataOpsError
-from dataops.quality import run_quality
+from dataops.core.config import PROJECT_ROOT, Settings
+from dataops.core.errors import DataOpsError
+from dataops.quality.suites import run_quality
 
 Document = dict[str, Any]
 CUSTOMER = "expectations/customer_quality_suite.json"

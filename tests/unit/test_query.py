@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dataops.errors import DataOpsError
-from dataops.query import ensure_single_select
+from dataops.commands.query import ensure_single_select
+from dataops.core.errors import DataOpsError
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Unit tests for `dataops.readers`: every format, every conversion, every error message.
+"""Unit tests for `dataops.sources.readers`: every format, every conversion, every error message.
 
 All fixture files are built in `tmp_path` from a few rows written here, in the three text layouts
 (comma CSV with header, Microsoft's tab-delimited `char` and UTF-16 `widechar`) and Parquet.
@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dataops.errors import SourceDataError
-from dataops.readers import find_source_file, read_source_file, read_source_folder
-from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType
+from dataops.core.errors import SourceDataError
+from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType
+from dataops.sources.readers import find_source_file, read_source_file, read_source_folder
 
 CUSTOMER = SOURCE_TABLES_BY_NAME["Sales.Customer"]
 STORE = SOURCE_TABLES_BY_NAME["Sales.Store"]

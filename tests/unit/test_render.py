@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from dataops import render
-from dataops.results import StageResult
+from dataops.cli import render
+from dataops.project.results import StageResult
 from dataops.warehouse import QueryResult
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from dataops.config import Settings
-from dataops.errors import DataOpsError
+from dataops.commands.run import Pipeline, RunOptions
+from dataops.core.config import Settings
+from dataops.core.errors import DataOpsError
 from dataops.history.records import RunRecord
 from dataops.history.store import HistoryStore
-from dataops.pipeline import Pipeline, RunOptions
-from dataops.results import RunSummary, StageStatus
+from dataops.project.results import RunSummary, StageStatus
 
 STAGES = ["load", "parse", "freshness", "build", "docs"]
 
@@ -45,7 +45,7 @@ class _CrashingParse(Pipeline):
 
 
 def test_a_run_that_crashes_still_leaves_its_record(settings: Settings, tmp_path: Path) -> None:
-    from dataops.generate import generate_tables, write_tables
+    from dataops.sources.generate import generate_tables, write_tables
 
     data = tmp_path / "data"
     write_tables(generate_tables(0.01, seed=1), data, "parquet")

@@ -12,8 +12,8 @@ import yaml
 from mssql_python.connection_string_parser import _ConnectionStringParser
 from sqlalchemy.engine import make_url
 
-from dataops.config import Settings, load_settings
-from dataops.errors import DataOpsError
+from dataops.core.config import Settings, load_settings
+from dataops.core.errors import DataOpsError
 from dataops.warehouse.sqlserver import SqlServerWarehouse, odbc_value
 
 SERVER, DATABASE, USER = "db.example.test", "AdventureWorks", "dataops_loader"

@@ -1,5 +1,5 @@
 """One verdict for every reader: a dbt node's status, a dbt call that did not succeed or did
-nothing, and a whole run, judged in one place (dataops.findings, RunSummary)."""
+nothing, and a whole run, judged in one place (dataops.core.findings, RunSummary)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from dbt.artifacts.schemas.freshness import FreshnessResult
 from dbt.artifacts.schemas.run import RunExecutionResult
 from dbt.cli.main import dbtRunnerResult
 
-from dataops.errors import ExitCode
-from dataops.findings import Finding, failed_test_text, node_status_level
-from dataops.results import RunSummary, StageResult, interpret_build, interpret_freshness
+from dataops.core.errors import ExitCode
+from dataops.core.findings import Finding, failed_test_text, node_status_level
+from dataops.project.results import RunSummary, StageResult, interpret_build, interpret_freshness
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import resource
 import subprocess
 from dataclasses import dataclass
 
-from dataops.config import PROJECT_ROOT
+from dataops.core.config import PROJECT_ROOT
 
 GIT_COMMIT_ENV_VAR = "DATAOPS_GIT_COMMIT"
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from dataops.config import warehouse_dir
-from dataops.errors import DataOpsError
+from dataops.core.config import warehouse_dir
+from dataops.core.errors import DataOpsError
 from dataops.history.records import RunRecord, RunSummaryRow
 
 HISTORY_URL_ENV_VAR = "DATAOPS_HISTORY_URL"

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from dataops.config import Settings
-from dataops.errors import DataOpsError
+from dataops.core.config import Settings
+from dataops.core.errors import DataOpsError
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dataops.config import DUCKDB_PATH_ENV_VAR, WAREHOUSE_DIR_ENV_VAR
-from dataops.errors import DataOpsError
-from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
+from dataops.core.config import DUCKDB_PATH_ENV_VAR, WAREHOUSE_DIR_ENV_VAR
+from dataops.core.errors import DataOpsError
+from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 from dataops.warehouse import QueryResult
 
 SQL_TYPES: dict[ColumnType, str] = {

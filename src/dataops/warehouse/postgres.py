@@ -13,8 +13,8 @@ import pyarrow.csv as pa_csv
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from dataops.errors import DataOpsError
-from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
+from dataops.core.errors import DataOpsError
+from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 from dataops.warehouse import QueryResult
 
 # Spelled as PostgreSQL's format_type() prints them, so an existing table can be compared as is.

@@ -11,8 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from dataops.errors import DataOpsError
-from dataops.source_tables import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
+from dataops.core.errors import DataOpsError
+from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 from dataops.warehouse import QueryResult
 
 _SQL_TYPES: dict[ColumnType, str] = {

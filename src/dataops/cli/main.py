@@ -1,0 +1,378 @@
+"""The `dataops` command line: parses arguments, calls the library, prints. Nothing else."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import traceback
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from dataops.cli import render
+from dataops.core.config import PROJECT_ROOT, load_settings, target_names, warehouse_dir
+from dataops.core.errors import DataOpsError, ExitCode, InternalError
+
+app = typer.Typer(
+    name="dataops",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+docs_app = typer.Typer(help="The dbt project's documentation site.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+history_app = typer.Typer(help="The run history: every run of a target, whoever started it.")
+app.add_typer(history_app, name="history")
+# Logs and CI have no terminal width; give the summary tables room instead of Rich's 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 140)
+error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target", "-t", envvar="DATAOPS_TARGET",
+        help=f"Environment from environments.yml ({', '.join(target_names()) or 'see the file'}); default dev.",
+        show_default=False,
+    ),
+]
+ScaleOption = Annotated[
+    float | None,
+    typer.Option(help="Generate synthetic data at this scale (1 ≈ the real sample).", min=0.0001),
+]
+SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")]
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        from importlib.metadata import version
+
+        console.print(f"dataops {version('dataops')} (dbt-core {version('dbt-core')})", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Run and operate the AdventureWorks analytics pipeline: dbt on DuckDB (the embedded default),
+    PostgreSQL or SQL Server."""
+
+
+class FileFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def generate(
+    scale: Annotated[float, typer.Option(help="1 ≈ the real sample (31,465 orders).", min=0.0001)] = 1.0,
+    seed: SeedOption = 42,
+    out: Annotated[Path, typer.Option(help="Folder to write Schema.Table files into.")] = PROJECT_ROOT
+    / "data" / "generated",
+    file_format: Annotated[FileFormat, typer.Option("--format")] = FileFormat.parquet,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="Newest timestamp in the data (UTC); default now. Fix it for identical bytes."),
+    ] = None,
+    inject: Annotated[
+        str | None,
+        typer.Option(help="Corrupt the data with these faults, comma-separated (see --list-faults)."),
+    ] = None,
+    list_faults: Annotated[
+        bool, typer.Option("--list-faults", help="Describe the injectable faults and exit.")
+    ] = False,
+) -> None:
+    """Write synthetic AdventureWorks source data (ten OLTP tables), optionally with faults."""
+    from dataops.sources.faults import FAULTS
+    from dataops.sources.faults import inject as inject_faults
+    from dataops.sources.generate import generate_tables, write_tables
+
+    if list_faults:
+        render.fault_list(console, list(FAULTS.values()))
+        return
+    faults = [name.strip() for name in inject.split(",") if name.strip()] if inject else []
+    with console.status(f"Generating scale {scale:g} ..."):
+        tables = inject_faults(generate_tables(scale, seed=seed, as_of=as_of), faults, seed=seed)
+        paths = write_tables(tables, out, file_format.value)
+    if faults:
+        console.print(f"Injected: {', '.join(faults)}", style="yellow")
+    row_counts = {name: table.num_rows for name, table in tables.items()}
+    render.table_counts(console, row_counts, f"Wrote {len(paths)} files to {out}")
+
+
+@app.command()
+def load(
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="Folder of Schema.Table.csv/.parquet files (or Microsoft's install files)."
+        ),
+    ] = None,
+    scale: ScaleOption = None,
+    seed: SeedOption = 42,
+    target: TargetOption = None,
+) -> None:
+    """Load source data into the warehouse: all ten tables, or none if any file is bad."""
+    from dataops.commands.load import load_folder, load_generated
+
+    if (from_dir is None) == (scale is None):
+        raise DataOpsError("give --from DIR (files to load) or --scale N (generated data)")
+    settings = load_settings(target)
+    with console.status("Loading ..."):
+        if from_dir is not None:
+            report = load_folder(settings, from_dir)
+        else:
+            report = load_generated(settings, scale or 1.0, seed)
+    render.table_counts(console, report.row_counts, f"Loaded {report.description} into {settings.target}")
+
+
+@app.command()
+def run(
+    scale: ScaleOption = None,
+    data: Annotated[Path | None, typer.Option(help="Load this folder of source files first.")] = None,
+    seed: SeedOption = 42,
+    target: TargetOption = None,
+    select: Annotated[
+        list[str] | None, typer.Option("--select", "-s", help="dbt selection for the build stage.")
+    ] = None,
+    docs: Annotated[bool, typer.Option(help="Generate dbt docs after the build.")] = True,
+    quality: Annotated[bool, typer.Option(help="Run the Great Expectations suites after the build.")] = True,
+) -> None:
+    """The main job: load (if needed), freshness, dbt build with all tests, quality checks, docs, summary.
+
+    Exit code 0 when everything passed (warnings allowed), 1 when a check failed, 2 on a usage or
+    configuration error, 3 on an internal error (its traceback in the log it names).
+    """
+    settings = load_settings(target)
+    worker = None
+    if quality:
+        from dataops.quality.suites import QualityWorker
+
+        worker = QualityWorker.for_settings(settings)  # first: its import overlaps everything after
+    from dataops.commands.run import Pipeline, RunOptions
+
+    options = RunOptions(data_dir=data, scale=scale, seed=seed, select=select or [], docs=docs, quality=quality)
+    with render.ProgressReporter(console) as reporter:
+        summary = Pipeline(settings, reporter, quality_worker=worker).run(options)
+    render.run_summary(console, summary)
+    raise typer.Exit(int(summary.exit_code))
+
+
+@app.command()
+def check(target: TargetOption = None) -> None:
+    """Check the dbt project's structure (tests, naming, docs, freshness) from its manifest."""
+    from dataops.project.checks import CHECKS, run_checks
+    from dataops.project.runner import DbtProject
+
+    settings = load_settings(target)
+    with console.status("Parsing the dbt project ..."):
+        manifest = DbtProject(settings, compile_only=True).manifest_dict()
+    violations = run_checks(manifest)
+    render.check_results(console, CHECKS, violations)
+    raise typer.Exit(int(ExitCode.FAILURES if violations else ExitCode.SUCCESS))
+
+
+@app.command()
+def quality(
+    suite: Annotated[
+        list[str] | None, typer.Option("--suite", help="Run only this suite (repeatable); default all.")
+    ] = None,
+    target: TargetOption = None,
+) -> None:
+    """Run the Great Expectations suites (gx/) on the marts, inside the warehouse.
+
+    Results land as JSON and Data Docs under the target's artifacts. Exit 1 when an error-level
+    expectation fails; warnings are reported.
+    """
+    from dataops.quality.suites import run_quality
+
+    settings = load_settings(target)
+    with console.status(f"Running expectations on {settings.target} ..."):
+        report = run_quality(settings, suite or None)
+    render.quality_report(console, report)
+    raise typer.Exit(int(ExitCode.FAILURES if report.failed else ExitCode.SUCCESS))
+
+
+@app.command()
+def doctor(target: TargetOption = None) -> None:
+    """Check this machine against a target: packages, variables, driver, database, tools.
+
+    Secrets are masked. Exit code 0 only when all is well, 2 otherwise.
+    """
+    from dataops.commands.doctor import diagnose
+
+    report = diagnose(load_settings(target))
+    render.doctor_report(console, report)
+    raise typer.Exit(int(ExitCode.SUCCESS if report.healthy else ExitCode.USAGE))
+
+
+@app.command("compile")
+def compile_(
+    target: TargetOption = None,
+    validate: Annotated[
+        bool, typer.Option(help="Parse every compiled model and test in the target's SQL dialect.")
+    ] = False,
+) -> None:
+    """Compile the whole project for a target without connecting to it (SQL Server included).
+
+    With --validate, every compiled file must parse in sqlfluff and sqlglot in the target's
+    dialect and pass its portability rules (no `now()`, `::` casts, `||`, LIMIT ... on SQL Server).
+    """
+    from dataops.project.compile import compile_project
+
+    settings = load_settings(target)
+    with console.status(f"Compiling for {settings.target} ({settings.engine}) ..."):
+        report = compile_project(settings, validate)
+    render.compile_report(console, report)
+    raise typer.Exit(int(ExitCode.FAILURES if report.problems else ExitCode.SUCCESS))
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="One SELECT statement.")],
+    target: TargetOption = None,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
+) -> None:
+    """Run one read-only SELECT on the warehouse and print the rows."""
+    from dataops.commands.query import run_query
+
+    result = run_query(load_settings(target), sql)
+    if output is OutputFormat.table:
+        # Piped or redirected, there is no width to fit: print every name and value whole.
+        render.query_table(console if sys.stdout.isatty() else Console(width=render.UNLIMITED_WIDTH), result)
+    elif output is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        records = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+        sys.stdout.write(json.dumps(records, default=str, indent=2) + "\n")
+
+
+@docs_app.command("serve")
+def docs_serve(
+    target: TargetOption = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=0, max=65535)] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")]
+    = "127.0.0.1",
+) -> None:
+    """Serve the dbt docs that `dataops run` generated for a target, like `dbt docs serve` (Ctrl-C stops)."""
+    from dataops.commands.docs import DocsServer
+
+    with DocsServer(load_settings(target), host, port) as server:
+        console.print(f"Serving the dbt docs of {server.target} at {server.url} (Ctrl-C stops)", highlight=False)
+        server.serve_forever()
+
+
+@history_app.callback(invoke_without_command=True)
+def history(
+    context: typer.Context,
+    target: TargetOption = None,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
+    = OutputFormat.table,
+) -> None:
+    """List the target's runs, newest first: id, trigger, status, duration, models, failed checks, score.
+
+    `dataops history show RUN_ID` shows one run with its findings.
+    """
+    if context.invoked_subcommand is not None:
+        return
+    from dataops.history.records import listing_document
+    from dataops.history.store import HistoryStore
+
+    settings = load_settings(target)
+    rows = HistoryStore().runs(settings.target, limit=limit)
+    if output is OutputFormat.table:
+        render.history_table(console, settings.target, rows)
+    else:
+        _print_json(listing_document(rows))
+
+
+@history_app.command("show")
+def history_show(
+    run_id: Annotated[str, typer.Argument(help="A run id from `dataops history`.")],
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
+    = OutputFormat.table,
+) -> None:
+    """Show one run: its stages, findings and the result of each failing or warning node."""
+    from dataops.history.store import HistoryStore
+
+    record = HistoryStore().get(run_id)
+    if record is None:
+        raise DataOpsError(f"no run {run_id} in the run history: list the runs with `dataops history`")
+    if output is OutputFormat.table:
+        render.history_run(console, record)
+    else:
+        _print_json(record.to_dict())
+
+
+def _print_json(document: object) -> None:
+    sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point, and the one place errors become exit codes (see dataops.core.errors): a user error
+    prints one line and exits 2; an internal error prints one line naming the log that holds its
+    traceback and exits 3."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="dataops", standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
+        error_console.print("aborted")
+        return 130
+    except typer.TyperException as error:
+        # Usage errors (bad option, non-numeric value, unknown command) exit 2, like click's.
+        _print_error(f"error: {error.format_message()}")
+        return int(getattr(error, "exit_code", ExitCode.USAGE))
+    except DataOpsError as error:
+        _print_error(f"error: {error}")
+        return int(ExitCode.USAGE)
+    except InternalError as error:
+        log = error.log or _log_traceback(error)
+        _print_error(f"internal error: {_one_line(error)}; the details are in {log}")
+        return int(ExitCode.INTERNAL)
+    except Exception as error:
+        log = _log_traceback(error)
+        _print_error(f"internal error: {type(error).__name__}: {_one_line(error)}; the traceback is in {log}")
+        return int(ExitCode.INTERNAL)
+    return code if isinstance(code, int) else 0
+
+
+def _print_error(line: str) -> None:
+    error_console.print(" ".join(line.split()), markup=False, highlight=False, soft_wrap=True)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _log_traceback(error: BaseException) -> Path:
+    """Append the traceback to the warehouse folder's crash log, which holds nothing else."""
+    path = warehouse_dir() / "logs" / "dataops-errors.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log:
+        log.write(f"--- {datetime.now().astimezone().isoformat(timespec='seconds')} dataops {' '.join(sys.argv[1:])}\n")
+        log.write("".join(traceback.format_exception(error)))
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

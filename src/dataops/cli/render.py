@@ -1,0 +1,326 @@
+"""How the CLI draws things: progress while the pipeline runs, and the tables it prints after."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from dataops.project.progress import NodeProgress
+
+if TYPE_CHECKING:
+    from dataops.commands.doctor import DoctorReport
+    from dataops.history.records import RunRecord, RunSummaryRow
+    from dataops.project.checks import Check, Violation
+    from dataops.project.compile import CompileReport
+    from dataops.project.results import RunSummary, StageResult
+    from dataops.quality.suites import QualityReport
+    from dataops.sources.faults import Fault
+    from dataops.warehouse import QueryResult
+
+# For output with no terminal to fit (a pipe, a file): wide enough that nothing is cut.
+UNLIMITED_WIDTH = 100_000
+
+_STATUS_STYLE = {"ok": "green", "warn": "yellow", "failed": "bold red", "skipped": "dim"}
+_LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "bold red"}
+
+
+class ProgressReporter:
+    """A progress line per stage; the build's bar advances as dbt finishes each node."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[detail]}", style="dim"),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.current: str | None = None
+
+    def __enter__(self) -> ProgressReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.progress.stop()
+
+    def stage_started(self, name: str) -> None:
+        self.current = name
+        self.tasks[name] = self.progress.add_task(name, total=None, detail="")
+
+    def node_progress(self, progress: NodeProgress) -> None:
+        if self.current is None:
+            return
+        task = self.tasks[self.current]
+        if progress.total is not None:
+            self.progress.update(task, total=progress.total)
+        if progress.finished:
+            self.progress.update(task, advance=1, detail=progress.unique_id.split(".")[-1][:40])
+
+    def stage_finished(self, stage: StageResult) -> None:
+        # Task ids start at 0: look the stage up by name, never by the truth of its id.
+        task = self.tasks[stage.name] if stage.name in self.tasks else self.progress.add_task(stage.name, detail="")
+        done = self.progress.tasks[task].completed or 1
+        style = _STATUS_STYLE[stage.status]
+        self.progress.update(
+            task, total=done, completed=done, detail=f"[{style}]{stage.status}[/] {stage.detail}"
+        )
+
+
+def run_summary(console: Console, summary: RunSummary) -> None:
+    stages = Table(title=f"dataops run {summary.run_id} on {summary.target}", title_justify="left")
+    for column in ("stage", "status", "elapsed", "detail"):
+        stages.add_column(column, justify="right" if column == "elapsed" else "left")
+    for stage in summary.stages:
+        style = _STATUS_STYLE[stage.status]
+        stages.add_row(stage.name, f"[{style}]{stage.status}[/]", f"{stage.seconds:.1f}s", stage.detail)
+    console.print(stages)
+
+    counts, quality = summary.counts, summary.quality
+    models = (
+        f"models: {counts.models_built} built, {counts.models_errored} errored, {counts.models_skipped} skipped"
+    )
+    checks = Table(title=f"checks ({models})", title_justify="left")
+    for column in ("check", "passed", "warned", "failed"):
+        checks.add_column(column, justify="left" if column == "check" else "right")
+    checks.add_row(
+        "dbt data tests", str(counts.tests_passed), _coloured(counts.tests_warned, "yellow"),
+        _coloured(counts.tests_failed, "red"),
+    )
+    checks.add_row("dbt unit tests", str(counts.unit_tests_passed), "-", _coloured(counts.unit_tests_failed, "red"))
+    checks.add_row(
+        "GX expectations", str(quality.expectations_passed), _coloured(quality.expectations_warned, "yellow"),
+        _coloured(quality.expectations_failed, "red"),
+    )
+    score = summary.quality_score
+    checks.add_row("[bold]data quality score[/]", f"[bold]{score:.1%}[/]" if score is not None else "-", "", "")
+    console.print(checks)
+
+    if summary.freshness:
+        freshness = Table(title="source freshness", title_justify="left")
+        for column in ("source", "dbt status", f"in {summary.target}", "detail"):
+            freshness.add_column(column)
+        for outcome in summary.freshness:
+            style = _LEVEL_STYLE[outcome.level]
+            freshness.add_row(
+                outcome.source, outcome.status, f"[{style}]{outcome.level}[/]", outcome.message
+            )
+        console.print(freshness)
+
+    if summary.findings:
+        findings = Table(title="warnings and failures", title_justify="left")
+        for column in ("level", "check", "what"):
+            findings.add_column(column)
+        for finding in sorted(summary.findings, key=lambda f: (f.level != "error", f.check)):
+            style = "bold red" if finding.level == "error" else "yellow"
+            findings.add_row(f"[{style}]{finding.level}[/]", finding.check, finding.message)
+        console.print(findings)
+
+    elapsed = sum(stage.seconds for stage in summary.stages)
+    if summary.exit_code == 0:
+        verdict = f"[bold green]PASSED[/] with {len(summary.warnings)} warning(s)"
+    else:
+        verdict = (
+            f"[bold red]FAILED[/]: {len(summary.failures)} failure(s), "
+            f"{len(summary.warnings)} warning(s)"
+        )
+    console.print(f"{verdict} in {elapsed:.1f}s; exit code {int(summary.exit_code)}")
+
+
+def _coloured(value: int, style: str) -> str:
+    return f"[{style}]{value}[/]" if value else "0"
+
+
+def table_counts(console: Console, row_counts: dict[str, int], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in row_counts.items():
+        table.add_row(name, f"{rows:,}")
+    table.add_row("[bold]total[/]", f"[bold]{sum(row_counts.values()):,}[/]")
+    console.print(table)
+
+
+def check_results(console: Console, checks: tuple[Check, ...], violations: list[Violation]) -> None:
+    table = Table(title="project structure checks", title_justify="left")
+    for column in ("check", "rule", "result"):
+        table.add_column(column)
+    for check in checks:
+        failed = [v for v in violations if v.check == check.name]
+        result = f"[red]{len(failed)} violation(s)[/]" if failed else "[green]ok[/]"
+        table.add_row(check.name, check.description, result)
+    console.print(table)
+    for violation in violations:
+        console.print(f"[red]✗[/] {violation.check}: {violation.node} {violation.message}", highlight=False)
+    if not violations:
+        console.print("[bold green]All checks passed.[/]")
+
+
+def fault_list(console: Console, faults: list[Fault]) -> None:
+    table = Table(title="faults for `dataops generate --inject`", title_justify="left")
+    for column in ("fault", "what it does", "caught by", "run outcome (dev/ci)"):
+        table.add_column(column)
+    for fault in faults:
+        table.add_row(fault.name, fault.description, "\n".join(fault.caught_by), fault.outcome)
+    console.print(table)
+
+
+def quality_report(console: Console, report: QualityReport) -> None:
+    table = Table(title=f"checkpoint {report.checkpoint}", title_justify="left")
+    for column in ("suite", "expectation", "severity", "result", "detail"):
+        table.add_column(column)
+    for outcome in report.outcomes:
+        result = {None: "[green]pass[/]", "warn": "[yellow]warn[/]", "error": "[bold red]fail[/]"}[outcome.level]
+        table.add_row(outcome.suite, outcome.check, outcome.severity, result, outcome.describe())
+    console.print(table)
+    if report.results_path:
+        console.print(f"results: {report.results_path}", style="dim", highlight=False)
+    if report.data_docs_index:
+        console.print(f"Data Docs: {report.data_docs_index}", style="dim", highlight=False)
+    verdict = "[bold red]FAILED[/]" if report.failed else "[bold green]PASSED[/]"
+    console.print(
+        f"{verdict}: {report.passed} passed, {report.warned} warned, {report.failed} failed "
+        f"of {len(report.outcomes)} expectations"
+    )
+
+
+def doctor_report(console: Console, report: DoctorReport) -> None:
+    settings = Table(title=f"target {report.target}", title_justify="left", show_header=False)
+    settings.add_column("setting")
+    settings.add_column("value")
+    for key, value in report.settings:
+        settings.add_row(key, value)
+    console.print(settings)
+    checks = Table(title="checks", title_justify="left")
+    for column in ("area", "check", "status", "detail"):
+        checks.add_column(column)
+    styles = {"ok": "green", "fail": "bold red", "info": "dim"}
+    for finding in report.findings:
+        checks.add_row(
+            finding.area, finding.name, f"[{styles[finding.status]}]{finding.status}[/]", finding.detail
+        )
+    console.print(checks)
+    failures = sum(1 for finding in report.findings if finding.status == "fail")
+    if failures:
+        console.print(f"[bold red]{failures} problem(s)[/] to fix before using target '{report.target}'.")
+    else:
+        console.print(f"[bold green]All good:[/] target '{report.target}' is ready.")
+
+
+def compile_report(console: Console, report: CompileReport) -> None:
+    models = sum(1 for node in report.nodes if node.unique_id.startswith("model."))
+    tests = len(report.nodes) - models
+    console.print(
+        f"Compiled {models} models and {tests} tests for target [bold]{report.target}[/] "
+        f"({report.engine}) without connecting."
+    )
+    if not report.validated:
+        return
+    if not report.problems:
+        console.print(
+            f"[bold green]Valid:[/] all {len(report.nodes)} compiled files parse in sqlfluff and "
+            f"sqlglot as {report.engine} SQL and pass its portability rules."
+        )
+        return
+    table = Table(title=f"{len(report.problems)} problem(s)", title_justify="left")
+    for column in ("file", "line", "validator", "problem"):
+        table.add_column(column)
+    for problem in report.problems:
+        table.add_row(problem.path, str(problem.line), problem.validator, problem.message)
+    console.print(table)
+
+
+def query_table(console: Console, result: QueryResult) -> None:
+    table = Table(show_lines=False)
+    for column in result.columns:
+        table.add_column(column)
+    for row in result.rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    console.print(table)
+    console.print(f"{len(result.rows):,} row(s)", style="dim")
+
+
+_RUN_STATUS_STYLE = {"passed": "green", "warned": "yellow", "failed": "bold red", "crashed": "bold magenta"}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def history_table(console: Console, target: str, rows: list[RunSummaryRow]) -> None:
+    if not rows:
+        console.print(f"No runs of {target} in the run history yet: `dataops run --target {target}` makes one.")
+        return
+    table = Table(title=f"runs of {target}, newest first", title_justify="left")
+    numbers = ("duration", "models", "failed checks", "score")
+    for column in ("run", "started (UTC)", "trigger", "status", *numbers):
+        table.add_column(column, justify="right" if column in numbers else "left")
+    for row in rows:
+        style = _RUN_STATUS_STYLE.get(row.status, "")
+        table.add_row(
+            row.run_id, row.started_at[:19].replace("T", " "), row.trigger, f"[{style}]{row.status}[/]",
+            _duration(row.seconds), str(row.models_built), _coloured(row.tests_failed, "red"),
+            f"{row.quality_score:.1%}" if row.quality_score is not None else "-",
+        )
+    console.print(table)
+
+
+def history_run(console: Console, record: RunRecord) -> None:
+    style = _RUN_STATUS_STYLE.get(record.status, "")
+    console.print(
+        f"run [bold]{record.run_id}[/] of {record.target} ({record.kind}, {record.trigger.describe()}): "
+        f"[{style}]{record.status}[/], exit code {record.exit_code}, {_duration(record.seconds)}",
+        highlight=False,
+    )
+    console.print(
+        f"started {record.started_at:%Y-%m-%d %H:%M:%S} UTC, commit {record.git_commit or 'unknown'}, "
+        f"CPU {record.cpu_seconds or 0:.1f}s, peak memory {(record.peak_memory_bytes or 0) / 2**20:,.0f} MiB",
+        style="dim", highlight=False,
+    )
+    if record.error:
+        console.print(f"[bold red]stopped by:[/] {record.error}", highlight=False)
+    stages = Table(title="stages", title_justify="left")
+    for column in ("stage", "status", "elapsed", "detail"):
+        stages.add_column(column, justify="right" if column == "elapsed" else "left")
+    for stage in record.stages:
+        stages.add_row(stage.name, f"[{_STATUS_STYLE.get(stage.status, '')}]{stage.status}[/]",
+                       f"{stage.seconds:.1f}s", stage.detail)
+    console.print(stages)
+    kinds = ("model", "test", "unit_test", "source", "expectation")
+    counts = ", ".join(
+        f"{record.count(kind)} {kind.replace('_', ' ')}s ({record.count(kind, 'error')} failed)" for kind in kinds
+    )
+    console.print(f"nodes: {counts}", highlight=False)
+    if record.findings:
+        findings = Table(title="warnings and failures", title_justify="left")
+        for column in ("level", "check", "what"):
+            findings.add_column(column)
+        for finding in sorted(record.findings, key=lambda f: (f.level != "error", f.check)):
+            level_style = "bold red" if finding.level == "error" else "yellow"
+            findings.add_row(f"[{level_style}]{finding.level}[/]", finding.check, finding.message)
+        console.print(findings)
+    if record.row_counts:
+        console.print(
+            "rows: " + ", ".join(f"{name} {rows:,}" for name, rows in record.row_counts.items()),
+            style="dim", highlight=False,
+        )

@@ -1,0 +1,1 @@
+"""One module per `dataops` command that drives the rest: run, load, doctor, query, docs, the detection matrix."""

@@ -1,0 +1,268 @@
+"""`dataops run`: load, freshness, build and test, docs, record; each stage timed and reported."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from dataops.commands.load import LoadReport, load_folder, load_generated
+from dataops.core.config import Settings
+from dataops.core.errors import DataOpsError
+from dataops.core.findings import errors_in
+from dataops.history.provenance import Usage, git_commit
+from dataops.history.records import Trigger
+from dataops.history.store import HistoryStore
+from dataops.project.progress import NodeProgress
+from dataops.project.results import (
+    Finding,
+    QualityCounts,
+    RunSummary,
+    StageResult,
+    StageStatus,
+    interpret_build,
+    interpret_freshness,
+)
+from dataops.project.runner import DbtProject
+from dataops.sources.contract import SOURCE_TABLES
+from dataops.warehouse import connect
+
+if TYPE_CHECKING:
+    from dataops.quality.suites import QualityWorker
+
+DEFAULT_SCALE = 1.0
+DEFAULT_SEED = 42
+
+
+class Reporter(Protocol):
+    """Receives progress as the pipeline goes; the CLI draws it, tests may ignore it."""
+
+    def stage_started(self, name: str) -> None: ...
+
+    def node_progress(self, progress: NodeProgress) -> None: ...
+
+    def stage_finished(self, stage: StageResult) -> None: ...
+
+
+class SilentReporter:
+    def stage_started(self, name: str) -> None:
+        pass
+
+    def node_progress(self, progress: NodeProgress) -> None:
+        pass
+
+    def stage_finished(self, stage: StageResult) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data_dir: Path | None = None
+    scale: float | None = None
+    seed: int = DEFAULT_SEED
+    select: list[str] = field(default_factory=list)
+    docs: bool = True
+    quality: bool = True
+    trigger: Trigger = field(default_factory=lambda: Trigger("cli"))
+
+
+class Pipeline:
+
+    def __init__(
+        self,
+        settings: Settings,
+        reporter: Reporter | None = None,
+        quality_worker: QualityWorker | None = None,
+        history: HistoryStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.history = history or HistoryStore()
+        self.reporter = reporter or SilentReporter()
+        self.project = DbtProject(settings)
+        self.project.on_progress = self.reporter.node_progress
+        # A caller may start the worker before importing this module (and dbt with it): the
+        # earlier it starts, the more of Great Expectations' import the build hides.
+        self._quality_worker = quality_worker
+
+    def run(self, options: RunOptions) -> RunSummary:
+        """Every stage in turn; the run is recorded however it ends. A stage that raises stops the
+        run: the record names the error, and the error goes on to the caller."""
+        usage = Usage.start()
+        summary = RunSummary(
+            run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+            target=self.settings.target,
+            started_at=datetime.now(UTC),
+            trigger=options.trigger,
+            git_commit=git_commit(),
+        )
+        try:
+            self._run(summary, options)
+        finally:
+            # A run that raised (a user error, a dead warehouse) must not leave the worker waiting.
+            if self._quality_worker is not None:
+                # The worker renders the Data Docs after its verdict (or was never asked: a stage failed).
+                docs_finding = self._quality_worker.finish()
+                self._quality_worker = None
+                if docs_finding is not None:
+                    summary.findings.append(docs_finding)
+            summary.row_counts = self._row_counts()
+            summary.finished_at = datetime.now(UTC)
+            summary.cpu_seconds, summary.peak_memory_bytes = usage.cpu_seconds(), usage.peak_memory_bytes()
+            self.history.record(summary.to_record())
+        return summary
+
+    def _run(self, summary: RunSummary, options: RunOptions) -> None:
+        if options.data_dir is not None and options.scale is not None:
+            raise DataOpsError("give either --data or --scale, not both")
+        steps: list[tuple[str, Callable[[RunSummary], tuple[StageStatus, str]]]] = [
+            ("load", lambda s: self._load(s, options)),
+            ("parse", self._parse),
+            ("freshness", self._freshness),
+            ("build", lambda s: self._build(s, options.select)),
+        ]
+        if options.quality:
+            if self._quality_worker is None:
+                from dataops.quality.suites import QualityWorker
+
+                self._quality_worker = QualityWorker.for_settings(self.settings)
+            steps.append(("quality", self._quality))
+        elif self._quality_worker is not None:
+            self._quality_worker.finish()
+            self._quality_worker = None
+        if options.docs:
+            steps.append(("docs", self._docs))
+        stopped_by: str | None = None
+        for position, (name, step) in enumerate(steps):
+            if stopped_by is not None:
+                self._finish(summary, StageResult(name, "skipped", 0.0, stopped_by))
+                continue
+            self.reporter.stage_started(name)
+            started = time.perf_counter()
+            try:
+                status, detail = step(summary)
+            except BaseException as error:
+                summary.error_kind = "usage" if isinstance(error, DataOpsError) else "internal"
+                summary.error = _one_line(error)
+                self._finish(summary, StageResult(name, "failed", time.perf_counter() - started, summary.error))
+                for later, _ in steps[position + 1:]:
+                    self._finish(summary, StageResult(later, "skipped", 0.0, f"the {name} stage stopped the run"))
+                raise
+            self._finish(summary, StageResult(name, status, time.perf_counter() - started, detail))
+            if status == "failed":
+                stopped_by = "an earlier stage failed"
+
+    def _finish(self, summary: RunSummary, stage: StageResult) -> None:
+        summary.stages.append(stage)
+        self.reporter.stage_finished(stage)
+
+    def _load(self, summary: RunSummary, options: RunOptions) -> tuple[StageStatus, str]:
+        report: LoadReport
+        if self.settings.source_database:
+            if options.data_dir is not None or options.scale is not None:
+                raise DataOpsError(
+                    f"target '{self.settings.target}' reads its sources in place from "
+                    f"{self.settings.source_database}; it takes no --data or --scale"
+                )
+            summary.source_description = f"sources read in place from {self.settings.source_database}"
+            return "ok", summary.source_description
+        if options.data_dir is not None:
+            report = load_folder(self.settings, options.data_dir)
+        elif options.scale is not None:
+            report = load_generated(self.settings, options.scale, options.seed)
+        else:
+            missing = connect(self.settings).missing_source_tables()
+            if not missing:
+                summary.source_description = "source tables already in the warehouse"
+                return "ok", "kept the loaded source tables"
+            report = load_generated(self.settings, DEFAULT_SCALE, options.seed)
+        summary.source_description = report.description
+        tables = len(report.row_counts)
+        return "ok", f"{report.total_rows:,} rows in {tables} tables from {report.description}"
+
+    def _parse(self, summary: RunSummary) -> tuple[StageStatus, str]:
+        """Parse once; every later dbt command of this run reuses the manifest."""
+        manifest = self.project.parse()
+        kinds = [node.resource_type for node in manifest.nodes.values()]
+        return "ok", (
+            f"{kinds.count('model')} models, {kinds.count('test')} tests, "
+            f"{len(manifest.unit_tests)} unit tests, {len(manifest.sources)} sources"
+        )
+
+    def _freshness(self, summary: RunSummary) -> tuple[StageStatus, str]:
+        result = self.project.source_freshness()
+        outcomes, findings = interpret_freshness(result, self.settings.stale_data)
+        summary.freshness = outcomes
+        summary.findings.extend(findings)
+        fresh = sum(1 for o in outcomes if o.status == "pass")
+        detail = f"{fresh} of {len(outcomes)} sources fresh"
+        return _status_of(findings), detail
+
+    def _build(self, summary: RunSummary, select: list[str]) -> tuple[StageStatus, str]:
+        result = self.project.build(select or None)
+        counts, findings, nodes = interpret_build(result)
+        summary.counts = counts
+        summary.findings.extend(findings)
+        summary.nodes.extend(nodes)
+        tests = counts.tests_passed + counts.tests_warned + counts.tests_failed
+        detail = (
+            f"{counts.models_built} models, {tests} tests ({counts.tests_warned} warned, "
+            f"{counts.tests_failed} failed), {counts.unit_tests_passed + counts.unit_tests_failed} "
+            "unit tests"
+        )
+        return _status_of(findings), detail
+
+    def _quality(self, summary: RunSummary) -> tuple[StageStatus, str]:
+        assert self._quality_worker is not None
+        report = self._quality_worker.run(self.settings, run_id=summary.run_id)
+        summary.quality = QualityCounts(report.passed, report.warned, report.failed)
+        summary.findings.extend(report.findings)
+        summary.nodes.extend(outcome.to_node() for outcome in report.outcomes)
+        detail = (
+            f"{len(report.outcomes)} expectations ({report.warned} warned, {report.failed} failed); "
+            f"score {summary.quality_score:.1%}"
+        )
+        return _status_of(report.findings), detail
+
+    def _docs(self, summary: RunSummary) -> tuple[StageStatus, str]:
+        result = self.project.docs_generate()
+        if not result.success:
+            summary.findings.append(Finding("error", "dbt docs generate", "docs generation failed"))
+            return "failed", "see the dbt log"
+        return "ok", f"catalog in {self.project.target_path}"
+
+    def _row_counts(self) -> dict[str, int]:
+        """Rows per source table and per mart, as the run left them. Only what exists is counted,
+        and nothing where the warehouse cannot say (a dead server): the run is recorded anyway."""
+        by_schema: dict[str, list[str]] = {}
+        if not self.settings.source_database:
+            for table in SOURCE_TABLES:
+                by_schema.setdefault(table.schema, []).append(table.name)
+        if self.project.manifest is not None:
+            by_schema[self.settings.consumer_schema] = sorted(
+                node.alias or node.name for node in self.project.manifest.nodes.values()
+                if node.resource_type == "model" and node.schema == self.settings.consumer_schema
+                and node.config.materialized != "ephemeral"
+            )
+        try:
+            return connect(self.settings).row_counts(
+                [f"{schema}.{name}" for schema, names in by_schema.items() for name in names]
+            )
+        except DataOpsError:
+            return {}
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, DataOpsError):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _status_of(findings: list[Finding]) -> StageStatus:
+    if errors_in(findings):
+        return "failed"
+    return "warn" if findings else "ok"

@@ -1,0 +1,1 @@
+"""What every other subpackage stands on: configuration, errors and exit codes, findings."""

@@ -1,0 +1,1 @@
+"""Operations on the run history: the monitor (dbt_monitoring), notifications."""

@@ -1,0 +1,2 @@
+"""The dbt project, in process: the runner, offline compile and validation, structure checks, result
+interpretation."""
