@@ -106,7 +106,8 @@ class _Location:
 
 def _locate(url: str) -> _Location:
     """An SQLAlchemy-style URL: sqlite:///relative.sqlite, sqlite:////absolute.sqlite, or
-    postgresql[+psycopg2]://user:password@host:port/database[?host=/socket/dir]."""
+    postgresql[+psycopg2]://user@host:port/database[?host=/socket/dir] (a password in the URL, or
+    from PGPASSWORD as libpq reads it)."""
     parts = urlsplit(url)
     scheme = parts.scheme.split("+", 1)[0]
     if scheme == "sqlite" and parts.path.startswith("/") and len(parts.path) > 1:
