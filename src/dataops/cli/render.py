@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -85,14 +86,42 @@ class ProgressReporter:
         )
 
 
-def run_summary(console: Console, summary: RunSummary) -> None:
-    stages = Table(title=f"dataops run {summary.run_id} on {summary.target}", title_justify="left")
+class _Stage(Protocol):
+    name: str
+    status: str
+    seconds: float
+    detail: str
+
+
+class _Finding(Protocol):
+    level: str
+    check: str
+    message: str
+
+
+def _stages_table(title: str, stages: Sequence[_Stage]) -> Table:
+    table = Table(title=title, title_justify="left")
     for column in ("stage", "status", "elapsed", "detail"):
-        stages.add_column(column, justify="right" if column == "elapsed" else "left")
-    for stage in summary.stages:
-        style = _STATUS_STYLE[stage.status]
-        stages.add_row(stage.name, f"[{style}]{stage.status}[/]", f"{stage.seconds:.1f}s", stage.detail)
-    console.print(stages)
+        table.add_column(column, justify="right" if column == "elapsed" else "left")
+    for stage in stages:
+        style = _STATUS_STYLE.get(stage.status, "")
+        table.add_row(stage.name, f"[{style}]{stage.status}[/]", f"{stage.seconds:.1f}s", stage.detail)
+    return table
+
+
+def _findings_table(findings: Sequence[_Finding]) -> Table:
+    """Failures first, then warnings, each by the name of the check that raised it."""
+    table = Table(title="warnings and failures", title_justify="left")
+    for column in ("level", "check", "what"):
+        table.add_column(column)
+    for finding in sorted(findings, key=lambda f: (f.level != "error", f.check)):
+        style = "bold red" if finding.level == "error" else "yellow"
+        table.add_row(f"[{style}]{finding.level}[/]", finding.check, finding.message)
+    return table
+
+
+def run_summary(console: Console, summary: RunSummary) -> None:
+    console.print(_stages_table(f"dataops run {summary.run_id} on {summary.target}", summary.stages))
 
     counts, quality = summary.counts, summary.quality
     models = (
@@ -126,13 +155,7 @@ def run_summary(console: Console, summary: RunSummary) -> None:
         console.print(freshness)
 
     if summary.findings:
-        findings = Table(title="warnings and failures", title_justify="left")
-        for column in ("level", "check", "what"):
-            findings.add_column(column)
-        for finding in sorted(summary.findings, key=lambda f: (f.level != "error", f.check)):
-            style = "bold red" if finding.level == "error" else "yellow"
-            findings.add_row(f"[{style}]{finding.level}[/]", finding.check, finding.message)
-        console.print(findings)
+        console.print(_findings_table(summary.findings))
 
     elapsed = sum(stage.seconds for stage in summary.stages)
     if summary.exit_code == 0:
@@ -299,26 +322,14 @@ def history_run(console: Console, record: RunRecord) -> None:
     )
     if record.error:
         console.print(f"[bold red]stopped by:[/] {record.error}", highlight=False)
-    stages = Table(title="stages", title_justify="left")
-    for column in ("stage", "status", "elapsed", "detail"):
-        stages.add_column(column, justify="right" if column == "elapsed" else "left")
-    for stage in record.stages:
-        stages.add_row(stage.name, f"[{_STATUS_STYLE.get(stage.status, '')}]{stage.status}[/]",
-                       f"{stage.seconds:.1f}s", stage.detail)
-    console.print(stages)
+    console.print(_stages_table("stages", record.stages))
     kinds = ("model", "test", "unit_test", "source", "expectation")
     counts = ", ".join(
         f"{record.count(kind)} {kind.replace('_', ' ')}s ({record.count(kind, 'error')} failed)" for kind in kinds
     )
     console.print(f"nodes: {counts}", highlight=False)
     if record.findings:
-        findings = Table(title="warnings and failures", title_justify="left")
-        for column in ("level", "check", "what"):
-            findings.add_column(column)
-        for finding in sorted(record.findings, key=lambda f: (f.level != "error", f.check)):
-            level_style = "bold red" if finding.level == "error" else "yellow"
-            findings.add_row(f"[{level_style}]{finding.level}[/]", finding.check, finding.message)
-        console.print(findings)
+        console.print(_findings_table(record.findings))
     if record.row_counts:
         console.print(
             "rows: " + ", ".join(f"{name} {rows:,}" for name, rows in record.row_counts.items()),
