@@ -38,3 +38,21 @@ def test_a_table_written_to_a_pipe_keeps_every_name_and_value_whole() -> None:
     text = drawn(render.UNLIMITED_WIDTH)  # what the CLI gives a table when stdout is not a terminal
     for whole in [*columns, *result.rows[0]]:
         assert whole in text
+
+
+def test_data_that_looks_like_markup_is_printed_as_it_is() -> None:
+    from dataops.core.findings import Finding
+    from dataops.project.results import RunSummary
+
+    # An e-mail example from the data, and a dbt message, that Rich would read as markup.
+    examples = ["joe[/]@example.com", "[red]not red[/red]"]
+    summary = RunSummary(run_id="r", target="dev", started_at=__import__("datetime").datetime.now())
+    summary.findings = [Finding("warn", "matches_regex on customer_analytics.email", f"e.g. {e}") for e in examples]
+    output = io.StringIO()
+    render.run_summary(Console(file=output, width=render.UNLIMITED_WIDTH), summary)
+    for example in examples:
+        assert example in output.getvalue()
+
+    table = io.StringIO()
+    render.query_table(Console(file=table, width=render.UNLIMITED_WIDTH), QueryResult(["email"], [(examples[0],)]))
+    assert examples[0] in table.getvalue()

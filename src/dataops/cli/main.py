@@ -72,6 +72,11 @@ class FileFormat(StrEnum):
     csv = "csv"
 
 
+class RecordFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
 class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
@@ -286,8 +291,8 @@ def history(
     context: typer.Context,
     target: TargetOption = None,
     limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
-    = OutputFormat.table,
+    output: Annotated[RecordFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
+    = RecordFormat.table,
 ) -> None:
     """List the target's runs, newest first: id, trigger, status, duration, models, failed checks, score.
 
@@ -300,7 +305,7 @@ def history(
 
     settings = load_settings(target)
     rows = HistoryStore().runs(settings.target, limit=limit)
-    if output is OutputFormat.table:
+    if output is RecordFormat.table:
         render.history_table(console, settings.target, rows)
     else:
         _print_json(listing_document(rows))
@@ -309,8 +314,8 @@ def history(
 @history_app.command("show")
 def history_show(
     run_id: Annotated[str, typer.Argument(help="A run id from `dataops history`.")],
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
-    = OutputFormat.table,
+    output: Annotated[RecordFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
+    = RecordFormat.table,
 ) -> None:
     """Show one run: its stages, findings and the result of each failing or warning node."""
     from dataops.history.store import HistoryStore
@@ -318,7 +323,7 @@ def history_show(
     record = HistoryStore().get(run_id)
     if record is None:
         raise DataOpsError(f"no run {run_id} in the run history: list the runs with `dataops history`")
-    if output is OutputFormat.table:
+    if output is RecordFormat.table:
         render.history_run(console, record)
     else:
         _print_json(record.to_dict())
@@ -365,13 +370,23 @@ def _one_line(error: BaseException) -> str:
 
 
 def _log_traceback(error: BaseException) -> Path:
-    """Append the traceback to the warehouse folder's crash log, which holds nothing else."""
+    """Append the traceback to the warehouse folder's crash log, which holds nothing else; where that
+    folder cannot be written (a file in its place, a read-only disk), to a file in the temp folder."""
+    header = f"--- {datetime.now().astimezone().isoformat(timespec='seconds')} dataops {' '.join(sys.argv[1:])}\n"
+    text = header + "".join(traceback.format_exception(error))
     path = warehouse_dir() / "logs" / "dataops-errors.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as log:
-        log.write(f"--- {datetime.now().astimezone().isoformat(timespec='seconds')} dataops {' '.join(sys.argv[1:])}\n")
-        log.write("".join(traceback.format_exception(error)))
-    return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as log:
+            log.write(text)
+        return path
+    except OSError:
+        import tempfile
+
+        descriptor, fallback = tempfile.mkstemp(prefix="dataops-error-", suffix=".log")
+        with open(descriptor, "w", encoding="utf-8") as log:
+            log.write(text)
+        return Path(fallback)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -105,7 +106,7 @@ def _stages_table(title: str, stages: Sequence[_Stage]) -> Table:
         table.add_column(column, justify="right" if column == "elapsed" else "left")
     for stage in stages:
         style = _STATUS_STYLE.get(stage.status, "")
-        table.add_row(stage.name, f"[{style}]{stage.status}[/]", f"{stage.seconds:.1f}s", stage.detail)
+        table.add_row(stage.name, f"[{style}]{stage.status}[/]", f"{stage.seconds:.1f}s", escape(stage.detail))
     return table
 
 
@@ -116,7 +117,7 @@ def _findings_table(findings: Sequence[_Finding]) -> Table:
         table.add_column(column)
     for finding in sorted(findings, key=lambda f: (f.level != "error", f.check)):
         style = "bold red" if finding.level == "error" else "yellow"
-        table.add_row(f"[{style}]{finding.level}[/]", finding.check, finding.message)
+        table.add_row(f"[{style}]{finding.level}[/]", escape(finding.check), escape(finding.message))
     return table
 
 
@@ -150,7 +151,7 @@ def run_summary(console: Console, summary: RunSummary) -> None:
         for outcome in summary.freshness:
             style = _LEVEL_STYLE[outcome.level]
             freshness.add_row(
-                outcome.source, outcome.status, f"[{style}]{outcome.level}[/]", outcome.message
+                outcome.source, outcome.status, f"[{style}]{outcome.level}[/]", escape(outcome.message)
             )
         console.print(freshness)
 
@@ -192,7 +193,8 @@ def check_results(console: Console, checks: tuple[Check, ...], violations: list[
         table.add_row(check.name, check.description, result)
     console.print(table)
     for violation in violations:
-        console.print(f"[red]✗[/] {violation.check}: {violation.node} {violation.message}", highlight=False)
+        text = escape(f"{violation.check}: {violation.node} {violation.message}")
+        console.print(f"[red]✗[/] {text}", highlight=False)
     if not violations:
         console.print("[bold green]All checks passed.[/]")
 
@@ -212,7 +214,7 @@ def quality_report(console: Console, report: QualityReport) -> None:
         table.add_column(column)
     for outcome in report.outcomes:
         result = {None: "[green]pass[/]", "warn": "[yellow]warn[/]", "error": "[bold red]fail[/]"}[outcome.level]
-        table.add_row(outcome.suite, outcome.check, outcome.severity, result, outcome.describe())
+        table.add_row(outcome.suite, escape(outcome.check), outcome.severity, result, escape(outcome.describe()))
     console.print(table)
     if report.results_path:
         console.print(f"results: {report.results_path}", style="dim", highlight=False)
@@ -230,7 +232,7 @@ def doctor_report(console: Console, report: DoctorReport) -> None:
     settings.add_column("setting")
     settings.add_column("value")
     for key, value in report.settings:
-        settings.add_row(key, value)
+        settings.add_row(key, escape(value))
     console.print(settings)
     checks = Table(title="checks", title_justify="left")
     for column in ("area", "check", "status", "detail"):
@@ -238,7 +240,7 @@ def doctor_report(console: Console, report: DoctorReport) -> None:
     styles = {"ok": "green", "fail": "bold red", "info": "dim"}
     for finding in report.findings:
         checks.add_row(
-            finding.area, finding.name, f"[{styles[finding.status]}]{finding.status}[/]", finding.detail
+            finding.area, finding.name, f"[{styles[finding.status]}]{finding.status}[/]", escape(finding.detail)
         )
     console.print(checks)
     failures = sum(1 for finding in report.findings if finding.status == "fail")
@@ -267,7 +269,7 @@ def compile_report(console: Console, report: CompileReport) -> None:
     for column in ("file", "line", "validator", "problem"):
         table.add_column(column)
     for problem in report.problems:
-        table.add_row(problem.path, str(problem.line), problem.validator, problem.message)
+        table.add_row(problem.path, str(problem.line), problem.validator, escape(problem.message))
     console.print(table)
 
 
@@ -276,7 +278,7 @@ def query_table(console: Console, result: QueryResult) -> None:
     for column in result.columns:
         table.add_column(column)
     for row in result.rows:
-        table.add_row(*("" if value is None else str(value) for value in row))
+        table.add_row(*("" if value is None else escape(str(value)) for value in row))
     console.print(table)
     console.print(f"{len(result.rows):,} row(s)", style="dim")
 
@@ -321,7 +323,7 @@ def history_run(console: Console, record: RunRecord) -> None:
         style="dim", highlight=False,
     )
     if record.error:
-        console.print(f"[bold red]stopped by:[/] {record.error}", highlight=False)
+        console.print(f"[bold red]stopped by:[/] {escape(record.error)}", highlight=False)
     console.print(_stages_table("stages", record.stages))
     kinds = ("model", "test", "unit_test", "source", "expectation")
     counts = ", ".join(

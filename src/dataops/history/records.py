@@ -8,6 +8,7 @@ ever added within a `RECORD_FORMAT`; a change that renames or removes one gets a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -108,19 +109,26 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> RunRecord:
+        """A record as `to_dict` wrote it. Fields this dataops does not know are left out: a newer
+        dataops may add fields within a format, and an older one must still read its records."""
         if document.get("format") != RECORD_FORMAT:
-            raise ValueError(f"not a {RECORD_FORMAT} record: format is {document.get('format')!r}")
-        fields = {key: value for key, value in document.items() if key not in ("format", "seconds")}
-        finished = fields["finished_at"]
+            raise ValueError(f"a record of format {document.get('format')!r}, not {RECORD_FORMAT}")
+        fields = _known(cls, document)
+        finished = fields.get("finished_at")
         return cls(**{
             **fields,
-            "trigger": Trigger(**fields["trigger"]),
+            "trigger": Trigger(**_known(Trigger, fields["trigger"])),
             "started_at": datetime.fromisoformat(fields["started_at"]),
             "finished_at": datetime.fromisoformat(finished) if finished else None,
-            "stages": [StageRecord(**stage) for stage in fields["stages"]],
-            "nodes": [NodeRecord(**node) for node in fields["nodes"]],
-            "findings": [FindingRecord(**finding) for finding in fields["findings"]],
+            "stages": [StageRecord(**_known(StageRecord, stage)) for stage in fields.get("stages", [])],
+            "nodes": [NodeRecord(**_known(NodeRecord, node)) for node in fields.get("nodes", [])],
+            "findings": [FindingRecord(**_known(FindingRecord, f)) for f in fields.get("findings", [])],
         })
+
+
+def _known(kind: type, document: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclass_fields(kind)}
+    return {key: value for key, value in document.items() if key in names}
 
 
 @dataclass(frozen=True)
