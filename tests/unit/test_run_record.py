@@ -68,3 +68,21 @@ def test_every_run_is_kept(settings: Settings, tmp_path: Path) -> None:
             Pipeline(settings).run(RunOptions(data_dir=tmp_path / "nowhere", quality=False))
     listed = HistoryStore().runs(settings.target)
     assert len(listed) == 2 and listed[0].run_id == _latest(settings).run_id
+
+
+def test_a_run_stopped_before_its_first_stage_is_recorded_as_failed(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(DataOpsError, match="give either --data or --scale, not both"):
+        Pipeline(settings).run(RunOptions(data_dir=tmp_path, scale=1.0, quality=False))
+
+    record = _latest(settings)
+    assert (record.status, record.exit_code, record.error) == ("failed", 2, "give either --data or --scale, not both")
+
+
+def test_a_history_that_cannot_be_used_stops_the_run_before_it_builds(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "not-a-database.sqlite").write_text("this is no SQLite file", encoding="utf-8")
+    monkeypatch.setenv("DATAOPS_HISTORY_URL", f"sqlite:///{tmp_path / 'not-a-database.sqlite'}")
+    with pytest.raises(DataOpsError, match="the run history at sqlite:///.* cannot be used: file is not a database"):
+        Pipeline(settings).run(RunOptions(scale=0.01, quality=False))
+    assert not settings.duckdb_path.exists()  # nothing was loaded

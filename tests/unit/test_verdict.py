@@ -71,10 +71,13 @@ def test_recency_says_the_whole_table_is_stale_and_how_old_it_is() -> None:
 
 
 def _summary(**fields: object) -> RunSummary:
-    return RunSummary(run_id="r", target="dev", started_at=datetime.now(UTC), **fields)  # type: ignore[arg-type]
+    ran = {"stages": [StageResult("build", "ok", 1.0)], **fields}
+    return RunSummary(run_id="r", target="dev", started_at=datetime.now(UTC), **ran)  # type: ignore[arg-type]
 
 
 def test_one_run_verdict_from_findings_stages_and_what_stopped_it() -> None:
+    # A run in which no stage ran did nothing: no pass.
+    assert _summary(stages=[]).exit_code == ExitCode.FAILURES
     assert (_summary().status, _summary().exit_code) == ("passed", ExitCode.SUCCESS)
     warned = _summary(findings=[Finding("warn", "freshness of sales.Customer", "old")])
     assert (warned.status, warned.exit_code) == ("warned", ExitCode.SUCCESS)

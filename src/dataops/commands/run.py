@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Protocol
 from dataops.commands.load import LoadReport, load_folder, load_generated
 from dataops.core.config import Settings
 from dataops.core.errors import DataOpsError
-from dataops.core.findings import errors_in
 from dataops.history.provenance import Usage, git_commit
 from dataops.history.records import Trigger
 from dataops.history.store import HistoryStore
@@ -24,11 +23,17 @@ from dataops.project.results import (
     RunSummary,
     StageResult,
     StageStatus,
+    build_detail,
+    freshness_detail,
     interpret_build,
     interpret_freshness,
+    manifest_models,
+    quality_detail,
+    row_counts,
+    stage_status,
+    what_stopped,
 )
 from dataops.project.runner import DbtProject
-from dataops.sources.contract import SOURCE_TABLES
 from dataops.warehouse import connect
 
 if TYPE_CHECKING:
@@ -91,6 +96,8 @@ class Pipeline:
     def run(self, options: RunOptions) -> RunSummary:
         """Every stage in turn; the run is recorded however it ends. A stage that raises stops the
         run: the record names the error, and the error goes on to the caller."""
+        # A store that cannot be used fails the run before it builds anything, not after.
+        self.history.runs(self.settings.target, limit=1)
         usage = Usage.start()
         summary = RunSummary(
             run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
@@ -101,6 +108,10 @@ class Pipeline:
         )
         try:
             self._run(summary, options)
+        except BaseException as error:
+            if summary.error_kind is None:  # raised before its first stage started
+                summary.error_kind, summary.error = what_stopped(error)
+            raise
         finally:
             # A run that raised (a user error, a dead warehouse) must not leave the worker waiting.
             if self._quality_worker is not None:
@@ -109,7 +120,10 @@ class Pipeline:
                 self._quality_worker = None
                 if docs_finding is not None:
                     summary.findings.append(docs_finding)
-            summary.row_counts = self._row_counts()
+            try:
+                summary.row_counts = self._row_counts()
+            except Exception as error:  # the counts must never hide how the run itself ended
+                summary.findings.append(Finding("warn", "row counts", f"not counted: {what_stopped(error)[1]}"))
             summary.finished_at = datetime.now(UTC)
             summary.cpu_seconds, summary.peak_memory_bytes = usage.cpu_seconds(), usage.peak_memory_bytes()
             self.history.record(summary.to_record())
@@ -145,8 +159,7 @@ class Pipeline:
             try:
                 status, detail = step(summary)
             except BaseException as error:
-                summary.error_kind = "usage" if isinstance(error, DataOpsError) else "internal"
-                summary.error = _one_line(error)
+                summary.error_kind, summary.error = what_stopped(error)
                 self._finish(summary, StageResult(name, "failed", time.perf_counter() - started, summary.error))
                 for later, _ in steps[position + 1:]:
                     self._finish(summary, StageResult(later, "skipped", 0.0, f"the {name} stage stopped the run"))
@@ -197,9 +210,7 @@ class Pipeline:
         outcomes, findings = interpret_freshness(result, self.settings.stale_data)
         summary.freshness = outcomes
         summary.findings.extend(findings)
-        fresh = sum(1 for o in outcomes if o.status == "pass")
-        detail = f"{fresh} of {len(outcomes)} sources fresh"
-        return _status_of(findings), detail
+        return stage_status(findings), freshness_detail(outcomes)
 
     def _build(self, summary: RunSummary, select: list[str]) -> tuple[StageStatus, str]:
         result = self.project.build(select or None)
@@ -207,13 +218,7 @@ class Pipeline:
         summary.counts = counts
         summary.findings.extend(findings)
         summary.nodes.extend(nodes)
-        tests = counts.tests_passed + counts.tests_warned + counts.tests_failed
-        detail = (
-            f"{counts.models_built} models, {tests} tests ({counts.tests_warned} warned, "
-            f"{counts.tests_failed} failed), {counts.unit_tests_passed + counts.unit_tests_failed} "
-            "unit tests"
-        )
-        return _status_of(findings), detail
+        return stage_status(findings), build_detail(counts)
 
     def _quality(self, summary: RunSummary) -> tuple[StageStatus, str]:
         assert self._quality_worker is not None
@@ -221,11 +226,7 @@ class Pipeline:
         summary.quality = QualityCounts(report.passed, report.warned, report.failed)
         summary.findings.extend(report.findings)
         summary.nodes.extend(outcome.to_node() for outcome in report.outcomes)
-        detail = (
-            f"{len(report.outcomes)} expectations ({report.warned} warned, {report.failed} failed); "
-            f"score {summary.quality_score:.1%}"
-        )
-        return _status_of(report.findings), detail
+        return stage_status(report.findings), quality_detail(summary.quality, summary.quality_score)
 
     def _docs(self, summary: RunSummary) -> tuple[StageStatus, str]:
         result = self.project.docs_generate()
@@ -235,34 +236,5 @@ class Pipeline:
         return "ok", f"catalog in {self.project.target_path}"
 
     def _row_counts(self) -> dict[str, int]:
-        """Rows per source table and per mart, as the run left them. Only what exists is counted,
-        and nothing where the warehouse cannot say (a dead server): the run is recorded anyway."""
-        by_schema: dict[str, list[str]] = {}
-        if not self.settings.source_database:
-            for table in SOURCE_TABLES:
-                by_schema.setdefault(table.schema, []).append(table.name)
-        if self.project.manifest is not None:
-            by_schema[self.settings.consumer_schema] = sorted(
-                node.alias or node.name for node in self.project.manifest.nodes.values()
-                if node.resource_type == "model" and node.schema == self.settings.consumer_schema
-                and node.config.materialized != "ephemeral"
-            )
-        try:
-            return connect(self.settings).row_counts(
-                [f"{schema}.{name}" for schema, names in by_schema.items() for name in names]
-            )
-        except DataOpsError:
-            return {}
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    if isinstance(error, DataOpsError):
-        return text
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _status_of(findings: list[Finding]) -> StageStatus:
-    if errors_in(findings):
-        return "failed"
-    return "warn" if findings else "ok"
+        models = manifest_models(self.project.manifest) if self.project.manifest is not None else []
+        return row_counts(self.settings, models)

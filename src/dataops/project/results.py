@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple, cast
 
 from dbt.artifacts.schemas.freshness import FreshnessResult, SourceFreshnessResult
 from dbt.artifacts.schemas.results import NodeStatus
 from dbt.artifacts.schemas.run import RunExecutionResult, RunResult
 from dbt.cli.main import dbtRunnerResult
 
-from dataops.core.config import Severity
-from dataops.core.errors import ExitCode
+from dataops.core.config import Settings, Severity
+from dataops.core.errors import DataOpsError, ExitCode
 from dataops.core.findings import Finding, Level, errors_in, failed_test_text, node_status_level, warnings_in
 from dataops.history.records import FindingRecord, NodeRecord, RunRecord, RunStatus, StageRecord, Trigger
+from dataops.sources.contract import SOURCE_TABLES
+from dataops.warehouse import connect
+
+if TYPE_CHECKING:
+    from dbt.contracts.graph.manifest import Manifest
 
 StageStatus = Literal["ok", "warn", "failed", "skipped"]
 StopKind = Literal["usage", "internal"]
@@ -124,7 +130,8 @@ class RunSummary:
             return ExitCode.INTERNAL
         if self.error_kind == "usage":
             return ExitCode.USAGE
-        failed = self.failures or any(s.status == "failed" for s in self.stages)
+        # A run in which no stage ran did nothing: that is no pass.
+        failed = self.failures or not self.stages or any(s.status == "failed" for s in self.stages)
         return ExitCode.FAILURES if failed else ExitCode.SUCCESS
 
     @property
@@ -145,14 +152,108 @@ class RunSummary:
             started_at=self.started_at, finished_at=self.finished_at, status=self.status,
             exit_code=int(self.exit_code), git_commit=self.git_commit, error=self.error,
             stages=[StageRecord(s.name, s.status, round(s.seconds, 3), s.detail) for s in self.stages],
-            nodes=_unique_ids([*(outcome.to_node() for outcome in self.freshness), *self.nodes]),
+            nodes=unique_node_ids([*(outcome.to_node() for outcome in self.freshness), *self.nodes]),
             findings=[FindingRecord(f.level, f.check, f.message) for f in self.findings],
             row_counts=dict(self.row_counts), quality_score=self.quality_score,
             cpu_seconds=self.cpu_seconds, peak_memory_bytes=self.peak_memory_bytes,
         )
 
+    @classmethod
+    def from_record(cls, record: RunRecord) -> RunSummary:
+        """A run assembled from its record: the pipeline DAG's tasks each add their stage to one
+        record, in processes of their own, and the last one judges it here, so that its status,
+        exit code and quality score are the CLI's. Counts come back from the nodes as
+        interpret_build counted them; what stopped the run, from its status (crashed: internal)."""
+        counts, quality = BuildCounts(), QualityCounts()
+        for node in record.nodes:
+            prefix = "expectations" if node.kind == "expectation" else _COUNTED.get(node.kind)
+            if prefix is not None:
+                _count(quality if prefix == "expectations" else counts, prefix, node.level)
+        error_kind: StopKind | None = None
+        if record.error is not None:
+            error_kind = "internal" if record.status == "crashed" else "usage"
+        return cls(
+            run_id=record.run_id, target=record.target, started_at=record.started_at, kind=record.kind,
+            stages=[StageResult(s.name, cast(StageStatus, s.status), s.seconds, s.detail) for s in record.stages],
+            counts=counts, quality=quality,
+            findings=[Finding(cast(Level, f.level), f.check, f.message) for f in record.findings],
+            finished_at=record.finished_at, error=record.error, error_kind=error_kind, trigger=record.trigger,
+            git_commit=record.git_commit, nodes=list(record.nodes), row_counts=dict(record.row_counts),
+            cpu_seconds=record.cpu_seconds, peak_memory_bytes=record.peak_memory_bytes,
+        )
 
-def _unique_ids(nodes: list[NodeRecord]) -> list[NodeRecord]:
+
+def what_stopped(error: BaseException) -> tuple[StopKind, str]:
+    """Whose fault an error that stopped a run is (a DataOpsError names a problem the user can fix:
+    usage; anything else is internal), and the error on one line, as the record keeps it."""
+    text = " ".join(str(error).split())
+    if isinstance(error, DataOpsError):
+        return "usage", text
+    return "internal", f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def stage_status(findings: list[Finding]) -> StageStatus:
+    """A stage's status from what it found: failed on an error, warn on a warning."""
+    if errors_in(findings):
+        return "failed"
+    return "warn" if findings else "ok"
+
+
+def freshness_detail(outcomes: list[FreshnessOutcome]) -> str:
+    fresh = sum(1 for o in outcomes if o.status == "pass")
+    return f"{fresh} of {len(outcomes)} sources fresh"
+
+
+def build_detail(counts: BuildCounts) -> str:
+    tests = counts.tests_passed + counts.tests_warned + counts.tests_failed
+    return (
+        f"{counts.models_built} models, {tests} tests ({counts.tests_warned} warned, "
+        f"{counts.tests_failed} failed), {counts.unit_tests_passed + counts.unit_tests_failed} unit tests"
+    )
+
+
+def quality_detail(quality: QualityCounts, score: float | None = None) -> str:
+    """`score`: the run's quality score so far, when the caller knows it (the CLI does)."""
+    checked = quality.expectations_passed + quality.expectations_warned + quality.expectations_failed
+    detail = f"{checked} expectations ({quality.expectations_warned} warned, {quality.expectations_failed} failed)"
+    return detail if score is None else f"{detail}; score {score:.1%}"
+
+
+class ModelRelation(NamedTuple):
+    """A model as the warehouse holds it: its relation's name, schema and materialisation."""
+
+    name: str
+    schema: str
+    materialized: str
+
+
+def manifest_models(manifest: Manifest) -> list[ModelRelation]:
+    return [
+        ModelRelation(node.alias or node.name, node.schema, node.config.materialized)
+        for node in manifest.nodes.values() if node.resource_type == "model"
+    ]
+
+
+def row_counts(settings: Settings, models: Iterable[ModelRelation]) -> dict[str, int]:
+    """Rows per source table and per mart, as a run left them: `dataops run` and the pipeline
+    DAG's last task count the same relations. Only what exists is counted, and nothing where the
+    warehouse cannot say (a dead server): the run is recorded anyway."""
+    by_schema: dict[str, list[str]] = {}
+    if not settings.source_database:
+        for table in SOURCE_TABLES:
+            by_schema.setdefault(table.schema, []).append(table.name)
+    marts = sorted(model.name for model in models
+                   if model.schema == settings.consumer_schema and model.materialized != "ephemeral")
+    if marts:
+        by_schema[settings.consumer_schema] = marts
+    try:
+        return connect(settings).row_counts([f"{schema}.{name}" for schema, names in by_schema.items()
+                                             for name in names])
+    except DataOpsError:
+        return {}
+
+
+def unique_node_ids(nodes: list[NodeRecord]) -> list[NodeRecord]:
     """A suite may hold the same expectation on the same column twice: number the second one."""
     seen: dict[str, int] = {}
     unique = []
@@ -214,8 +315,7 @@ def interpret_build(outcome: dbtRunnerResult) -> BuildInterpretation:
         if prefix is not None:
             _count(counts, prefix, "skipped" if skipped else (level or "ok"))
         if level is not None and prefix is not None:
-            check = f"unit test {name}" if resource == "unit_test" else name
-            findings.append(Finding(level if resource == "test" else "error", check, message))
+            findings.append(Finding(level if resource == "test" else "error", finding_check(resource, name), message))
         nodes.append(NodeRecord(
             unique_id=node_result.node.unique_id, kind=str(resource), name=name, status=status,
             level="skipped" if skipped else (level or "ok"), seconds=round(node_result.execution_time, 3),
@@ -229,12 +329,19 @@ def interpret_build(outcome: dbtRunnerResult) -> BuildInterpretation:
     return BuildInterpretation(counts, findings, nodes)
 
 
-def _count(counts: BuildCounts, prefix: str, outcome: str) -> None:
-    """models_built / _errored / _skipped, tests_passed / _warned / _failed / _skipped, unit_tests_..."""
+def finding_check(kind: str, name: str) -> str:
+    """The check a node's finding names: the node's name, and a unit test says it is one."""
+    return f"unit test {name}" if kind == "unit_test" else name
+
+
+def _count(counts: BuildCounts | QualityCounts, prefix: str, outcome: str) -> None:
+    """models_built / _errored / _skipped, tests_passed / _warned / _failed / _skipped, unit_tests_...,
+    expectations_passed / _warned / _failed."""
     suffix = {
         "models": {"ok": "built", "warn": "errored", "error": "errored", "skipped": "skipped"},
         "tests": {"ok": "passed", "warn": "warned", "error": "failed", "skipped": "skipped"},
         "unit_tests": {"ok": "passed", "warn": "failed", "error": "failed", "skipped": None},
+        "expectations": {"ok": "passed", "warn": "warned", "error": "failed", "skipped": None},
     }[prefix][outcome]
     if suffix is not None:
         setattr(counts, f"{prefix}_{suffix}", getattr(counts, f"{prefix}_{suffix}") + 1)
