@@ -167,3 +167,37 @@ def test_a_dead_history_server_is_a_one_line_error_naming_it_without_its_passwor
     with pytest.raises(DataOpsError, match=shown) as error:
         store.runs()
     assert "s3cret" not in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://dataops:hunter2@127.0.0.1:1", "is not a database URL the history can use"),  # no database
+        ("postgresql://dataops:hunter2@history:abc/db", "the port is not a number"),
+        ("postgresql://dataops@history/db?password=hunter2&sslmode=require", "cannot be used"),
+    ],
+)
+def test_no_message_about_the_history_url_shows_its_password(url: str, expected: str) -> None:
+    with pytest.raises(DataOpsError, match=expected) as error:
+        HistoryStore(url).runs()
+    assert "hunter2" not in str(error.value) and "***" in str(error.value)
+
+
+def test_a_record_this_dataops_cannot_read_is_a_one_line_error_naming_the_run(tmp_path: Path) -> None:
+    store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    store.record(run("r1"))
+    with store.transaction() as db:
+        db.execute("update dataops_runs set document = ? where run_id = ?", ['{"format": "dataops.run/v9"}', "r1"])
+    with pytest.raises(DataOpsError, match=r"the record of run r1 .* cannot be read .*upgrade dataops"):
+        store.get("r1")
+
+
+def test_a_record_with_fields_a_newer_dataops_added_still_reads(tmp_path: Path) -> None:
+    store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    document = run("r1").to_dict()
+    document["selection"] = ["fct_orders+"]
+    document["nodes"][0]["compiled_code_hash"] = "abc"
+    store.record(run("r1"))
+    with store.transaction() as db:
+        db.execute("update dataops_runs set document = ? where run_id = ?", [json.dumps(document), "r1"])
+    assert store.get("r1") == run("r1")

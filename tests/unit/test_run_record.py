@@ -83,6 +83,6 @@ def test_a_history_that_cannot_be_used_stops_the_run_before_it_builds(
 ) -> None:
     (tmp_path / "not-a-database.sqlite").write_text("this is no SQLite file", encoding="utf-8")
     monkeypatch.setenv("DATAOPS_HISTORY_URL", f"sqlite:///{tmp_path / 'not-a-database.sqlite'}")
-    with pytest.raises(DataOpsError, match="the run history at sqlite:///.* cannot be used: file is not a database"):
+    with pytest.raises(DataOpsError, match=r"the run history at sqlite:///.* cannot be used: file is not a database"):
         Pipeline(settings).run(RunOptions(scale=0.01, quality=False))
     assert not settings.duckdb_path.exists()  # nothing was loaded

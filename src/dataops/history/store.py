@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,19 +110,29 @@ def _locate(url: str) -> _Location:
     postgresql[+psycopg2]://user@host:port/database[?host=/socket/dir] (a password in the URL, or
     from PGPASSWORD as libpq reads it)."""
     parts = urlsplit(url)
+    shown = _without_password(url)
     scheme = parts.scheme.split("+", 1)[0]
     if scheme == "sqlite" and parts.path.startswith("/") and len(parts.path) > 1:
         return _Location("sqlite", url, Path(parts.path[1:]))
     if scheme in ("postgresql", "postgres") and parts.path.strip("/"):
+        try:
+            port = parts.port
+        except ValueError as error:
+            raise DataOpsError(f"{HISTORY_URL_ENV_VAR}={shown}: the port is not a number; {_URL_EXAMPLE}") from error
         arguments: dict[str, Any] = {"dbname": unquote(parts.path.strip("/")), "connect_timeout": 10}
-        for key, value in (("host", parts.hostname), ("port", parts.port), ("user", parts.username),
+        for key, value in (("host", parts.hostname), ("port", port), ("user", parts.username),
                            ("password", parts.password)):
             if value is not None:
                 arguments[key] = unquote(str(value))
         arguments.update({key: values[-1] for key, values in parse_qs(parts.query).items()})
-        shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
         return _Location("postgresql", shown, connect_args=arguments)
-    raise DataOpsError(f"{HISTORY_URL_ENV_VAR} is not a database URL the history can use: {url!r}; {_URL_EXAMPLE}")
+    raise DataOpsError(f"{HISTORY_URL_ENV_VAR} is not a database URL the history can use: {shown!r}; {_URL_EXAMPLE}")
+
+
+def _without_password(url: str) -> str:
+    """The URL as messages may show it: a password in its user part or its query is masked."""
+    shown = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", shown)
 
 
 class HistoryStore:
@@ -210,23 +221,24 @@ class HistoryStore:
 
     def record(self, run: RunRecord) -> None:
         """Write one run (again, if its id is known: the record of a run replaces its earlier one)."""
-        document = run.to_dict()
         with self.transaction() as db:
-            for table in ("dataops_row_counts", "dataops_nodes", "dataops_runs"):
-                db.execute(f"delete from {table} where run_id = ?", [run.run_id])
-            db.insert_many("dataops_runs", [{
-                "run_id": run.run_id, "target": run.target, "kind": run.kind, "trigger": run.trigger.kind,
-                "started_at": _timestamp(run.started_at),
-                "finished_at": _timestamp(run.finished_at) if run.finished_at else None,
-                "seconds": run.seconds, "status": run.status, "exit_code": run.exit_code,
-                "models_built": run.models_built, "tests_failed": run.tests_failed,
-                "quality_score": run.quality_score, "cpu_seconds": run.cpu_seconds,
-                "peak_memory_bytes": run.peak_memory_bytes, "document": json.dumps(document, default=str),
-            }])
-            db.insert_many("dataops_nodes", [{"run_id": run.run_id, **node.__dict__} for node in run.nodes])
-            db.insert_many("dataops_row_counts", [
-                {"run_id": run.run_id, "relation": name, "rows": rows} for name, rows in run.row_counts.items()
-            ])
+            _write(db, run)
+
+    def update(self, run_id: str, change: Callable[[RunRecord | None], RunRecord]) -> RunRecord:
+        """Read a run (None when there is none yet), change it and write it back, in one
+        transaction: a run that several processes add to (the pipeline DAG's tasks) loses nothing
+        when two of them add at once. SQLite's write transactions lock at their start; PostgreSQL
+        takes a lock on the run id, which holds for a run that does not exist yet too."""
+        with self.transaction() as db:
+            if db.dialect == "postgresql":
+                # Two keys: apart from _upgrade's one-key lock.
+                db.execute("select pg_advisory_xact_lock(724512, hashtext(?))", [run_id])
+            found = db.execute("select document from dataops_runs where run_id = ?", [run_id])
+            run = change(RunRecord.from_dict(json.loads(found[0][0])) if found else None)
+            if run.run_id != run_id:
+                raise ValueError(f"an update of run {run_id} wrote run {run.run_id}")
+            _write(db, run)
+        return run
 
     def runs(self, target: str | None = None, limit: int = 20, kind: str | None = None) -> list[RunSummaryRow]:
         """The newest runs first, of one target (or all)."""
@@ -242,11 +254,39 @@ class HistoryStore:
     def get(self, run_id: str) -> RunRecord | None:
         with self.transaction() as db:
             found = db.execute("select document from dataops_runs where run_id = ?", [run_id])
-        return RunRecord.from_dict(json.loads(found[0][0])) if found else None
+        if not found:
+            return None
+        try:
+            return RunRecord.from_dict(json.loads(found[0][0]))
+        except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+            raise DataOpsError(
+                f"the record of run {run_id} in {self.shown_url} cannot be read ({error}): it was written by "
+                "a newer dataops (upgrade dataops) or damaged"
+            ) from error
 
     def latest(self, target: str, kind: str | None = "run") -> RunRecord | None:
         found = self.runs(target, limit=1, kind=kind)
         return self.get(found[0].run_id) if found else None
+
+
+def _write(db: Database, run: RunRecord) -> None:
+    """One run's rows, replacing those it had."""
+    document = run.to_dict()
+    for table in ("dataops_row_counts", "dataops_nodes", "dataops_runs"):
+        db.execute(f"delete from {table} where run_id = ?", [run.run_id])
+    db.insert_many("dataops_runs", [{
+        "run_id": run.run_id, "target": run.target, "kind": run.kind, "trigger": run.trigger.kind,
+        "started_at": _timestamp(run.started_at),
+        "finished_at": _timestamp(run.finished_at) if run.finished_at else None,
+        "seconds": run.seconds, "status": run.status, "exit_code": run.exit_code,
+        "models_built": run.models_built, "tests_failed": run.tests_failed,
+        "quality_score": run.quality_score, "cpu_seconds": run.cpu_seconds,
+        "peak_memory_bytes": run.peak_memory_bytes, "document": json.dumps(document, default=str),
+    }])
+    db.insert_many("dataops_nodes", [{"run_id": run.run_id, **node.__dict__} for node in run.nodes])
+    db.insert_many("dataops_row_counts", [
+        {"run_id": run.run_id, "relation": name, "rows": rows} for name, rows in run.row_counts.items()
+    ])
 
 
 def schema_version(db: Database) -> int:
