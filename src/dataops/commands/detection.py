@@ -14,6 +14,7 @@ from typing import Literal
 from dataops.commands.run import Pipeline, RunOptions
 from dataops.core.config import Settings
 from dataops.core.errors import SourceDataError
+from dataops.history.store import DEFAULT_FILE, HistoryStore
 from dataops.sources.faults import FAULTS, inject
 from dataops.sources.generate import generate_tables, write_tables
 
@@ -44,7 +45,9 @@ class MatrixRow:
 
 def _run_one(settings: Settings, data_dir: Path) -> tuple[tuple[str, ...], Outcome, str]:
     try:
-        summary = Pipeline(settings).run(RunOptions(data_dir=data_dir, docs=False))
+        # Its own history too: a matrix of injected faults must not become the target's latest runs.
+        history = HistoryStore(f"sqlite:///{settings.warehouse_dir / DEFAULT_FILE}")
+        summary = Pipeline(settings, history=history).run(RunOptions(data_dir=data_dir, docs=False))
     except SourceDataError as error:
         return (LOAD_VALIDATION,), "fail", str(error)
     fired = tuple(sorted({finding.check for finding in summary.findings}))
