@@ -97,7 +97,7 @@ class Pipeline:
         """Every stage in turn; the run is recorded however it ends. A stage that raises stops the
         run: the record names the error, and the error goes on to the caller."""
         # A store that cannot be used fails the run before it builds anything, not after.
-        self.history.runs(self.settings.target, limit=1)
+        self.history.open_for_writing()
         usage = Usage.start()
         summary = RunSummary(
             run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],

@@ -162,8 +162,10 @@ class HistoryStore:
         return psycopg2.connect(**(location.connect_args or {}))
 
     @contextmanager
-    def transaction(self, upgrade: bool = True) -> Iterator[Database]:
-        """One transaction, committed when the block ends and rolled back when it raises."""
+    def transaction(self, upgrade: bool = True, write: bool = True) -> Iterator[Database]:
+        """One transaction, committed when the block ends and rolled back when it raises. A read
+        (`write=False`) takes no lock and changes nothing, not even the schema: on SQLite in WAL it
+        never waits for, nor holds up, a run being recorded, and it works on a read-only copy."""
         try:
             connection = self._connect()
         except self._driver_errors() as error:
@@ -172,9 +174,9 @@ class HistoryStore:
             cursor = connection.cursor()
             sqlite = self._location.dialect == "sqlite"
             if sqlite:
-                cursor.execute("begin immediate")
+                cursor.execute("begin immediate" if write else "begin")
             db = Database(cursor, "?" if sqlite else "%s", self._location.dialect)
-            if upgrade and not self._upgraded:
+            if write and upgrade and not self._upgraded:
                 self._upgrade(db)
             yield db
             if sqlite:
@@ -219,6 +221,16 @@ class HistoryStore:
             db.execute("insert into dataops_schema (version) values (?)", [SCHEMA_VERSION])
         self._upgraded = True
 
+    def _exists(self) -> bool:
+        """False for a SQLite store not created yet: reading one must not create it."""
+        return self._location.path is None or self._location.path.exists()
+
+    def open_for_writing(self) -> None:
+        """Make sure runs can be recorded (the store reachable, writable, its schema current)
+        before a run starts, rather than after it has built everything."""
+        with self.transaction():
+            pass
+
     def record(self, run: RunRecord) -> None:
         """Write one run (again, if its id is known: the record of a run replaces its earlier one)."""
         with self.transaction() as db:
@@ -247,13 +259,17 @@ class HistoryStore:
         where = " and ".join(f"{name} = ?" for name, _ in conditions)
         sql = (f"select {', '.join(columns)} from dataops_runs {'where ' + where if where else ''} "
                "order by started_at desc, run_id desc limit ?")
-        with self.transaction() as db:
-            rows = db.execute(sql, [*(value for _, value in conditions), limit])
+        if not self._exists():
+            return []
+        with self.transaction(write=False) as db:
+            rows = db.execute(sql, [*(value for _, value in conditions), limit]) if _has_runs(db) else []
         return [RunSummaryRow(**dict(zip(columns, row, strict=True))) for row in rows]
 
     def get(self, run_id: str) -> RunRecord | None:
-        with self.transaction() as db:
-            found = db.execute("select document from dataops_runs where run_id = ?", [run_id])
+        if not self._exists():
+            return None
+        with self.transaction(write=False) as db:
+            found = db.execute("select document from dataops_runs where run_id = ?", [run_id]) if _has_runs(db) else []
         if not found:
             return None
         try:
@@ -287,6 +303,11 @@ def _write(db: Database, run: RunRecord) -> None:
     db.insert_many("dataops_row_counts", [
         {"run_id": run.run_id, "relation": name, "rows": rows} for name, rows in run.row_counts.items()
     ])
+
+
+def _has_runs(db: Database) -> bool:
+    """A store no run has been recorded in yet has no tables: it reads as empty, and is not created."""
+    return db.has_table("dataops_runs")
 
 
 def schema_version(db: Database) -> int:
