@@ -16,9 +16,6 @@ RECORD_FORMAT = "dataops.run/v1"
 LISTING_FORMAT = "dataops.history/v1"
 
 RunStatus = Literal["passed", "warned", "failed", "crashed"]
-RunKind = Literal["run", "quality", "deploy", "publish"]
-NodeKind = Literal["model", "seed", "snapshot", "test", "unit_test", "source", "expectation"]
-NodeLevel = Literal["ok", "warn", "error", "skipped"]
 
 
 @dataclass(frozen=True)

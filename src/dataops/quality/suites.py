@@ -1,10 +1,10 @@
 """Data quality with Great Expectations: the suites in gx/ run inside the warehouse as SQL.
 
 Suites and the checkpoint are stored in the repository in GX's own JSON format, checked by
-`quality_config` before GX sees them. Each run builds an ephemeral GX context on the target's
+`dataops.quality.config` before GX sees them. Each run builds an ephemeral GX context on the target's
 warehouse (no connection detail is ever written to disk), validates every suite against the mart
 its `meta.model` names, and keeps the run as a JSON record beside the run's other artifacts; the
-Data Docs (`quality_docs`) are drawn from every record kept there.
+Data Docs (`dataops.quality.docs`) are drawn from every record kept there.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Deterministic synthetic AdventureWorks OLTP data for the ten tables in `source_tables`.
+"""Deterministic synthetic AdventureWorks OLTP data for the ten tables in `dataops.sources.contract`.
 
 `generate_tables(scale)` builds every table in memory with NumPy and `pyarrow.compute`; there is
 no per-row Python code, so scale 100 (about 3.1 million orders and 12 million order lines) takes
