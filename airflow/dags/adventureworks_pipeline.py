@@ -1,15 +1,19 @@
 """The AdventureWorks pipeline, daily: source freshness -> the dbt project (one task group per
 model with its tests, rendered by Cosmos from the precompiled manifest) -> data quality, which
-emits the marts asset data_quality_checks is scheduled on -> notify. Every task that touches the
-warehouse is in its pool. Target and warehouse come from the environment (DATAOPS_TARGET ...),
-never from this file."""
+emits the marts asset data_quality_checks is scheduled on -> notify; and last, however the others
+ended, the run's record in the run history (each task adds what it found to it). Every task that
+touches the warehouse is in its pool. Target and warehouse come from the environment
+(DATAOPS_TARGET ...), never from this file."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from airflow.sdk import task
 
 from dataops.airflow import callables as tasks
 from dataops.airflow import dags as orchestration
+from dataops.airflow.recording import PipelineRun
 
 settings = orchestration.settings()
 pool = orchestration.warehouse_pool(settings)
@@ -23,13 +27,13 @@ with orchestration.dag(
 ) as dag:
 
     @task(**pool.shared())
-    def source_freshness() -> str:
-        return tasks.check_freshness()
+    def source_freshness(dag_run: Any = None) -> str:
+        return tasks.check_freshness(run=PipelineRun.of(dag_run))
 
-    # The last task that touches the data: the marts are rebuilt, tested and checked.
+    # The last check of the data: the marts are rebuilt, tested and checked.
     @task(outlets=[orchestration.marts_asset(settings)], **pool.shared())
-    def quality_checks(run_id: str | None = None) -> str:
-        return tasks.check_quality(run_id=run_id)
+    def quality_checks(run_id: str | None = None, dag_run: Any = None) -> str:
+        return tasks.check_quality(run_id=run_id, run=PipelineRun.of(dag_run))
 
     @task
     def notify(freshness: str, quality: str, run_id: str | None = None) -> None:
@@ -37,8 +41,14 @@ with orchestration.dag(
 
         notify_success("adventureworks_pipeline", run_id or "", [freshness, quality])
 
+    # In the pool: it counts the rows of the sources and marts, as the run left them.
+    @task(**pool.shared())
+    def record_run(dag_run: Any = None, ti: Any = None) -> str:
+        return tasks.record_pipeline_run(PipelineRun.of(dag_run), ti)
+
     freshness = source_freshness()
     dbt = orchestration.dbt_task_group(settings)
     quality = quality_checks()
     freshness >> dbt >> quality
     notify(freshness, quality)
+    orchestration.run_last(dag, record_run())

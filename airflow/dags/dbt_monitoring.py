@@ -1,5 +1,6 @@
-"""Hourly monitoring of the last dbt run: fails, with a readable message, on errored models,
-failed tests, stale sources or missing and outdated artifacts."""
+"""Hourly monitoring of the target's latest run in the run history (the pipeline DAG's or
+`dataops run`'s): fails, with a readable message, on errored models, failed tests, stale sources, a
+crashed run, or no run for longer than the pipeline's schedule allows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataops.airflow import dags as orchestration
 
 with orchestration.dag(
     "dbt_monitoring",
-    "Checks dbt's run results and source freshness artifacts for the configured target",
+    "Checks the configured target's latest run in the run history",
     schedule="@hourly",
     tags=["monitoring", "dbt"],
 ) as dag:

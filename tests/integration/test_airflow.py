@@ -1,6 +1,7 @@
 """The DAGs in a real Airflow: they import cleanly, run end to end with `airflow dags test`, stop
-at the task whose check a bad row breaks, emit the marts asset only when the marts passed, and
-monitoring fails with a readable message."""
+at the task whose check a bad row breaks, emit the marts asset only when the marts passed, record
+each DAG run in the run history with every node's result, and monitoring passes after a good run
+and fails with a readable message after a bad one, or when there is none."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ from dataops.airflow.local import (
     throwaway_env,
 )
 from dataops.core.config import load_settings
+from dataops.history.store import DEFAULT_FILE, HISTORY_URL_ENV_VAR, HistoryStore
+from dataops.ops.monitor import check_history
 from dataops.sources.faults import inject
 from dataops.sources.generate import generate_tables, write_tables
 
@@ -54,6 +58,8 @@ print(json.dumps({
                     "pool_slots": t.pool_slots,
                     "outlets": sorted(o.uri for o in t.outlets),
                     "mode": getattr(t, "mode", None),
+                    "teardown": t.is_teardown,
+                    "upstream": sorted(t.upstream_task_ids),
                 }
                 for t in dag.tasks
             },
@@ -106,7 +112,12 @@ def test_every_dag_imports_and_declares_owner_retries_tags_schedule(
         assert "dataops" in dag["tags"], dag_id
     assert bag["dags"]["adventureworks_pipeline"]["schedule"] == "@daily"
     assert bag["dags"]["dbt_monitoring"]["schedule"] == "@hourly"
-    assert len(bag["dags"]["adventureworks_pipeline"]["tasks"]) > 20  # one per model, plus tests and steps
+    pipeline = bag["dags"]["adventureworks_pipeline"]["tasks"]
+    assert len(pipeline) > 20  # one per model, plus tests and steps
+    # The run's record is written last, after every other task however it ended, and as a
+    # teardown it leaves the run's state to them.
+    assert pipeline["record_run"]["teardown"] is True
+    assert pipeline["record_run"]["upstream"] == sorted(set(pipeline) - {"record_run"})
 
 
 def test_quality_runs_on_the_pipeline_s_marts_asset_and_shares_the_warehouse_pool_with_it(
@@ -152,6 +163,31 @@ def _marts_events(airflow_home: Path, run_id: str) -> list[tuple[str, str]]:
         return list(rows)
 
 
+def _dataops_json(env: dict[str, str], *args: str) -> Any:
+    output = subprocess.run([str(BIN / "dataops"), *args, "--format", "json"], env=env, check=True,
+                            capture_output=True, text=True).stdout
+    return json.loads(output)
+
+
+def _history(env: dict[str, str]) -> HistoryStore:
+    """The run history the DAGs of `env` record in (by default, beside its warehouse)."""
+    beside = Path(env["DATAOPS_WAREHOUSE_DIR"]) / DEFAULT_FILE
+    return HistoryStore(env.get(HISTORY_URL_ENV_VAR) or f"sqlite:///{beside}")
+
+
+def _recorded_run(env: dict[str, str], dag_run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The one run in the DAG run's history (its warehouse is the test's own), as `dataops history
+    --format json` lists it and `dataops history show` shows it."""
+    listing = _dataops_json(env, "history")
+    assert listing["format"] == "dataops.history/v1"
+    [row] = listing["runs"]
+    record = _dataops_json(env, "history", "show", row["run_id"])
+    assert record["format"] == "dataops.run/v1"
+    assert record["trigger"] == {"kind": "airflow", "dag_id": "adventureworks_pipeline", "dag_run_id": dag_run_id}
+    assert row["trigger"] == "airflow" and record["finished_at"] is not None
+    return row, record
+
+
 def _producer_xcom_keys(airflow_home: Path, run_id: str) -> list[str]:
     with sqlite3.connect(airflow_home / "airflow.db") as db:
         rows = db.execute("select key from xcom where run_id = ? and task_id = 'dbt.dbt_producer_watcher'", (run_id,))
@@ -174,7 +210,28 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(airflow_home: Pat
         [str(BIN / "dataops"), "query", "select count(*) as n from marts.customer_analytics", "--format", "json"],
         env=env, check=True, capture_output=True, text=True,
     ).stdout
-    assert json.loads(rows)[0]["n"] > 1000
+    customers = json.loads(rows)[0]["n"]
+    assert customers > 1000
+    # One record of the DAG run, assembled by its tasks: passed, with every node's result.
+    row, record = _recorded_run(env, result.run_id)
+    assert (row["status"], row["exit_code"], record["error"], record["findings"]) == ("passed", 0, None, [])
+    kinds = Counter(node["kind"] for node in record["nodes"])
+    assert (kinds["source"], kinds["expectation"]) == (10, 12)
+    assert {node["level"] for node in record["nodes"]} == {"ok"}
+    assert record["row_counts"]["marts.customer_analytics"] == customers
+    assert record["row_counts"]["Sales.SalesOrderHeader"] > 1000
+    if mode == "watcher":
+        # The watcher's one build has every dbt node's result in process.
+        assert (kinds["model"], kinds["unit_test"]) == (17, 3) and kinds["test"] > 80
+        assert (row["models_built"], row["tests_failed"], row["quality_score"]) == (17, 0, 1.0)
+        assert [stage["name"] for stage in record["stages"]] == ["freshness", "build", "quality"]
+        # What dbt_monitoring's task calls passes on it (the DAG itself runs after the bad run
+        # below: a DAG test costs half a minute).
+        passed = check_history(load_settings("dev"), store=_history(env))
+        assert passed.startswith(f"monitoring of dev passed: 0 error(s), 0 warning(s); latest run {row['run_id']}")
+    else:
+        # A build task per model: dbt's node results stay in those tasks; the record has the rest.
+        assert [stage["name"] for stage in record["stages"]] == ["freshness", "quality"]
     if mode == "watcher":
         # One dbt build; a run and a test sensor per model read its result once it is done.
         sensors = [task for task in result.states if task.endswith((".run", ".test"))]
@@ -209,13 +266,33 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(
         assert result.states["dbt.fct_orders.run"] == "success"
         assert "failed, each reported by its model's task: assert_no_negative_revenue" in result.log
     else:
-        assert len(failed) == 1 and "assert_no_negative_revenue" in failed.pop()
+        assert len(failed) == 1 and "assert_no_negative_revenue" in next(iter(failed))
         assert result.states["dbt.fct_orders_model_build"] == "success"
     assert result.states["quality_checks"] in (None, "upstream_failed")
     assert result.states["notify"] in (None, "upstream_failed")
     assert result.states["source_freshness"] == "success"
     # Marts that failed their tests are no event: data_quality_checks is not started on them.
     assert _marts_events(airflow_home, result.run_id) == []
+    # The run is recorded all the same, as failed, by the name of the check that failed.
+    assert result.states["record_run"] == "success"
+    row, record = _recorded_run(env, result.run_id)
+    assert (row["status"], row["exit_code"]) == ("failed", 1)
+    errors = [finding["check"] for finding in record["findings"] if finding["level"] == "error"]
+    if mode == "watcher":
+        assert errors == ["assert_no_negative_revenue"]
+        [test] = [node for node in record["nodes"] if node["name"] == "assert_no_negative_revenue"]
+        assert (test["kind"], test["level"], test["status"]) == ("test", "error", "fail")
+        assert [(stage["name"], stage["status"]) for stage in record["stages"]] == [
+            ("freshness", "ok"), ("build", "failed")
+        ]
+        # dbt_monitoring reads it, and fails naming the test.
+        monitoring = dag_test(env, "dbt_monitoring")
+        assert monitoring.states == {"check_dbt_artifacts": "failed"}
+        assert "monitoring of dev FAILED: 1 error(s)" in monitoring.log
+        assert "assert_no_negative_revenue: " in monitoring.log
+    else:
+        # The failed build task, by its name (which is the test's): no build node says more.
+        assert errors == [f"task {task}" for task in sorted(failed)]
 
 
 def test_dbt_monitoring_fails_readably_when_the_target_never_ran(airflow_home: Path, tmp_path: Path) -> None:

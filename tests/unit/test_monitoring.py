@@ -110,3 +110,42 @@ def test_a_schedule_that_is_no_schedule_is_a_usage_error() -> None:
 def test_only_the_target_s_own_runs_count(store: HistoryStore, tmp_path: Path) -> None:
     record(store, "prod-run", 1, target="prod")
     assert monitor(settings_for(tmp_path), now=NOW, store=store).findings[0].check == "run history"
+
+
+def _unfinished(store: HistoryStore, run_id: str, hours_ago: float) -> None:
+    """A pipeline DAG run's record before its last task: no end, crashed until it is judged."""
+    store.record(RunRecord(
+        run_id=run_id, target="dev", kind="run", trigger=Trigger("airflow", "adventureworks_pipeline", run_id),
+        started_at=NOW - timedelta(hours=hours_ago), finished_at=None, status="crashed", exit_code=3,
+    ))
+
+
+def test_a_dag_run_in_flight_is_not_judged_until_it_ends(store: HistoryStore, tmp_path: Path) -> None:
+    record(store, "yesterday", 25.5)
+    _unfinished(store, "airflow-dev-today", 1)
+
+    report = monitor(settings_for(tmp_path), now=NOW, store=store)
+
+    # The run before it is judged; it ended 25.5 hours ago, but the schedule's next run is under way.
+    assert (report.run_id, report.in_flight, report.findings) == ("yesterday", "airflow-dev-today", [])
+    assert report.summary().endswith("latest run yesterday in " + store.shown_url + ", run airflow-dev-today in flight")
+    # The first run of a target, still running, is no missing run either.
+    first = HistoryStore(f"sqlite:///{tmp_path / 'first.sqlite'}")
+    _unfinished(first, "airflow-dev-first", 1)
+    report = monitor(settings_for(tmp_path), now=NOW, store=first)
+    assert (report.run_id, report.in_flight, report.failed) == (None, "airflow-dev-first", False)
+
+
+def test_a_dag_run_that_never_ended_is_judged_crashed_once_the_schedule_s_gap_is_past(
+    store: HistoryStore, tmp_path: Path
+) -> None:
+    record(store, "before", 60)
+    _unfinished(store, "airflow-dev-died", 27)
+
+    report = monitor(settings_for(tmp_path), now=NOW, store=store)
+
+    assert (report.run_id, report.in_flight) == ("airflow-dev-died", None)
+    assert [(f.check, f.message.split(" (")[0]) for f in report.findings] == [
+        ("run airflow-dev-died", "crashed without a named cause"),
+        ("run age", "the latest run airflow-dev-died ended 27.0 hours ago"),
+    ]

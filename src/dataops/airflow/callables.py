@@ -1,8 +1,13 @@
 """The pipeline's steps as single calls, for an orchestrator: each raises DataOpsError with a
-readable message when its check fails, and returns a one-line account when it passes."""
+readable message when its check fails, and returns a one-line account when it passes. Given the
+pipeline DAG's run, a step adds what it found to that run's record in the run history (see
+`recording`), however it ends."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from dataops.airflow.recording import PipelineRun, failed_tasks, finish, recorded_stage
 from dataops.core.config import Settings, load_settings
 from dataops.core.errors import DataOpsError
 from dataops.core.findings import Finding, errors_in, warnings_in
@@ -21,24 +26,41 @@ def _verdict(step: str, findings: list[Finding]) -> str:
     return f"{step} passed"
 
 
-def check_freshness(settings: Settings | None = None) -> str:
+def check_freshness(settings: Settings | None = None, run: PipelineRun | None = None) -> str:
     """dbt source freshness, judged by the environment's stale-data policy."""
-    from dataops.project.results import interpret_freshness
+    from dataops.project.results import freshness_detail, interpret_freshness
     from dataops.project.runner import DbtProject
 
     settings = settings or load_settings()
-    result = DbtProject(settings).source_freshness()
-    _, findings = interpret_freshness(result, settings.stale_data)
-    return _verdict("source freshness", findings)
+    with recorded_stage(run, settings, "freshness") as stage:
+        result = DbtProject(settings).source_freshness()
+        outcomes, stage.findings = interpret_freshness(result, settings.stale_data)
+        stage.nodes = [outcome.to_node() for outcome in outcomes]
+        stage.detail = freshness_detail(outcomes)
+    return _verdict("source freshness", stage.findings)
 
 
-def check_quality(settings: Settings | None = None, run_id: str | None = None) -> str:
+def check_quality(settings: Settings | None = None, run_id: str | None = None, run: PipelineRun | None = None) -> str:
     """The Great Expectations checkpoint on the marts."""
+    from dataops.project.results import QualityCounts, quality_detail
     from dataops.quality.suites import run_quality
 
     settings = settings or load_settings()
-    report = run_quality(settings, run_id=run_id)
+    with recorded_stage(run, settings, "quality") as stage:
+        report = run_quality(settings, run_id=run_id)
+        stage.findings = report.findings
+        stage.nodes = [outcome.to_node() for outcome in report.outcomes]
+        stage.detail = quality_detail(QualityCounts(report.passed, report.warned, report.failed))
     return _verdict(f"quality ({report.passed}/{len(report.outcomes)} expectations passed)", report.findings)
+
+
+def record_pipeline_run(run: PipelineRun, ti: Any, settings: Settings | None = None) -> str:
+    """The pipeline DAG's last task, whatever became of the others: the run's verdict and end in
+    its record. Returns it in one line; the run's own failures fail the tasks that found them."""
+    settings = settings or load_settings()
+    record = finish(run, settings, failed_tasks(ti, run))
+    failed = [f"{f.check}: {f.message}" for f in record.findings if f.level == "error"]
+    return f"run {record.run_id} recorded: {record.status}" + (f" ({'; '.join(failed)})" if failed else "")
 
 
 def check_dbt_artifacts(settings: Settings | None = None) -> str:

@@ -9,7 +9,10 @@ compiled SQL and event, and each model's aggregated test status. This producer p
 through Cosmos's own functions, and writes dbt's messages to the task log as they come.
 
 A failing model or test fails its own sensor, not the producer: the producer fails only when
-dbt itself could not run (a dead warehouse, a broken project), as a `build`-mode task would."""
+dbt itself could not run (a dead warehouse, a broken project), as a `build`-mode task would.
+
+The producer has dbt's results in process: it adds every node's result to the DAG run's record in
+the run history (the `build` stage), however the build ends."""
 
 from __future__ import annotations
 
@@ -24,6 +27,10 @@ from cosmos.operators._watcher.state import DBT_UPSTREAM_FAILURE_SKIP_EVENT_NAME
 from cosmos.operators.local import DbtLocalBaseOperator
 from cosmos.operators.watcher import DbtProducerWatcherOperator, _StdoutFilter
 
+from dataops.airflow.recording import PipelineRun, StageReport, recorded_stage
+from dataops.core.config import load_settings
+from dataops.core.errors import DataOpsError
+
 # Events handed to Cosmos's parser: a node's end (status, compiled SQL, test aggregation), the
 # skips dbt makes after an upstream failure (Cosmos turns those into failures a sensor retries),
 # and the errors that end a run before any node.
@@ -34,13 +41,17 @@ _LOGGED_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": loggin
 class ReportingProducer(DbtProducerWatcherOperator):
     """One `dbt build` for the whole project, as Cosmos's producer, with lean reporting."""
 
+    _build: StageReport | None = None
+
     def execute(self, context: Any, **kwargs: Any) -> Any:
         # Cosmos runs gc.collect() after dbt; without a freeze it walks every object Airflow and
         # dbt's imports made (0.5 s here), not only the build's.
         gc.freeze()
         try:
-            return super().execute(context, **kwargs)
+            with recorded_stage(PipelineRun.of(context["dag_run"]), load_settings(), "build") as self._build:
+                return super().execute(context, **kwargs)
         finally:
+            self._build = None
             gc.unfreeze()
 
     def run_dbt_runner(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any) -> Any:
@@ -71,14 +82,20 @@ class ReportingProducer(DbtProducerWatcherOperator):
         return result
 
     def handle_exception_dbt_runner(self, result: Any) -> None:
-        if result.exception is not None or result.result is None:
-            super().handle_exception_dbt_runner(result)
-            return
         # Imported here: DAG files import this module, and dbt's artifacts are slow to import.
         from dataops.core.findings import errors_in
-        from dataops.project.results import interpret_build
+        from dataops.project.results import build_detail, interpret_build
 
-        failed = errors_in(interpret_build(result)[1])
+        counts, findings, nodes = interpret_build(result)
+        if self._build is not None:
+            self._build.nodes, self._build.findings, self._build.detail = nodes, findings, build_detail(counts)
+        if result.exception is not None:
+            # dbt could not run at all: a problem to fix, as `dataops run` reports it (not a crash).
+            raise DataOpsError(f"dbt build failed: {' '.join(str(result.exception).split())}") from result.exception
+        if result.result is None:
+            super().handle_exception_dbt_runner(result)
+            return
+        failed = errors_in(findings)
         if failed:
             self.log.error("dbt build finished; failed, each reported by its model's task: %s",
                            "; ".join(f"{finding.check}: {finding.message}" for finding in failed))

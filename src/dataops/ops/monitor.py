@@ -1,7 +1,8 @@
 """What the `dbt_monitoring` DAG checks: the latest run of a target in the run history, whoever ran
 it (the CLI or the Airflow DAG), and whether runs still come as often as the pipeline's schedule
 says. It reads the history, never dbt's files: those describe the last dbt command in one folder on
-one machine, which may be a compile, or another worker's."""
+one machine, which may be a compile, or another worker's. A pipeline DAG run records itself as it
+goes and has no end until its last task: while it is in flight, the run before it is judged."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class MonitoringReport:
     store: str
     run_id: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    in_flight: str | None = None  # a run that has not ended yet, judged once it has
 
     @property
     def failed(self) -> bool:
@@ -48,6 +50,8 @@ class MonitoringReport:
         run = f"run {self.run_id}" if self.run_id else "no run"
         text = (f"monitoring of {self.target} {verdict}: {len(self.errors)} error(s), "
                 f"{len(self.warnings)} warning(s); latest {run} in {self.store}")
+        if self.in_flight:
+            text += f", run {self.in_flight} in flight"
         if self.findings:
             text += ": " + "; ".join(f"{f.check}: {f.message}" for f in self.findings)
         return text
@@ -77,9 +81,12 @@ def monitor(
     store: HistoryStore | None = None,
 ) -> MonitoringReport:
     store = store or HistoryStore()
+    now = now or datetime.now(UTC)
     report = MonitoringReport(settings.target, store.shown_url)
-    latest = store.latest(settings.target)
+    latest, report.in_flight = _judged_run(store, settings.target, allowed_gap(schedule), now)
     if latest is None:
+        if report.in_flight:
+            return report  # the first run of the target, still running
         report.findings.append(Finding(
             "error", "run history",
             f"no run of {settings.target} in the run history: has the pipeline run? (`dataops run` or its DAG)",
@@ -91,8 +98,25 @@ def monitor(
         report.findings.append(Finding("error", f"run {latest.run_id}", f"{latest.status}: {latest.error}"))
     elif latest.status in ("failed", "crashed") and not report.errors:
         report.findings.append(Finding("error", f"run {latest.run_id}", f"{latest.status} without a named cause"))
-    report.findings += _age_findings(latest, schedule, now or datetime.now(UTC))
+    if report.in_flight is None:  # a run in flight is a run the schedule started
+        report.findings += _age_findings(latest, schedule, now)
     return report
+
+
+def _judged_run(
+    store: HistoryStore, target: str, allowed: timedelta, now: datetime
+) -> tuple[RunRecord | None, str | None]:
+    """The newest run that has ended, and the newest one in flight: no end yet, started within
+    what the schedule allows. One with no end that started before that died midway, and is judged
+    as it was left (crashed)."""
+    in_flight = None
+    # One pipeline DAG run at a time: a few rows are enough to get past the one in flight.
+    for row in store.runs(target, limit=3, kind="run"):
+        if row.seconds is None and now - datetime.fromisoformat(row.started_at) <= allowed:
+            in_flight = in_flight or row.run_id
+            continue
+        return store.get(row.run_id), in_flight
+    return None, in_flight
 
 
 def _age_findings(latest: RunRecord, schedule: str, now: datetime) -> list[Finding]:

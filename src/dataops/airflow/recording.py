@@ -1,0 +1,228 @@
+"""The pipeline DAG's run in the run history: one record per DAG run, as `dataops run` leaves one.
+
+The DAG's tasks run in processes of their own (on other machines, in a deployment), so the record
+is assembled in the store, under an id derived from the DAG run: the freshness task starts it, the
+watcher's one `dbt build` adds every dbt node's result (it has dbt's results in process), the
+quality task adds the expectations, and the last task, which runs however the others ended, judges
+the run as the CLI judges one (RunSummary) and writes its end. Until then the record says
+`crashed` with no end: a DAG run that dies midway is never shown as passed.
+
+Each task's share is a stage with its nodes and findings. A retried task replaces what its earlier
+attempt said: its stage, the nodes of the kinds it reports and the findings about them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from dataops.core.config import Settings
+from dataops.core.errors import ExitCode
+from dataops.core.findings import Finding, errors_in
+from dataops.history.provenance import Usage, git_commit
+from dataops.history.records import FindingRecord, NodeRecord, RunRecord, StageRecord, Trigger
+from dataops.history.store import HistoryStore
+
+if TYPE_CHECKING:
+    from dataops.project.results import ModelRelation
+
+# dbt and the project's results are imported inside the functions that need them: DAG files import
+# this module, and the scheduler parses them often.
+
+# The id column's width in the store.
+_RUN_ID_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of the pipeline DAG, the node kinds it reports, and the checks it names that are
+    about no node (interpret_freshness and interpret_build's fail-closed findings)."""
+
+    name: str
+    kinds: frozenset[str]
+    checks: frozenset[str] = frozenset()
+
+
+# In pipeline order, which is the order of the record's stages.
+STAGES = {
+    stage.name: stage for stage in (
+        Stage("freshness", frozenset({"source"}), frozenset({"source freshness"})),
+        Stage("build", frozenset({"model", "seed", "snapshot", "test", "unit_test"}), frozenset({"dbt build"})),
+        Stage("quality", frozenset({"expectation"})),
+    )
+}
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """The DAG run a task belongs to, whose record it adds to."""
+
+    dag_id: str
+    dag_run_id: str
+    started_at: datetime
+
+    @classmethod
+    def of(cls, dag_run: Any) -> PipelineRun:
+        """From Airflow's `dag_run` (a task's context)."""
+        return cls(dag_run.dag_id, dag_run.run_id, dag_run.start_date or datetime.now(UTC))
+
+    @property
+    def trigger(self) -> Trigger:
+        return Trigger("airflow", self.dag_id, self.dag_run_id)
+
+    def record_id(self, target: str) -> str:
+        """`airflow-<target>-<DAG run id>`, in characters a shell and a URL take as they are. The
+        target is in it because one store may serve several deployments, whose scheduled runs
+        have the same ids; an id too long for the store is cut and made unique again by a digest."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", self.dag_run_id)
+        run_id = f"airflow-{target}-{safe}"
+        if len(run_id) <= _RUN_ID_LENGTH:
+            return run_id
+        digest = hashlib.sha256(f"{target}/{self.dag_run_id}".encode()).hexdigest()[:8]
+        return f"{run_id[:_RUN_ID_LENGTH - 9]}-{digest}"
+
+    def started_record(self, settings: Settings, commit: str | None) -> RunRecord:
+        """The record before any task has added to it: crashed, with no end, until the last task
+        judges it."""
+        return RunRecord(
+            run_id=self.record_id(settings.target), target=settings.target, kind="run", trigger=self.trigger,
+            started_at=self.started_at, finished_at=None, status="crashed", exit_code=int(ExitCode.INTERNAL),
+            git_commit=commit,
+        )
+
+
+@dataclass
+class StageReport:
+    """What a task found, filled in while it runs: its nodes, findings and a one-line account."""
+
+    nodes: list[NodeRecord] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    detail: str = ""
+
+
+def _skipped(error: BaseException) -> bool:
+    """Airflow's way of saying a task does not run (Cosmos's producer on a retry: its build is done).
+    Without Airflow loaded, no error is one: the callables also run outside it, and importing
+    Airflow takes seconds."""
+    exceptions = sys.modules.get("airflow.sdk.exceptions")
+    return exceptions is not None and isinstance(error, exceptions.AirflowSkipException)
+
+
+@contextmanager
+def recorded_stage(
+    run: PipelineRun | None, settings: Settings, stage: str, store: HistoryStore | None = None
+) -> Iterator[StageReport]:
+    """Adds the stage the block fills in to the run's record, however the block ends: an error
+    that stops it is the record's error, as in `dataops run`. Records nothing without a run (the
+    callables outside the pipeline DAG) or when the task is skipped."""
+    report = StageReport()
+    if run is None:
+        yield report
+        return
+    usage, started = Usage.start(), time.perf_counter()
+    try:
+        yield report
+    except BaseException as error:
+        if not _skipped(error):
+            _add_stage(run, settings, STAGES[stage], report, time.perf_counter() - started, usage, error, store)
+        raise
+    _add_stage(run, settings, STAGES[stage], report, time.perf_counter() - started, usage, None, store)
+
+
+def _add_stage(
+    run: PipelineRun, settings: Settings, stage: Stage, report: StageReport, seconds: float, usage: Usage,
+    error: BaseException | None, store: HistoryStore | None,
+) -> RunRecord:
+    from dataops.project.results import stage_status, unique_node_ids, what_stopped
+
+    stop = what_stopped(error) if error is not None else None
+    added = StageRecord(stage.name, "failed" if stop else stage_status(report.findings), round(seconds, 3),
+                        stop[1] if stop else report.detail)
+    cpu_seconds, peak_memory, commit = usage.cpu_seconds(), usage.peak_memory_bytes(), git_commit()
+
+    def add(record: RunRecord | None) -> RunRecord:
+        record = record or run.started_record(settings, commit)
+        earlier = next((s for s in record.stages if s.name == stage.name), None)
+        # An earlier attempt's findings are about its nodes, or are the stage's own checks.
+        stale = stage.checks | {_check_of(node) for node in record.nodes if node.kind in stage.kinds}
+        stopped, status, exit_code = record.error, record.status, record.exit_code
+        if earlier is not None and earlier.status == "failed" and earlier.detail == record.error:
+            # What stopped the earlier attempt, which this one replaces: the run goes on.
+            stopped, status, exit_code = None, "crashed", int(ExitCode.INTERNAL)
+        if stop is not None:
+            # What stopped the run is known now: the record says so before the last task judges it.
+            internal = stop[0] == "internal"
+            stopped, status = stop[1], "crashed" if internal else "failed"
+            exit_code = int(ExitCode.INTERNAL if internal else ExitCode.USAGE)
+        return replace(
+            record,
+            stages=sorted([s for s in record.stages if s.name != stage.name] + [added],
+                          key=lambda s: list(STAGES).index(s.name)),
+            nodes=[n for n in record.nodes if n.kind not in stage.kinds] + unique_node_ids(report.nodes),
+            findings=[f for f in record.findings if f.check not in stale]
+            + [FindingRecord(f.level, f.check, f.message) for f in report.findings],
+            error=stopped, status=status, exit_code=exit_code,
+            cpu_seconds=round((record.cpu_seconds or 0.0) + cpu_seconds, 3),
+            peak_memory_bytes=max(record.peak_memory_bytes or 0, peak_memory),
+        )
+
+    return (store or HistoryStore()).update(run.record_id(settings.target), add)
+
+
+def _check_of(node: NodeRecord) -> str:
+    from dataops.project.results import finding_check
+
+    return finding_check(node.kind, node.name)
+
+
+def failed_tasks(ti: Any, run: PipelineRun) -> list[str]:
+    """The tasks of the DAG run that failed, from Airflow (the task instance's own view of it)."""
+    states = ti.get_task_states(dag_id=run.dag_id, run_ids=[run.dag_run_id]).get(run.dag_run_id, {})
+    return sorted(task for task, state in states.items() if state == "failed")
+
+
+def _models_of_manifest(settings: Settings) -> list[ModelRelation]:
+    """The models of the precompiled manifest the DAG renders from: the DAG never parses the project."""
+    from dataops.airflow.dags import manifest_path
+    from dataops.project.results import ModelRelation
+
+    document = json.loads(manifest_path(settings).read_text(encoding="utf-8"))
+    return [
+        ModelRelation(node.get("alias") or node["name"], node["schema"], node["config"]["materialized"])
+        for node in document["nodes"].values() if node["resource_type"] == "model"
+    ]
+
+
+def finish(
+    run: PipelineRun, settings: Settings, failed: list[str], store: HistoryStore | None = None
+) -> RunRecord:
+    """The last task: the run's end, row counts, git commit and one verdict, the CLI's. Fails closed:
+    a DAG run whose tasks failed with no finding or error to say why, or that recorded no result
+    at all, is no pass."""
+    from dataops.project.results import RunSummary, row_counts
+
+    usage = Usage.start()
+    # Counted before the store's write lock is taken, not while it is held.
+    counts, commit = row_counts(settings, _models_of_manifest(settings)), git_commit()
+
+    def judge(record: RunRecord | None) -> RunRecord:
+        summary = RunSummary.from_record(record or run.started_record(settings, commit))
+        if not errors_in(summary.findings) and summary.error is None:
+            summary.findings += [Finding("error", f"task {task}", "failed; its log in Airflow says why")
+                                 for task in failed]
+        if not summary.nodes:
+            summary.findings.append(Finding("error", "pipeline DAG", "the DAG run recorded no result"))
+        summary.finished_at = datetime.now(UTC)
+        summary.trigger, summary.git_commit, summary.row_counts = run.trigger, commit, counts
+        summary.cpu_seconds = round((summary.cpu_seconds or 0.0) + usage.cpu_seconds(), 3)
+        summary.peak_memory_bytes = max(summary.peak_memory_bytes or 0, usage.peak_memory_bytes())
+        return summary.to_record()
+
+    return (store or HistoryStore()).update(run.record_id(settings.target), judge)
