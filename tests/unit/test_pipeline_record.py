@@ -36,9 +36,9 @@ def manifest(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """A manifest as the DAG renders from, with one mart and one ephemeral model; a warehouse
     with the mart and one source table."""
     models = {
-        "model.adventureworks.fct_orders": {"name": "fct_orders", "alias": "fct_orders", "schema": "marts",
+        "model.adventureworks.fct_orders": {"name": "fct_orders", "alias": "fct_orders", "schema": "marts__candidate",
                                             "config": {"materialized": "table"}, "resource_type": "model"},
-        "model.adventureworks.int_lines": {"name": "int_lines", "alias": None, "schema": "marts",
+        "model.adventureworks.int_lines": {"name": "int_lines", "alias": None, "schema": "marts__candidate",
                                            "config": {"materialized": "ephemeral"}, "resource_type": "model"},
     }
     path = tmp_path / "manifest.json"
@@ -46,7 +46,7 @@ def manifest(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DATAOPS_DBT_MANIFEST", str(path))
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(settings.duckdb_path)) as db:
-        db.execute('create schema marts; create table marts.fct_orders as select * from range(3)')
+        db.execute('create schema marts__candidate; create table marts__candidate.fct_orders as select * from range(3)')
         db.execute('create schema "Sales"; create table "Sales"."Customer" as select * from range(5)')
 
 

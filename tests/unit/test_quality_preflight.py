@@ -118,14 +118,15 @@ def test_two_files_may_not_define_the_same_suite(settings: Settings, gx_dir: Pat
 def test_quality_before_any_mart_is_built_says_so_once(settings: Settings) -> None:
     # No warehouse file at all: a fresh checkout.
     assert _one_line_error(settings, PROJECT_ROOT / "gx") == (
-        "the marts are not built yet in dev (missing marts.customer_analytics, marts.fct_orders): "
+        "the marts are not built yet in dev (missing marts__candidate.customer_analytics, "
+        "marts__candidate.fct_orders): "
         "run `dataops run` first"
     )
     # One mart there (as a view), the other not: only that one is named.
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(settings.duckdb_path)) as connection:
-        connection.execute("create schema marts")
-        connection.execute("create view marts.Customer_Analytics as select 1 as customer_id")
+        connection.execute("create schema marts__candidate")
+        connection.execute("create view marts__candidate.Customer_Analytics as select 1 as customer_id")
     assert _one_line_error(settings, PROJECT_ROOT / "gx") == (
-        "the marts are not built yet in dev (missing marts.fct_orders): run `dataops run` first"
+        "the marts are not built yet in dev (missing marts__candidate.fct_orders): run `dataops run` first"
     )

@@ -46,6 +46,9 @@ ScaleOption = Annotated[
     typer.Option(help="Generate synthetic data at this scale (1 ≈ the real sample).", min=0.0001),
 ]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="If another run holds the target, wait for it instead of exiting 2."),
+]
 
 
 def _print_version(requested: bool) -> None:
@@ -157,11 +160,21 @@ def run(
     ] = None,
     docs: Annotated[bool, typer.Option(help="Generate dbt docs after the build.")] = True,
     quality: Annotated[bool, typer.Option(help="Run the Great Expectations suites after the build.")] = True,
+    allow_breaking: Annotated[
+        bool, typer.Option("--allow-breaking", help="Publish even if a mart's column was dropped or retyped.")
+    ] = False,
+    wait: WaitOption = False,
 ) -> None:
-    """The main job: load (if needed), freshness, dbt build with all tests, quality checks, docs, summary.
+    """The main job: load (if needed), freshness, dbt build with all tests into the candidate, quality
+    checks, smoke checks and publish, docs, summary.
+
+    The marts are published (all at once, atomically) only when no check failed; otherwise consumers
+    keep the version published before, and the summary names the checks that stopped it. A run with
+    --select or --no-quality is checked but never published.
 
     Exit code 0 when everything passed (warnings allowed), 1 when a check failed, 2 on a usage or
-    configuration error, 3 on an internal error (its traceback in the log it names).
+    configuration error (another run holds the target, without --wait), 3 on an internal error (its
+    traceback in the log it names).
     """
     settings = load_settings(target)
     worker = None
@@ -171,7 +184,8 @@ def run(
         worker = QualityWorker.for_settings(settings)  # first: its import overlaps everything after
     from dataops.commands.run import Pipeline, RunOptions
 
-    options = RunOptions(data_dir=data, scale=scale, seed=seed, select=select or [], docs=docs, quality=quality)
+    options = RunOptions(data_dir=data, scale=scale, seed=seed, select=select or [], docs=docs, quality=quality,
+                         allow_breaking=allow_breaking, wait=wait)
     with render.ProgressReporter(console) as reporter:
         summary = Pipeline(settings, reporter, quality_worker=worker).run(options)
     render.run_summary(console, summary)
@@ -284,6 +298,34 @@ def docs_serve(
     with DocsServer(load_settings(target), host, port) as server:
         console.print(f"Serving the dbt docs of {server.target} at {server.url} (Ctrl-C stops)", highlight=False)
         server.serve_forever()
+
+
+@app.command()
+def versions(target: TargetOption = None) -> None:
+    """List the kept versions of the marts, newest first: version, run, published at, rows per mart."""
+    from dataops.commands.publish import list_versions
+
+    settings = load_settings(target)
+    render.versions_table(console, settings.target, list_versions(settings))
+
+
+@app.command()
+def rollback(
+    to: Annotated[int | None, typer.Option("--to", help="The version to publish again (default: the one "
+                                           "before the published one).", min=1)] = None,
+    target: TargetOption = None,
+    wait: WaitOption = False,
+) -> None:
+    """Publish an earlier version of the marts again, all marts at once, and record it in the history."""
+    from dataops.commands.publish import rollback as roll_back
+
+    settings = load_settings(target)
+    record = roll_back(settings, to=to, wait=wait)
+    assert record.publish is not None
+    console.print(
+        f"rolled back {settings.target}: v{record.publish.version} is published again "
+        f"(was v{record.publish.previous_version}); recorded as run {record.run_id}", highlight=False,
+    )
 
 
 @history_app.callback(invoke_without_command=True)

@@ -8,28 +8,20 @@ from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
-from dataops.project.progress import NodeProgress
-
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from dataops.commands.doctor import DoctorReport
     from dataops.history.records import RunRecord, RunSummaryRow
     from dataops.project.checks import Check, Violation
     from dataops.project.compile import CompileReport
+    from dataops.project.progress import NodeProgress
     from dataops.project.results import RunSummary, StageResult
     from dataops.quality.suites import QualityReport
     from dataops.sources.faults import Fault
-    from dataops.warehouse import QueryResult
+    from dataops.warehouse import LockHolder, QueryResult, Version
 
 # For output with no terminal to fit (a pipe, a file): wide enough that nothing is cut.
 UNLIMITED_WIDTH = 100_000
@@ -42,6 +34,16 @@ class ProgressReporter:
     """A progress line per stage; the build's bar advances as dbt finishes each node."""
 
     def __init__(self, console: Console) -> None:
+        # Imported here: the read-only commands (`dataops history`) must start fast, and draw no bars.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description:<10}"),
@@ -76,6 +78,10 @@ class ProgressReporter:
             self.progress.update(task, total=progress.total)
         if progress.finished:
             self.progress.update(task, advance=1, detail=progress.unique_id.split(".")[-1][:40])
+
+    def waiting_for(self, holder: LockHolder | None) -> None:
+        who = holder.describe() if holder else "another run"
+        self.progress.console.print(f"waiting for {escape(who)}, which holds the target ...")
 
     def stage_finished(self, stage: StageResult) -> None:
         # Task ids start at 0: look the stage up by name, never by the truth of its id.
@@ -157,6 +163,9 @@ def run_summary(console: Console, summary: RunSummary) -> None:
 
     if summary.findings:
         console.print(_findings_table(summary.findings))
+
+    if summary.publish is not None:
+        _publish_lines(console, summary)
 
     elapsed = sum(stage.seconds for stage in summary.stages)
     if summary.exit_code == 0:
@@ -337,3 +346,38 @@ def history_run(console: Console, record: RunRecord) -> None:
             "rows: " + ", ".join(f"{name} {rows:,}" for name, rows in record.row_counts.items()),
             style="dim", highlight=False,
         )
+
+
+def _publish_lines(console: Console, summary: RunSummary) -> None:
+    publish = summary.publish
+    assert publish is not None
+    if publish.diffs:
+        diff = Table(title="data diff against the published version (by primary key)", title_justify="left")
+        for column in ("mart", "key", "added", "removed", "changed", "columns changed"):
+            diff.add_column(column, justify="right" if column in ("added", "removed", "changed") else "left")
+        for d in publish.diffs:
+            columns = ", ".join(f"{name} {count:,}" for name, count in sorted(d.changed_columns.items()))
+            diff.add_row(d.mart, ", ".join(d.key), f"{d.added:,}", f"{d.removed:,}", f"{d.changed:,}",
+                         escape(columns) or "-")
+        console.print(diff)
+    if publish.status == "published":
+        console.print(f"[bold green]published[/] v{publish.version} to {summary.target}"
+                      + (f" (was v{publish.previous_version})" if publish.previous_version else ""))
+    else:
+        kept = f"v{publish.previous_version}" if publish.previous_version else "nothing (no version yet)"
+        console.print(f"[bold red]not published[/]: {escape(publish.reason.removeprefix('not published: '))}; "
+                      f"consumers keep {kept}")
+
+
+def versions_table(console: Console, target: str, versions: Sequence[Version]) -> None:
+    if not versions:
+        console.print(f"No published version of {target} yet: `dataops run` publishes one once every check passed.")
+        return
+    table = Table(title=f"versions of {target}, newest first", title_justify="left")
+    for column in ("version", "run", "published at", "rows per mart"):
+        table.add_column(column)
+    for version in versions:
+        rows = ", ".join(f"{name.split('.')[-1]} {count:,}" for name, count in sorted(version.row_counts.items()))
+        label = f"[bold green]{version.label} (published)[/]" if version.current else version.label
+        table.add_row(label, version.run_id, version.published_at or "-", rows)
+    console.print(table)

@@ -1,9 +1,9 @@
-"""`dataops run`: load, freshness, build and test, docs, record; each stage timed and reported."""
+"""`dataops run`: load, freshness, build and test into the candidate, quality, publish, docs, record;
+each stage timed and reported. The run holds its target from the first stage to the last."""
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from dataops.commands.load import LoadReport, load_folder, load_generated
+from dataops.commands.publish import hold_target, marts_of, new_run_id, publish_candidate
 from dataops.core.config import Settings
 from dataops.core.errors import DataOpsError
 from dataops.history.provenance import Usage, git_commit
@@ -34,7 +35,7 @@ from dataops.project.results import (
     what_stopped,
 )
 from dataops.project.runner import DbtProject
-from dataops.warehouse import connect
+from dataops.warehouse import LockHolder, connect
 
 if TYPE_CHECKING:
     from dataops.quality.suites import QualityWorker
@@ -52,6 +53,8 @@ class Reporter(Protocol):
 
     def stage_finished(self, stage: StageResult) -> None: ...
 
+    def waiting_for(self, holder: LockHolder | None) -> None: ...
+
 
 class SilentReporter:
     def stage_started(self, name: str) -> None:
@@ -61,6 +64,9 @@ class SilentReporter:
         pass
 
     def stage_finished(self, stage: StageResult) -> None:
+        pass
+
+    def waiting_for(self, holder: LockHolder | None) -> None:
         pass
 
 
@@ -73,6 +79,10 @@ class RunOptions:
     docs: bool = True
     quality: bool = True
     trigger: Trigger = field(default_factory=lambda: Trigger("cli"))
+    # Publish even though a column of a mart was dropped or retyped (a breaking change, on purpose).
+    allow_breaking: bool = False
+    # Another run holds the target: wait for it, rather than stop with a usage error.
+    wait: bool = False
 
 
 class Pipeline:
@@ -98,9 +108,20 @@ class Pipeline:
         run: the record names the error, and the error goes on to the caller."""
         # A store that cannot be used fails the run before it builds anything, not after.
         self.history.open_for_writing()
+        run_id = new_run_id()
+        # A run refused because another holds the target did nothing: it is not recorded.
+        try:
+            with hold_target(self.settings, run_id, options.wait, on_wait=self.reporter.waiting_for):
+                return self._recorded_run(run_id, options)
+        finally:
+            if self._quality_worker is not None:  # the target was busy: the run never started
+                self._quality_worker.finish()
+                self._quality_worker = None
+
+    def _recorded_run(self, run_id: str, options: RunOptions) -> RunSummary:
         usage = Usage.start()
         summary = RunSummary(
-            run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+            run_id=run_id,
             target=self.settings.target,
             started_at=datetime.now(UTC),
             trigger=options.trigger,
@@ -121,7 +142,8 @@ class Pipeline:
                 if docs_finding is not None:
                     summary.findings.append(docs_finding)
             try:
-                summary.row_counts = self._row_counts()
+                # Counted once: by the publish stage, or here if the run did not get that far.
+                summary.row_counts = summary.row_counts or self._row_counts()
             except Exception as error:  # the counts must never hide how the run itself ended
                 summary.findings.append(Finding("warn", "row counts", f"not counted: {what_stopped(error)[1]}"))
             summary.finished_at = datetime.now(UTC)
@@ -147,11 +169,13 @@ class Pipeline:
         elif self._quality_worker is not None:
             self._quality_worker.finish()
             self._quality_worker = None
+        steps.append(("publish", lambda s: self._publish(s, options)))
         if options.docs:
             steps.append(("docs", self._docs))
         stopped_by: str | None = None
         for position, (name, step) in enumerate(steps):
-            if stopped_by is not None:
+            # Publish always has its say: when an earlier stage failed, it says which checks stopped it.
+            if stopped_by is not None and name != "publish":
                 self._finish(summary, StageResult(name, "skipped", 0.0, stopped_by))
                 continue
             self.reporter.stage_started(name)
@@ -227,6 +251,30 @@ class Pipeline:
         summary.findings.extend(report.findings)
         summary.nodes.extend(outcome.to_node() for outcome in report.outcomes)
         return stage_status(report.findings), quality_detail(summary.quality, summary.quality_score)
+
+    def _publish(self, summary: RunSummary, options: RunOptions) -> tuple[StageStatus, str]:
+        """Write-audit-publish: the candidate becomes the published version only if nothing failed."""
+        blocked_by = [f.check for f in summary.findings if f.level == "error"]
+        blocked_by += [f"the {s.name} stage" for s in summary.stages if s.status == "failed" and not blocked_by]
+        if options.select:
+            blocked_by.append("--select (a partial build is tested, never published)")
+        if not options.quality:
+            blocked_by.append("--no-quality (the quality suites did not run)")
+        if self.project.manifest is None:  # the parse stage failed: nothing was built
+            blocked_by.append("the parse stage")
+        marts = marts_of(self.project.manifest, self.settings) if self.project.manifest else []
+        counts = summary.row_counts = self._row_counts()
+        prefix = f"{self.settings.consumer_schema}."
+        candidate_rows = {name[len(prefix):]: n for name, n in counts.items() if name.startswith(prefix)}
+        outcome = publish_candidate(
+            self.settings, summary.run_id, marts, candidate_rows, blocked_by, options.allow_breaking,
+        )
+        summary.publish = outcome.record
+        summary.findings.extend(outcome.findings)
+        if outcome.published:
+            return "ok", outcome.record.reason
+        own_checks = any(f.level == "error" for f in outcome.findings)
+        return ("failed" if own_checks else "skipped"), outcome.record.reason
 
     def _docs(self, summary: RunSummary) -> tuple[StageStatus, str]:
         result = self.project.docs_generate()

@@ -22,6 +22,10 @@ PROFILE_NAME = "adventureworks"
 ENGINES = ("duckdb", "postgres", "sqlserver")
 SECRET_FIELDS = frozenset({"password"})
 DEFAULT_TARGET = "dev"
+DEFAULT_KEEP_VERSIONS = 3
+DEFAULT_MAX_ROW_CHANGE_PERCENT = 50.0
+# The candidate schema is the consumer schema with this suffix (marts__candidate).
+CANDIDATE_SUFFIX = "__candidate"
 
 TARGET_ENV_VAR = "DATAOPS_TARGET"
 DUCKDB_PATH_ENV_VAR = "DATAOPS_DUCKDB_PATH"
@@ -68,6 +72,16 @@ class Settings:
     # A database that already holds the AdventureWorks OLTP tables, read in place instead of loading.
     source_database: str | None = None
     profiles_file: Path = PROFILES_FILE
+    # Publishing: versions kept for rollback, how far a mart's rows may move from the published
+    # version before the smoke check stops the publish, and the role that may read the marts.
+    keep_versions: int = DEFAULT_KEEP_VERSIONS
+    max_row_change_percent: float = DEFAULT_MAX_ROW_CHANGE_PERCENT
+    reader_role: str | None = None
+
+    @property
+    def candidate_schema(self) -> str:
+        """Where dbt builds the marts: no consumer reads it; `publish` turns it into a version."""
+        return f"{self.consumer_schema}{CANDIDATE_SUFFIX}"
 
     def profile_output(self) -> dict[str, Any]:
         """The target's connection as written in profiles.yml, before rendering."""
@@ -142,7 +156,10 @@ class Settings:
     @property
     def dbt_vars(self) -> dict[str, Any]:
         """The dbt vars every command of this target runs with."""
-        variables: dict[str, Any] = {"stale_data_severity": self.stale_data}
+        variables: dict[str, Any] = {
+            "stale_data_severity": self.stale_data,
+            "dataops_marts_schema": self.candidate_schema,
+        }
         if self.source_database:
             variables["source_database"] = self.source_database
         return variables
@@ -223,6 +240,25 @@ def _schema(value: Any) -> str:
     return value
 
 
+def _keep_versions(value: Any) -> int:
+    # One version is the published one; rollback needs at least one more.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ValueError("a whole number of at least 2 (the published version and one to roll back to)")
+    return value
+
+
+def _max_row_change(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError("a percentage above 0, e.g. 50 (a mart may grow or shrink by half)")
+    return float(value)
+
+
+def _role(value: Any) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise ValueError("a role name of letters, digits and underscores, e.g. marts_reader")
+    return value
+
+
 def _database(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("the name of a database, e.g. AdventureWorks2014")
@@ -235,6 +271,9 @@ _ENTRY_KEYS: dict[str, Callable[[Any], Any]] = {
     "threads": _threads,
     "consumer_schema": _schema,
     "source_database": _database,
+    "keep_versions": _keep_versions,
+    "max_row_change_percent": _max_row_change,
+    "reader_role": _role,
 }
 
 
@@ -300,6 +339,9 @@ def load_settings(target: str | None = None, environments_file: Path = ENVIRONME
         warehouse_dir=warehouse_dir(),
         consumer_schema=entry.get("consumer_schema", "marts"),
         source_database=entry.get("source_database"),
+        keep_versions=entry.get("keep_versions", DEFAULT_KEEP_VERSIONS),
+        max_row_change_percent=entry.get("max_row_change_percent", DEFAULT_MAX_ROW_CHANGE_PERCENT),
+        reader_role=entry.get("reader_role"),
     )
 
 

@@ -60,6 +60,31 @@ class FindingRecord:
     message: str
 
 
+@dataclass(frozen=True)
+class DiffRecord:
+    """The candidate against the published version of one mart, on its key."""
+
+    mart: str
+    key: list[str]
+    added: int
+    removed: int
+    changed: int
+    changed_columns: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PublishRecord:
+    """What a run (or a rollback) did to the published version: `published` (version is the new
+    one), `not published` (reason names the checks that stopped it; the published version stayed
+    `previous_version`), or `rolled back` (to version, from previous_version)."""
+
+    status: str
+    version: int | None = None
+    previous_version: int | None = None
+    reason: str = ""
+    diffs: list[DiffRecord] = field(default_factory=list)
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -79,6 +104,7 @@ class RunRecord:
     quality_score: float | None = None
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    publish: PublishRecord | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -120,7 +146,16 @@ class RunRecord:
             "stages": [StageRecord(**_known(StageRecord, stage)) for stage in fields.get("stages", [])],
             "nodes": [NodeRecord(**_known(NodeRecord, node)) for node in fields.get("nodes", [])],
             "findings": [FindingRecord(**_known(FindingRecord, f)) for f in fields.get("findings", [])],
+            "publish": _publish(fields.get("publish")),
         })
+
+
+def _publish(document: dict[str, Any] | None) -> PublishRecord | None:
+    if document is None:
+        return None
+    fields = _known(PublishRecord, document)
+    diffs = [DiffRecord(**_known(DiffRecord, diff)) for diff in fields.get("diffs", [])]
+    return PublishRecord(**{**fields, "diffs": diffs})
 
 
 def _known(kind: type, document: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,15 @@ from dbt.cli.main import dbtRunnerResult
 from dataops.core.config import Settings, Severity
 from dataops.core.errors import DataOpsError, ExitCode
 from dataops.core.findings import Finding, Level, errors_in, failed_test_text, node_status_level, warnings_in
-from dataops.history.records import FindingRecord, NodeRecord, RunRecord, RunStatus, StageRecord, Trigger
+from dataops.history.records import (
+    FindingRecord,
+    NodeRecord,
+    PublishRecord,
+    RunRecord,
+    RunStatus,
+    StageRecord,
+    Trigger,
+)
 from dataops.sources.contract import SOURCE_TABLES
 from dataops.warehouse import connect
 
@@ -97,6 +105,7 @@ class RunSummary:
     row_counts: dict[str, int] = field(default_factory=dict)
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    publish: PublishRecord | None = None
 
     @property
     def checks_run(self) -> int:
@@ -155,7 +164,7 @@ class RunSummary:
             nodes=unique_node_ids([*(outcome.to_node() for outcome in self.freshness), *self.nodes]),
             findings=[FindingRecord(f.level, f.check, f.message) for f in self.findings],
             row_counts=dict(self.row_counts), quality_score=self.quality_score,
-            cpu_seconds=self.cpu_seconds, peak_memory_bytes=self.peak_memory_bytes,
+            cpu_seconds=self.cpu_seconds, peak_memory_bytes=self.peak_memory_bytes, publish=self.publish,
         )
 
     @classmethod
@@ -179,7 +188,7 @@ class RunSummary:
             findings=[Finding(cast(Level, f.level), f.check, f.message) for f in record.findings],
             finished_at=record.finished_at, error=record.error, error_kind=error_kind, trigger=record.trigger,
             git_commit=record.git_commit, nodes=list(record.nodes), row_counts=dict(record.row_counts),
-            cpu_seconds=record.cpu_seconds, peak_memory_bytes=record.peak_memory_bytes,
+            cpu_seconds=record.cpu_seconds, peak_memory_bytes=record.peak_memory_bytes, publish=record.publish,
         )
 
 
@@ -234,23 +243,31 @@ def manifest_models(manifest: Manifest) -> list[ModelRelation]:
     ]
 
 
+def mart_names(settings: Settings, models: Iterable[ModelRelation]) -> list[str]:
+    """The marts: the models dbt builds into the candidate schema (what a version publishes)."""
+    return sorted(model.name for model in models
+                  if model.schema == settings.candidate_schema and model.materialized != "ephemeral")
+
+
 def row_counts(settings: Settings, models: Iterable[ModelRelation]) -> dict[str, int]:
-    """Rows per source table and per mart, as a run left them: `dataops run` and the pipeline
-    DAG's last task count the same relations. Only what exists is counted, and nothing where the
-    warehouse cannot say (a dead server): the run is recorded anyway."""
-    by_schema: dict[str, list[str]] = {}
+    """Rows per source table and per mart as this run built them (the candidate, named as consumers
+    know it: `marts.<mart>`): `dataops run` and the pipeline DAG's last task count the same
+    relations. Only what exists is counted, and nothing where the warehouse cannot say (a dead
+    server): the run is recorded anyway."""
+    names: list[str] = []
     if not settings.source_database:
-        for table in SOURCE_TABLES:
-            by_schema.setdefault(table.schema, []).append(table.name)
-    marts = sorted(model.name for model in models
-                   if model.schema == settings.consumer_schema and model.materialized != "ephemeral")
-    if marts:
-        by_schema[settings.consumer_schema] = marts
+        names.extend(table.qualified_name for table in SOURCE_TABLES)
+    marts = mart_names(settings, models)
+    names.extend(f"{settings.candidate_schema}.{mart}" for mart in marts)
     try:
-        return connect(settings).row_counts([f"{schema}.{name}" for schema, names in by_schema.items()
-                                             for name in names])
+        counted = connect(settings).row_counts(names)
     except DataOpsError:
         return {}
+    prefix = f"{settings.candidate_schema}."
+    return {
+        (f"{settings.consumer_schema}.{name[len(prefix):]}" if name.startswith(prefix) else name): count
+        for name, count in counted.items()
+    }
 
 
 def unique_node_ids(nodes: list[NodeRecord]) -> list[NodeRecord]:

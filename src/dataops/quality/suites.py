@@ -329,7 +329,7 @@ def _require_marts(settings: Settings, warehouse: Any, suites: dict[str, SuiteDo
     """One line before GX starts when a mart is not there: GX would fail every expectation on it,
     each with the same SQL error."""
     models = list(dict.fromkeys(suite.model for suite in suites.values()))
-    missing = warehouse.missing_relations(settings.consumer_schema, models)
+    missing = warehouse.missing_relations(settings.candidate_schema, models)
     if missing:
         build = "dataops run" + ("" if settings.target == "dev" else f" --target {settings.target}")
         raise DataOpsError(
@@ -368,7 +368,7 @@ def validate(
     context = _context()
     datasource = warehouse.gx_datasource(context, f"{settings.target}_warehouse")
     result = _checkpoint_run(
-        context, datasource, settings.consumer_schema, selected, checkpoint,
+        context, datasource, settings.candidate_schema, selected, checkpoint,
         RunIdentifier(run_name=run_id, run_time=run_time),
     )
 

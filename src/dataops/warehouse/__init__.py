@@ -1,9 +1,17 @@
 """The warehouse seen from the pipeline: load source tables, check what is there, run a read-only
-query. Each engine implements it in its own module; nothing else in dataops speaks an engine's SQL."""
+query, hold the target, publish a version of the marts. Each engine implements it in its own module;
+nothing else in dataops speaks an engine's SQL.
+
+Publishing (write-audit-publish): dbt builds the marts into the candidate schema, which no consumer
+reads; once every check passed, `publish` makes it the next numbered version and, in one atomic
+step, the version every consumer of `consumer_schema` reads. Each engine keeps the last versions
+for `switch_to` (rollback)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -16,6 +24,92 @@ from dataops.core.errors import DataOpsError
 class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Version:
+    """One published (or publishable) version of the marts, as the warehouse keeps it."""
+
+    number: int
+    run_id: str
+    built_at: str
+    row_counts: dict[str, int] = field(default_factory=dict)
+    published_at: str | None = None  # the first time it became the published version
+    current: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"v{self.number}"
+
+
+@dataclass(frozen=True)
+class MartDiff:
+    """The candidate against the published version of one mart, row by row on its key."""
+
+    mart: str
+    key: tuple[str, ...]
+    added: int
+    removed: int
+    changed: int
+    changed_columns: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a target: shown to the run that has to wait for it."""
+
+    run_id: str
+    host: str
+    pid: int
+    since: str
+
+    def describe(self) -> str:
+        return f"run {self.run_id} (pid {self.pid} on {self.host}, since {self.since})"
+
+
+class TargetBusy(Exception):
+    """The target is held by another run; raised by `hold` when the caller does not wait."""
+
+    def __init__(self, holder: LockHolder | None) -> None:
+        super().__init__(holder.describe() if holder else "another run (it did not say which)")
+        self.holder = holder
+
+
+def diff_sql(
+    quote: Callable[[str], str], candidate: str, published: str, key: Sequence[str], columns: Sequence[str]
+) -> str:
+    """One statement that compares two relations on `key`: rows added, removed, changed, and per
+    column how many of the matched rows changed. Standard SQL (IS DISTINCT FROM) every engine here
+    runs; each engine passes its own quoting and relation names."""
+    joined = " AND ".join(f"c.{quote(k)} = p.{quote(k)}" for k in key)
+    first = quote(key[0])
+    compared = [c for c in columns if c not in key]
+    changed_any = " OR ".join(f"c.{quote(c)} IS DISTINCT FROM p.{quote(c)}" for c in compared) or "1 = 0"
+    per_column = "".join(
+        f", SUM(CASE WHEN c.{first} IS NOT NULL AND p.{first} IS NOT NULL "
+        f"AND c.{quote(c)} IS DISTINCT FROM p.{quote(c)} THEN 1 ELSE 0 END)"
+        for c in compared
+    )
+    return (
+        f"SELECT SUM(CASE WHEN p.{first} IS NULL THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN c.{first} IS NULL THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN c.{first} IS NOT NULL AND p.{first} IS NOT NULL AND ({changed_any}) THEN 1 ELSE 0 END)"
+        f"{per_column} FROM {candidate} c FULL OUTER JOIN {published} p ON {joined}"
+    )
+
+
+def mart_diff(mart: str, key: Sequence[str], columns: Sequence[str], row: Sequence[Any]) -> MartDiff:
+    """The answer of `diff_sql` as a MartDiff (an empty comparison sums to NULL: zero)."""
+    values = [int(value or 0) for value in row]
+    compared = [c for c in columns if c not in key]
+    per_column = {c: n for c, n in zip(compared, values[3:], strict=True) if n}
+    return MartDiff(mart, tuple(key), values[0], values[1], values[2], per_column)
 
 
 class Warehouse(Protocol):
@@ -42,6 +136,40 @@ class Warehouse(Protocol):
     def gx_datasource(self, context: Any, name: str) -> Any:
         """A Great Expectations SQL datasource on this warehouse, for checks that run in it."""
 
+    # One writer per target -------------------------------------------------------------------
+
+    def hold(self, holder: LockHolder, wait: bool) -> AbstractContextManager[None]:
+        """Hold the target for one run (load to publish), released when the block ends or the
+        process dies. Taken by another run: wait for it (`wait`), else raise TargetBusy."""
+
+    # Publishing ------------------------------------------------------------------------------
+
+    def columns(self, schema: str, marts: Sequence[str], published: bool = False) -> dict[str, list[Column]]:
+        """Each mart's columns and types in `schema` (the candidate), or in the published version
+        (`published`); a mart that is not there is left out."""
+
+    def published_row_counts(self, marts: Sequence[str]) -> dict[str, int]:
+        """Rows per mart of the published version (empty when nothing is published yet)."""
+
+    def data_diff(self, candidate_schema: str, mart: str, key: Sequence[str], columns: Sequence[str]) -> MartDiff:
+        """The candidate's mart against the published one, on `key`."""
+
+    def versions(self) -> list[Version]:
+        """Every version kept, newest first; the published one has `current`."""
+
+    def publish(self, candidate_schema: str, marts: Sequence[str], run_id: str, row_counts: dict[str, int],
+                grant_to: str | None = None) -> Version:
+        """Make the candidate the next version and, in one atomic step for all marts, the published
+        one. Fails whole: the version published before stays as it was."""
+
+    def switch_to(self, number: int, grant_to: str | None = None) -> Version:
+        """Make a kept version the published one again (rollback), atomically."""
+
+    def drop_versions(self, keep: int) -> list[int]:
+        """Drop all but the published version and the `keep - 1` newest others; what a killed
+        publish left half-made goes too. Returns the numbers dropped."""
+
+
 
 def release_dbt_connections(settings: Settings) -> None:
     """Let go of what a dbt adapter keeps open in this process once its command has finished,
@@ -56,7 +184,7 @@ def connect(settings: Settings) -> Warehouse:
     if settings.engine == "duckdb":
         from dataops.warehouse.duckdb import DuckDBWarehouse
 
-        return DuckDBWarehouse(settings.duckdb_path)
+        return DuckDBWarehouse(settings.duckdb_path, consumer_schema=settings.consumer_schema)
     if settings.engine == "sqlserver":
         from dataops.warehouse.sqlserver import SqlServerWarehouse
 

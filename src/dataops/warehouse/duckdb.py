@@ -1,10 +1,23 @@
-"""The embedded DuckDB warehouse: a single file, one writer at a time."""
+"""The embedded DuckDB warehouse: a single file, one writer at a time.
+
+Published versions live in files of their own, beside the warehouse: `<name>_versions/v<N>.duckdb`,
+each holding the consumer schema's marts as tables, and `<name>_published.duckdb`, a symbolic link
+to the published one, which consumers open read-only. Publishing writes a new version file whole,
+then replaces the link in one rename: a consumer that has the published file open keeps reading the
+version it opened (its file is never written again), and the run that publishes never needs the
+file a consumer holds, so a reader cannot make the next run fail. One run at a time holds the target
+with an flock on `<name>.duckdb.lock`, released by the kernel if the run dies."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +27,16 @@ import pyarrow as pa
 from dataops.core.config import DUCKDB_PATH_ENV_VAR, WAREHOUSE_DIR_ENV_VAR
 from dataops.core.errors import DataOpsError
 from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
-from dataops.warehouse import QueryResult
+from dataops.warehouse import (
+    Column,
+    LockHolder,
+    MartDiff,
+    QueryResult,
+    TargetBusy,
+    Version,
+    diff_sql,
+    mart_diff,
+)
 
 SQL_TYPES: dict[ColumnType, str] = {
     ColumnType.TINYINT: "SMALLINT",
@@ -58,6 +80,10 @@ def _qualified(name: str) -> str:
     return ".".join(_quote(part) for part in name.split(".", 1))
 
 
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _relation(table: SourceTable) -> str:
     return f"{_quote(table.schema)}.{_quote(table.name)}"
 
@@ -83,11 +109,36 @@ def release_dbt_connections() -> None:
         environment.close()
 
 
+_VERSION_FILE = re.compile(r"v(\d+)\.duckdb")
+# How the version files name their metadata table.
+_METADATA = '"dataops"."version"'
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _fsync_directory(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class DuckDBWarehouse:
-    def __init__(self, path: Path, on_table_loaded: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, path: Path, on_table_loaded: Callable[[str], None] | None = None, consumer_schema: str = "marts"
+    ) -> None:
         self.path = path
         # Called with each table's name once it is written, before the commit (a test seam).
         self.on_table_loaded = on_table_loaded
+        self.consumer_schema = consumer_schema
+        self.published_path = path.with_name(f"{path.stem}_published.duckdb")
+        self.versions_dir = path.with_name(f"{path.stem}_versions")
+        # Every switch of the published link, one JSON line each: which versions were ever published.
+        self.journal = self.versions_dir / "published.jsonl"
+        self.lock_path = path.with_name(f"{path.name}.lock")
 
     def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         if read_only and not self.path.exists():
@@ -219,8 +270,11 @@ class DuckDBWarehouse:
             connection.close()
 
     def read_only_query(self, sql: str) -> QueryResult:
+        """The warehouse as it is (sources, staging, the candidate), except that the consumer
+        schema's marts are the published version's, as consumers read them."""
         connection = self._connect(read_only=True)
         try:
+            sql = self._on_published_marts(connection, sql)
             cursor = connection.execute(sql)
             columns = [d[0] for d in cursor.description or []]
             return QueryResult(columns=columns, rows=cursor.fetchall())
@@ -228,3 +282,246 @@ class DuckDBWarehouse:
             raise DataOpsError(f"query failed: {error}".replace("\n", " ")) from error
         finally:
             connection.close()
+
+    def _on_published_marts(self, connection: duckdb.DuckDBPyConnection, sql: str) -> str:
+        import sqlglot
+        from sqlglot import exp
+
+        tree = sqlglot.parse_one(sql, read="duckdb")
+        marts = [table for table in tree.find_all(exp.Table)
+                 if table.db.lower() == self.consumer_schema.lower() and not table.catalog]
+        if not marts:
+            return sql
+        if self._published_number() is None:
+            raise DataOpsError(
+                f"nothing is published in {self.consumer_schema} yet: `dataops run` publishes the marts "
+                f"once every check passed (the last build is in {self.consumer_schema}__candidate)"
+            )
+        connection.execute(f"ATTACH {_literal(str(self.published_path))} AS published (READ_ONLY)")
+        for table in marts:
+            table.set("catalog", exp.to_identifier("published"))
+        return tree.sql(dialect="duckdb")
+
+    # One writer per target -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def hold(self, holder: LockHolder, wait: bool) -> Iterator[None]:
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise self._folder_error(error) from error
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise TargetBusy(self._lock_holder(descriptor)) from None
+            # The file's text only tells a waiting run who it waits for; the kernel's lock decides.
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, json.dumps(holder.__dict__).encode(), 0)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
+
+    @staticmethod
+    def _lock_holder(descriptor: int) -> LockHolder | None:
+        try:
+            document = json.loads(os.pread(descriptor, 4096, 0) or b"null")
+            return LockHolder(**document) if isinstance(document, dict) else None
+        except (ValueError, TypeError):
+            return None
+
+    # Publishing ------------------------------------------------------------------------------
+
+    def _version_path(self, number: int) -> Path:
+        return self.versions_dir / f"v{number:06d}.duckdb"
+
+    def _published_number(self) -> int | None:
+        try:
+            target = os.readlink(self.published_path)
+        except OSError:
+            return None
+        found = _VERSION_FILE.fullmatch(Path(target).name)
+        return int(found.group(1)) if found else None
+
+    def _version_files(self) -> dict[int, Path]:
+        if not self.versions_dir.is_dir():
+            return {}
+        files = {}
+        for path in self.versions_dir.iterdir():
+            found = _VERSION_FILE.fullmatch(path.name)
+            if found:
+                files[int(found.group(1))] = path
+        return files
+
+    def _journal(self) -> list[dict[str, Any]]:
+        try:
+            lines = self.journal.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in lines:
+            with contextlib.suppress(ValueError):  # a line a killed run left half-written
+                entries.append(json.loads(line))
+        return entries
+
+    def _log_switch(self, number: int, action: str) -> None:
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        with self.journal.open("a", encoding="utf-8") as journal:
+            journal.write(json.dumps({"version": number, "at": _now(), "action": action}) + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    def _switch_link(self, number: int) -> None:
+        """The atomic step: a new link in place of the old one, by rename."""
+        staged = self.published_path.with_name(f".{self.published_path.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
+        os.symlink(os.path.relpath(self._version_path(number), self.published_path.parent), staged)
+        os.replace(staged, self.published_path)
+        _fsync_directory(self.published_path.parent)
+
+    def _reconcile(self) -> None:
+        """A run killed between switching the link and writing the journal: the link is the truth."""
+        current = self._published_number()
+        if current is not None and current not in {e["version"] for e in self._journal()}:
+            self._log_switch(current, "publish")
+
+    def columns(self, schema: str, marts: Sequence[str], published: bool = False) -> dict[str, list[Column]]:
+        if published:
+            if self._published_number() is None:
+                return {}
+            connection = duckdb.connect(str(self.published_path), read_only=True)
+            schema = self.consumer_schema
+        else:
+            connection = self._connect(read_only=True)
+        try:
+            rows = connection.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = ? ORDER BY table_name, ordinal_position", [schema]
+            ).fetchall()
+        finally:
+            connection.close()
+        wanted = {m.lower(): m for m in marts}
+        found: dict[str, list[Column]] = {}
+        for table, column, data_type in rows:
+            if table.lower() in wanted:
+                found.setdefault(wanted[table.lower()], []).append(Column(column, data_type))
+        return found
+
+    def published_row_counts(self, marts: Sequence[str]) -> dict[str, int]:
+        if self._published_number() is None:
+            return {}
+        present = self.columns(self.consumer_schema, marts, published=True)
+        if not present:
+            return {}
+        connection = duckdb.connect(str(self.published_path), read_only=True)
+        try:
+            names = list(present)
+            counts = connection.execute("SELECT " + ", ".join(
+                f"(SELECT count(*) FROM {_quote(self.consumer_schema)}.{_quote(m)})" for m in names
+            )).fetchone()
+            return dict(zip(names, counts or (), strict=True))
+        finally:
+            connection.close()
+
+    def data_diff(self, candidate_schema: str, mart: str, key: Sequence[str], columns: Sequence[str]) -> MartDiff:
+        connection = self._connect(read_only=True)
+        try:
+            connection.execute(f"ATTACH {_literal(str(self.published_path))} AS published (READ_ONLY)")
+            sql = diff_sql(
+                _quote, f"{_quote(candidate_schema)}.{_quote(mart)}",
+                f"published.{_quote(self.consumer_schema)}.{_quote(mart)}", key, columns,
+            )
+            row = connection.execute(sql).fetchone()
+        finally:
+            connection.close()
+        return mart_diff(mart, key, columns, row or ())
+
+    def versions(self) -> list[Version]:
+        self._reconcile()
+        current = self._published_number()
+        first_published: dict[int, str] = {}
+        for entry in self._journal():
+            first_published.setdefault(entry["version"], entry["at"])
+        versions = []
+        for number, path in sorted(self._version_files().items(), reverse=True):
+            if number not in first_published:
+                continue  # written by a run killed before it switched the link: never published
+            connection = duckdb.connect(str(path), read_only=True)
+            try:
+                run_id, built_at, counts = connection.execute(
+                    f"SELECT run_id, built_at, row_counts FROM {_METADATA}"
+                ).fetchone() or ("", "", "{}")
+            finally:
+                connection.close()
+            versions.append(Version(
+                number, run_id, built_at, json.loads(counts), first_published[number], number == current
+            ))
+        return versions
+
+    def publish(self, candidate_schema: str, marts: Sequence[str], run_id: str, row_counts: dict[str, int],
+                grant_to: str | None = None) -> Version:
+        self._reconcile()
+        known = set(self._version_files()) | {e["version"] for e in self._journal()}
+        number = max(known, default=0) + 1
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        final = self._version_path(number)
+        staged = final.with_name(f".{final.name}.tmp")
+        for leftover in (staged, staged.with_name(staged.name + ".wal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        built_at = _now()
+        connection = self._connect(read_only=True)
+        try:
+            # The warehouse is opened read-only: publishing reads the candidate, and writes only the new file.
+            connection.execute(f"ATTACH {_literal(str(staged))} AS candidate_version (READ_WRITE)")
+            connection.execute(f"CREATE SCHEMA candidate_version.{_quote(self.consumer_schema)}")
+            for mart in marts:
+                connection.execute(
+                    f"CREATE TABLE candidate_version.{_quote(self.consumer_schema)}.{_quote(mart)} AS "
+                    f"SELECT * FROM {_quote(candidate_schema)}.{_quote(mart)}"
+                )
+            connection.execute("CREATE SCHEMA candidate_version.dataops")
+            connection.execute(
+                "CREATE TABLE candidate_version.dataops.version AS SELECT ? AS number, ? AS run_id, "
+                "? AS built_at, ? AS row_counts", [number, run_id, built_at, json.dumps(row_counts)]
+            )
+            connection.execute("DETACH candidate_version")  # checkpoints: one file, no WAL
+        finally:
+            connection.close()
+        with open(staged, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(staged, final)
+        self._switch_link(number)
+        self._log_switch(number, "publish")
+        return Version(number, run_id, built_at, dict(row_counts), _now(), True)
+
+    def switch_to(self, number: int, grant_to: str | None = None) -> Version:
+        self._reconcile()
+        kept = {v.number: v for v in self.versions()}
+        if number not in kept:
+            raise DataOpsError(
+                f"there is no version {number} to publish (kept: "
+                f"{', '.join(f'v{n}' for n in sorted(kept)) or 'none'}): list them with `dataops versions`"
+            )
+        self._switch_link(number)
+        self._log_switch(number, "rollback")
+        version = kept[number]
+        return Version(version.number, version.run_id, version.built_at, version.row_counts,
+                       version.published_at, True)
+
+    def drop_versions(self, keep: int) -> list[int]:
+        self._reconcile()
+        current = self._published_number()
+        published = {e["version"] for e in self._journal()}
+        files = self._version_files()
+        others = sorted((n for n in files if n != current and n in published), reverse=True)
+        keeping = {current, *others[: max(keep - 1, 0)]}
+        dropped = sorted(n for n in files if n not in keeping)
+        for number in dropped:
+            # A consumer that has it open keeps reading it: the kernel frees it when they close it.
+            files[number].unlink()
+        for leftover in self.versions_dir.glob(".v*.tmp*") if self.versions_dir.is_dir() else ():
+            leftover.unlink()
+        return dropped
