@@ -40,14 +40,18 @@ def check_freshness(settings: Settings | None = None, run: PipelineRun | None = 
     return _verdict("source freshness", stage.findings)
 
 
-def check_quality(settings: Settings | None = None, run_id: str | None = None, run: PipelineRun | None = None) -> str:
-    """The Great Expectations checkpoint on the marts."""
+def check_quality(
+    settings: Settings | None = None, run_id: str | None = None, run: PipelineRun | None = None,
+    published: bool = False,
+) -> str:
+    """The Great Expectations checkpoint on the marts: the pipeline's candidate, or (`published`, for
+    data_quality_checks) the version consumers read."""
     from dataops.project.results import QualityCounts, quality_detail
     from dataops.quality.suites import run_quality
 
     settings = settings or load_settings()
     with recorded_stage(run, settings, "quality") as stage:
-        report = run_quality(settings, run_id=run_id)
+        report = run_quality(settings, run_id=run_id, published=published)
         stage.findings = report.findings
         stage.nodes = [outcome.to_node() for outcome in report.outcomes]
         stage.detail = quality_detail(QualityCounts(report.passed, report.warned, report.failed))

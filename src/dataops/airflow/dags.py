@@ -192,7 +192,7 @@ def check_quality_once_the_pipeline_is_idle(
         log.info("%s has %d run(s) in flight that may be rebuilding the marts: checking once they are done",
                  PIPELINE_DAG_ID, rebuilding)
         return PokeReturnValue(is_done=False)
-    return PokeReturnValue(is_done=True, xcom_value=tasks.check_quality(current, run_id=run_id))
+    return PokeReturnValue(is_done=True, xcom_value=tasks.check_quality(current, run_id=run_id, published=True))
 
 
 def dbt_task_group(current: Settings, group_id: str = "dbt", **overrides: Any) -> Any:

@@ -212,8 +212,11 @@ def quality(
         list[str] | None, typer.Option("--suite", help="Run only this suite (repeatable); default all.")
     ] = None,
     target: TargetOption = None,
+    candidate: Annotated[
+        bool, typer.Option("--candidate", help="Check the last build (the candidate), not the published marts.")
+    ] = False,
 ) -> None:
-    """Run the Great Expectations suites (gx/) on the marts, inside the warehouse.
+    """Run the Great Expectations suites (gx/) on the published marts (or the candidate), in the warehouse.
 
     Results land as JSON and Data Docs under the target's artifacts. Exit 1 when an error-level
     expectation fails; warnings are reported.
@@ -222,7 +225,7 @@ def quality(
 
     settings = load_settings(target)
     with console.status(f"Running expectations on {settings.target} ..."):
-        report = run_quality(settings, suite or None)
+        report = run_quality(settings, suite or None, published=not candidate)
     render.quality_report(console, report)
     raise typer.Exit(int(ExitCode.FAILURES if report.failed else ExitCode.SUCCESS))
 

@@ -325,11 +325,11 @@ def _report(checkpoint: str, suites: dict[str, SuiteDocument], result: Any) -> Q
     return report
 
 
-def _require_marts(settings: Settings, warehouse: Any, suites: dict[str, SuiteDocument]) -> None:
+def _require_marts(settings: Settings, warehouse: Any, suites: dict[str, SuiteDocument], schema: str) -> None:
     """One line before GX starts when a mart is not there: GX would fail every expectation on it,
     each with the same SQL error."""
     models = list(dict.fromkeys(suite.model for suite in suites.values()))
-    missing = warehouse.missing_relations(settings.candidate_schema, models)
+    missing = warehouse.missing_relations(schema, models)
     if missing:
         build = "dataops run" + ("" if settings.target == "dev" else f" --target {settings.target}")
         raise DataOpsError(
@@ -346,9 +346,11 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def validate(
-    settings: Settings, suites: list[str] | None = None, run_id: str | None = None, gx_dir: Path = GX_DIR
+    settings: Settings, suites: list[str] | None = None, run_id: str | None = None, gx_dir: Path = GX_DIR,
+    published: bool = False,
 ) -> Validation:
-    """Run the checkpoint (or only `suites`) on the target's marts, inside the warehouse, and keep
+    """Run the checkpoint (or only `suites`) on the target's marts (the candidate, or the published
+    version), inside the warehouse, and keep
     the run's record as JSON. Data Docs are left to `Validation.build_data_docs`: the verdict does
     not wait for HTML."""
     from dataops.warehouse import connect, release_dbt_connections
@@ -359,16 +361,17 @@ def validate(
     documents, checkpoint = load_gx_dir(gx_dir)
     selected = checkpoint.select(documents, suites)
     warehouse = connect(settings)
-    _require_marts(settings, warehouse, selected)
+    schema = settings.consumer_schema if published else settings.candidate_schema
+    _require_marts(settings, warehouse, selected, schema)
     # Only now Great Expectations (seconds to import): whatever is wrong before is said at once.
     from great_expectations.core.run_identifier import RunIdentifier
 
     run_time = datetime.now(UTC)
     run_id = run_id or run_time.strftime("%Y%m%dT%H%M%SZ")
     context = _context()
-    datasource = warehouse.gx_datasource(context, f"{settings.target}_warehouse")
+    datasource = warehouse.gx_datasource(context, f"{settings.target}_warehouse", published=published)
     result = _checkpoint_run(
-        context, datasource, settings.candidate_schema, selected, checkpoint,
+        context, datasource, schema, selected, checkpoint,
         RunIdentifier(run_name=run_id, run_time=run_time),
     )
 
@@ -384,10 +387,12 @@ def validate(
 
 
 def run_quality(
-    settings: Settings, suites: list[str] | None = None, run_id: str | None = None, gx_dir: Path = GX_DIR
+    settings: Settings, suites: list[str] | None = None, run_id: str | None = None, gx_dir: Path = GX_DIR,
+    published: bool = False,
 ) -> QualityReport:
-    """Validate, then draw the Data Docs: `dataops quality` and the Airflow task."""
-    validation = validate(settings, suites, run_id, gx_dir)
+    """Validate, then draw the Data Docs: the pipeline's quality stage and task check the candidate;
+    `dataops quality` and data_quality_checks, the published version (`published`)."""
+    validation = validate(settings, suites, run_id, gx_dir, published)
     validation.build_data_docs()
     return validation.report
 

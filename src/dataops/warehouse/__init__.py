@@ -133,8 +133,9 @@ class Warehouse(Protocol):
     def ping(self) -> str:
         """Connect and return the server's version; raise DataOpsError with its own error."""
 
-    def gx_datasource(self, context: Any, name: str) -> Any:
-        """A Great Expectations SQL datasource on this warehouse, for checks that run in it."""
+    def gx_datasource(self, context: Any, name: str, published: bool = False) -> Any:
+        """A Great Expectations SQL datasource on this warehouse, for checks that run in it: on the
+        candidate, or on the published version (`published`), as consumers read it."""
 
     # One writer per target -------------------------------------------------------------------
 

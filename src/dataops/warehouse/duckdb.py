@@ -224,10 +224,10 @@ class DuckDBWarehouse:
         connection.close()
         return f"DuckDB {duckdb.__version__}, {self.path}"
 
-    def gx_datasource(self, context: Any, name: str) -> Any:
+    def gx_datasource(self, context: Any, name: str, published: bool = False) -> Any:
         from dataops.warehouse import duckdb_gx  # registers the `duckdb` datasource type with GX
 
-        return duckdb_gx.add_datasource(context, name, self.path)
+        return duckdb_gx.add_datasource(context, name, self.published_path if published else self.path)
 
     def _relations(self, connection: duckdb.DuckDBPyConnection | None = None) -> set[str]:
         """Every table and view as `schema.name`, lower-cased (DuckDB's names are case-insensitive)."""
@@ -250,6 +250,9 @@ class DuckDBWarehouse:
         return [t.qualified_name for t in SOURCE_TABLES if t.qualified_name.lower() not in present]
 
     def missing_relations(self, schema: str, names: list[str]) -> list[str]:
+        if schema.lower() == self.consumer_schema.lower():  # the published marts, as consumers see them
+            found = self.columns(schema, names, published=True)
+            return [f"{schema}.{name}" for name in names if name not in found]
         present = self._relations()
         return [f"{schema}.{name}" for name in names if f"{schema}.{name}".lower() not in present]
 
