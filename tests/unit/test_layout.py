@@ -13,7 +13,7 @@ FLOORS = [  # bottom first
     {"core"},
     {"sources", "history"},
     {"warehouse", "ops"},
-    {"project", "quality"},
+    {"project", "quality", "publish"},
     {"commands", "airflow"},
     {"cli"},
 ]

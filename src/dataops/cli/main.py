@@ -306,7 +306,7 @@ def docs_serve(
 @app.command()
 def versions(target: TargetOption = None) -> None:
     """List the kept versions of the marts, newest first: version, run, published at, rows per mart."""
-    from dataops.commands.publish import list_versions
+    from dataops.publish.versions import list_versions
 
     settings = load_settings(target)
     render.versions_table(console, settings.target, list_versions(settings))
@@ -320,7 +320,7 @@ def rollback(
     wait: WaitOption = False,
 ) -> None:
     """Publish an earlier version of the marts again, all marts at once, and record it in the history."""
-    from dataops.commands.publish import rollback as roll_back
+    from dataops.publish.versions import rollback as roll_back
 
     settings = load_settings(target)
     record = roll_back(settings, to=to, wait=wait)

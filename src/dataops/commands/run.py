@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from dataops.commands.load import LoadReport, load_folder, load_generated
-from dataops.commands.publish import hold_target, marts_of, new_run_id, publish_candidate
 from dataops.core.config import Settings
 from dataops.core.errors import DataOpsError
 from dataops.history.provenance import Usage, git_commit
-from dataops.history.records import Trigger
+from dataops.history.records import Trigger, new_run_id
 from dataops.history.store import HistoryStore
 from dataops.project.progress import NodeProgress
 from dataops.project.results import (
@@ -35,6 +34,9 @@ from dataops.project.results import (
     what_stopped,
 )
 from dataops.project.runner import DbtProject
+from dataops.publish.audit import marts_of
+from dataops.publish.lock import hold_target
+from dataops.publish.versions import publish_candidate
 from dataops.warehouse import LockHolder, connect
 
 if TYPE_CHECKING:
@@ -111,7 +113,8 @@ class Pipeline:
         run_id = new_run_id()
         # A run refused because another holds the target did nothing: it is not recorded.
         try:
-            with hold_target(self.settings, run_id, options.wait, on_wait=self.reporter.waiting_for):
+            with hold_target(self.settings, run_id, options.wait, on_wait=self.reporter.waiting_for,
+                             history=self.history):
                 return self._recorded_run(run_id, options)
         finally:
             if self._quality_worker is not None:  # the target was busy: the run never started

@@ -7,15 +7,21 @@ ever added within a `RECORD_FORMAT`; a change that renames or removes one gets a
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 RECORD_FORMAT = "dataops.run/v1"
 LISTING_FORMAT = "dataops.history/v1"
 
 RunStatus = Literal["passed", "warned", "failed", "crashed"]
+
+
+def new_run_id() -> str:
+    """A run's id: when it started (UTC, sortable) and six random hex digits."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 @dataclass(frozen=True)

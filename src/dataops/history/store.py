@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -33,6 +33,22 @@ DEFAULT_FILE = "history.sqlite"
 # A writer waits this long for another one; a run is written in milliseconds.
 BUSY_TIMEOUT_SECONDS = 60
 _URL_EXAMPLE = "e.g. postgresql://user@host:5432/dataops, or unset it for the SQLite file beside the warehouse"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a target between the tasks of a run of many processes, and until when."""
+
+    run_id: str
+    host: str
+    pid: int
+    since: str
+    expires_at: str = ""
+
+
+def _utc(moment: datetime) -> str:
+    # Fixed width and UTC, so that the store compares them as text.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Database:
@@ -88,8 +104,17 @@ def _v2(db: Database) -> None:
     )
 
 
+def _v3(db: Database) -> None:
+    """Leases: a run of many processes (an Airflow DAG run) holds its target between its tasks."""
+    db.execute(
+        "create table dataops_leases (target varchar(64) primary key, run_id varchar(64) not null, "
+        "host varchar(256) not null, pid integer not null, since varchar(32) not null, "
+        "expires_at varchar(32) not null)"
+    )
+
+
 # Version N is reached by running MIGRATIONS[N - 1]; append, never edit, once released.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -285,6 +310,49 @@ class HistoryStore:
         return self.get(found[0].run_id) if found else None
 
 
+    # Leases -----------------------------------------------------------------------------------
+
+    def take_lease(self, target: str, lease: Lease, seconds: float) -> Lease | None:
+        """Take the target's lease for `lease.run_id`, or renew it; None when taken. Held by another
+        run and not expired: that run's lease, and nothing changes."""
+        now = datetime.now(UTC)
+        with self.transaction() as db:
+            if db.dialect == "postgresql":
+                db.execute("select pg_advisory_xact_lock(724513, hashtext(?))", [target])
+            found = db.execute(
+                "select run_id, host, pid, since, expires_at from dataops_leases where target = ?", [target]
+            )
+            if found and found[0][0] != lease.run_id and str(found[0][4]) > _utc(now):
+                return _lease_of(found[0])
+            since = str(found[0][3]) if found and found[0][0] == lease.run_id else lease.since
+            db.execute("delete from dataops_leases where target = ?", [target])
+            db.execute(
+                "insert into dataops_leases (target, run_id, host, pid, since, expires_at) "
+                "values (?, ?, ?, ?, ?, ?)",
+                [target, lease.run_id, lease.host, lease.pid, since, _utc(now + timedelta(seconds=seconds))],
+            )
+        return None
+
+    def lease_holder(self, target: str, excluding: str | None = None) -> Lease | None:
+        """The run that holds the target's lease now (not expired), unless it is `excluding`."""
+        if not self._exists():
+            return None
+        with self.transaction(write=False) as db:
+            if schema_version(db) < 3:
+                return None
+            found = db.execute(
+                "select run_id, host, pid, since, expires_at from dataops_leases "
+                "where target = ? and expires_at > ?",
+                [target, _utc(datetime.now(UTC))],
+            )
+        if not found or found[0][0] == excluding:
+            return None
+        return _lease_of(found[0])
+
+    def release_lease(self, target: str, run_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("delete from dataops_leases where target = ? and run_id = ?", [target, run_id])
+
 def _write(db: Database, run: RunRecord) -> None:
     """One run's rows, replacing those it had."""
     document = run.to_dict()
@@ -321,3 +389,7 @@ def schema_version(db: Database) -> int:
 
 def _timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _lease_of(row: Sequence[Any]) -> Lease:
+    return Lease(str(row[0]), str(row[1]), int(row[2]), str(row[3]), str(row[4]))

@@ -1,0 +1,108 @@
+"""The smoke checks before a publish: the candidate against the published version. Rows per mart
+within `max_row_change_percent`, no column of a mart dropped or retyped (unless the run allows a
+breaking change), and a data diff per mart by its primary key."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dataops.core.config import Settings
+from dataops.core.findings import Finding
+from dataops.history.records import DiffRecord
+from dataops.warehouse import Column, MartDiff, Warehouse
+
+SMOKE_ROWS = "smoke: rows per mart"
+SMOKE_COLUMNS = "smoke: columns per mart"
+
+
+@dataclass
+class Mart:
+    """A mart as the manifest knows it: its name and the columns of its primary key (the column of
+    its `unique` test), which the data diff joins on."""
+
+    name: str
+    key: tuple[str, ...] = ()
+
+
+def marts_of(manifest: Any, settings: Settings) -> list[Mart]:
+    """The models dbt builds into the candidate schema, each with the key of its `unique` test."""
+    keys: dict[str, tuple[str, ...]] = {}
+    for node in manifest.nodes.values():
+        metadata = getattr(node, "test_metadata", None)
+        attached = getattr(node, "attached_node", None)
+        column = getattr(node, "column_name", None)
+        if metadata is not None and metadata.name == "unique" and attached and column:
+            keys.setdefault(attached, (column,))
+    return sorted(
+        (Mart(node.alias or node.name, keys.get(unique_id, ()))
+         for unique_id, node in manifest.nodes.items()
+         if node.resource_type == "model" and node.schema == settings.candidate_schema
+         and node.config.materialized != "ephemeral"),
+        key=lambda mart: mart.name,
+    )
+
+
+def _column_changes(candidate: dict[str, list[Column]], published: dict[str, list[Column]]) -> list[str]:
+    changes = []
+    for mart, columns in published.items():
+        now = {c.name.lower(): c for c in candidate.get(mart, [])}
+        if mart not in candidate:
+            changes.append(f"{mart} is gone")
+            continue
+        for column in columns:
+            new = now.get(column.name.lower())
+            if new is None:
+                changes.append(f"{mart}.{column.name} was dropped")
+            elif new.type != column.type:
+                changes.append(f"{mart}.{column.name} changed type from {column.type} to {new.type}")
+    return changes
+
+
+def smoke_checks(
+    settings: Settings, warehouse: Warehouse, marts: Sequence[Mart], candidate_rows: dict[str, int],
+    allow_breaking: bool = False,
+) -> tuple[list[Finding], list[MartDiff]]:
+    """The candidate against the published version. Nothing published yet: nothing to compare."""
+    names = [mart.name for mart in marts]
+    published_rows = warehouse.published_row_counts(names)
+    if not published_rows:
+        return [], []
+    findings: list[Finding] = []
+    limit = settings.max_row_change_percent
+    for mart in names:
+        before, after = published_rows.get(mart), candidate_rows.get(mart)
+        if before is None or after is None:
+            continue
+        change = (after - before) / before * 100 if before else (0.0 if after == 0 else float("inf"))
+        if abs(change) > limit:
+            findings.append(Finding(
+                "error", SMOKE_ROWS,
+                f"{mart} has {after:,} rows against {before:,} published ({change:+.0f}%, the limit is "
+                f"±{limit:g}% in environments.yml: max_row_change_percent)",
+            ))
+    candidate_columns = warehouse.columns(settings.candidate_schema, names)
+    changes = _column_changes(candidate_columns, warehouse.columns(settings.consumer_schema, names, published=True))
+    if changes:
+        level = "warn" if allow_breaking else "error"
+        allowed = "allowed by --allow-breaking" if allow_breaking else "run with --allow-breaking if it is meant"
+        findings.append(Finding(level, SMOKE_COLUMNS, f"breaking change: {'; '.join(changes)} ({allowed})"))
+    diffs = [
+        warehouse.data_diff(settings.candidate_schema, mart.name, mart.key,
+                            [c.name for c in candidate_columns.get(mart.name, [])])
+        for mart in marts if mart.key and mart.name in published_rows and mart.name in candidate_columns
+    ]
+    return findings, diffs
+
+
+def diff_records(diffs: Sequence[MartDiff]) -> list[DiffRecord]:
+    return [DiffRecord(d.mart, list(d.key), d.added, d.removed, d.changed, dict(d.changed_columns)) for d in diffs]
+
+
+def diff_summary(diffs: Sequence[DiffRecord]) -> str:
+    if not diffs:
+        return ""
+    return "; ".join(f"{d.mart} +{d.added:,} -{d.removed:,} ~{d.changed:,}" for d in diffs)
+
+
