@@ -15,7 +15,7 @@ import pytest
 
 from dataops.core.errors import DataOpsError
 from dataops.history.records import NodeRecord, RunRecord, StageRecord, Trigger
-from dataops.history.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore, schema_version
+from dataops.history.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore, Lease, schema_version
 
 # tests/postgres_server.py: tests/ is on sys.path under pytest's default import mode.
 from postgres_server import recreate_database
@@ -107,8 +107,8 @@ def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> 
     store.record(run("new", 5))
 
     with store.transaction() as db:
-        assert schema_version(db) == SCHEMA_VERSION == 2
-        assert db.has_table("dataops_row_counts")
+        assert schema_version(db) == SCHEMA_VERSION == 3
+        assert db.has_table("dataops_row_counts") and db.has_table("dataops_leases")
         [(cpu, rows)] = db.execute(
             "select r.cpu_seconds, count(c.relation) from dataops_runs r join dataops_row_counts c "
             "on c.run_id = r.run_id where r.run_id = ? group by r.cpu_seconds", ["new"]
@@ -155,6 +155,26 @@ def test_four_processes_recording_at_once_lose_nothing(history_url: str) -> None
     listed = HistoryStore(history_url).runs(limit=1_000)
     assert len(listed) == 100
     assert {row.run_id for row in listed} == {f"w{n}-{i:02d}" for n in range(4) for i in range(25)}
+
+
+def test_a_lease_is_held_by_one_run_until_released_or_expired(history_url: str) -> None:
+    store = HistoryStore(history_url)
+    assert store.lease_holder("dev") is None  # readable before any write
+    first, second = Lease("airflow-dev-a", "host-a", 11, "t0"), Lease("cli-b", "host-b", 22, "t1")
+    assert store.take_lease("dev", first, 60) is None
+    assert store.take_lease("dev", first, 60) is None  # its own run renews it
+    refused = store.take_lease("dev", second, 60)
+    assert refused is not None and (refused.run_id, refused.host, refused.pid) == ("airflow-dev-a", "host-a", 11)
+    assert store.take_lease("ci", second, 60) is None  # another target is free
+    assert store.lease_holder("dev") == refused
+    assert store.lease_holder("dev", excluding="airflow-dev-a") is None
+    store.release_lease("dev", "cli-b")  # not its lease: nothing happens
+    assert store.lease_holder("dev") is not None
+    store.release_lease("dev", "airflow-dev-a")
+    assert store.lease_holder("dev") is None
+    assert store.take_lease("dev", second, -1) is None  # taken, and expired at once (a run that died)
+    assert store.lease_holder("dev") is None
+    assert store.take_lease("dev", first, 60) is None
 
 
 def test_a_history_url_that_is_no_url_is_a_one_line_usage_error() -> None:
