@@ -31,8 +31,11 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
 
     assert summary.exit_code == 0
     assert summary.findings == [], summary.findings
-    assert [s.name for s in summary.stages] == ["load", "parse", "freshness", "build", "quality", "docs"]
+    assert [s.name for s in summary.stages] == ["load", "parse", "freshness", "build", "quality", "publish", "docs"]
     assert {s.status for s in summary.stages} == {"ok"}
+    # The first run of a target publishes v1: there is nothing to compare it with yet.
+    assert summary.publish is not None
+    assert (summary.publish.status, summary.publish.version, summary.publish.previous_version) == ("published", 1, None)
     assert len(summary.freshness) == 10
     assert {o.status for o in summary.freshness} == {"pass"}
     counts = summary.counts
@@ -43,16 +46,19 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
     assert summary.quality_score == 1.0
 
     customers = _scalar(settings, 'select count(*) from "Sales"."Customer"')
+    # `marts.*` is what consumers read: the published version, equal to the candidate just built.
     assert _scalar(settings, "select count(*) from marts.customer_analytics") == customers
     assert _scalar(settings, "select sum(lifetime_value) from marts.customer_analytics") == _scalar(
         settings, 'select sum("TotalDue") from "Sales"."SalesOrderHeader"'
     )
+    assert _scalar(settings, "select count(*) from marts__candidate.customer_analytics") == customers
 
     artifacts = settings.artifacts_dir
     assert (artifacts / "dbt" / "catalog.json").exists()
     assert (artifacts / "dbt" / "index.html").exists()
     record = HistoryStore().get(summary.run_id)
     assert record is not None and (record.status, record.exit_code) == ("passed", 0)
+    assert record.publish is not None and (record.publish.status, record.publish.version) == ("published", 1)
     assert record.finished_at is not None and record.finished_at >= record.started_at
     # Every node's result: models, tests, unit tests, source freshness and expectations.
     kinds = {kind: record.count(kind) for kind in ("model", "test", "unit_test", "source", "expectation")}
@@ -69,6 +75,8 @@ def test_real_adventureworks_data(settings: Settings, real_data_dir: Path) -> No
 
     assert summary.exit_code == 0
     assert summary.failures == []
+    # Warnings never stop a publish: the marts queried below are the published v1.
+    assert summary.publish is not None and (summary.publish.status, summary.publish.version) == ("published", 1)
     warnings = {f.check: f.message for f in summary.warnings}
     # The customer suite's e-mail expectation reports the accented addresses of customers, and
     # nothing else in either suite fails: 41 of the 43 belong to customers, the other two to
@@ -124,7 +132,17 @@ def test_bad_data_fails_the_run_and_names_the_check(settings: Settings) -> None:
     # The order and each of its lines count as a failing row of the same rule.
     assert list(failed) == ["assert_no_negative_revenue"]
     assert failed["assert_no_negative_revenue"].endswith("failing rows")
-    assert [s.status for s in summary.stages] == ["ok", "ok", "ok", "failed", "skipped"]
+    stages = [(s.name, s.status) for s in summary.stages]
+    assert stages == [("load", "ok"), ("parse", "ok"), ("freshness", "ok"), ("build", "failed"),
+                      ("quality", "skipped"), ("publish", "skipped")]
+    # Nothing reaches consumers: the run says which check stopped the publish, and no version exists.
+    assert summary.publish is not None and summary.publish.status == "not published"
+    assert summary.publish.reason == "not published: stopped by assert_no_negative_revenue"
+    assert (summary.publish.version, summary.publish.previous_version) == (None, None)
+    from dataops.warehouse import connect
+
+    assert connect(settings).versions() == []
+    assert not settings.duckdb_path.with_name("dev_published.duckdb").exists()
 
 
 def test_a_failed_load_leaves_the_previous_tables_intact(settings: Settings) -> None:

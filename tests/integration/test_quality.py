@@ -93,11 +93,13 @@ def test_one_suite_can_run_alone_and_an_unknown_one_is_named(built: Settings) ->
 
 
 def test_a_failed_critical_expectation_is_an_error_with_its_numbers(built: Settings) -> None:
-    # Break the mart behind dbt's back: the expectations must see it without dbt's help.
+    # Break the mart behind dbt's back: the expectations must see it without dbt's help. They check
+    # the candidate dbt built (marts__candidate), the one a run publishes only if they pass.
+    mart = f"{built.candidate_schema}.fct_orders"
     with duckdb.connect(str(built.duckdb_path)) as connection:
-        connection.execute("update marts.fct_orders set total_due = -1 where order_id % 100 = 0")
+        connection.execute(f"update {mart} set total_due = -1 where order_id % 100 = 0")
         broken, total = connection.execute(
-            "select count(*) filter (where total_due < 0), count(*) from marts.fct_orders"
+            f"select count(*) filter (where total_due < 0), count(*) from {mart}"
         ).fetchone()
     assert broken > 0
 
@@ -117,7 +119,10 @@ def warned_runs(built_warehouse: Path, tmp_path_factory: pytest.TempPathFactory)
     try:
         _copy_warehouse(built_warehouse, settings)
         with duckdb.connect(str(settings.duckdb_path)) as connection:
-            connection.execute("update marts.customer_analytics set email = 'no address' where customer_id % 50 = 0")
+            connection.execute(
+                f"update {settings.candidate_schema}.customer_analytics set email = 'no address' "
+                "where customer_id % 50 = 0"
+            )
         yield [run_quality(settings, run_id=run_id) for run_id in ("20260301T060000Z-first", "20260301T070000Z-second")]
     finally:
         patch.undo()
