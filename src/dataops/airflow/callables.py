@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dataops.airflow.recording import PipelineRun, failed_tasks, finish, recorded_stage
+from dataops.airflow.recording import PipelineRun, failed_tasks, finish, holding_target, recorded_stage
 from dataops.core.config import Settings, load_settings
 from dataops.core.errors import DataOpsError
 from dataops.core.findings import Finding, errors_in, warnings_in
@@ -32,7 +32,7 @@ def check_freshness(settings: Settings | None = None, run: PipelineRun | None = 
     from dataops.project.runner import DbtProject
 
     settings = settings or load_settings()
-    with recorded_stage(run, settings, "freshness") as stage:
+    with holding_target(run, settings), recorded_stage(run, settings, "freshness") as stage:
         result = DbtProject(settings).source_freshness()
         outcomes, stage.findings = interpret_freshness(result, settings.stale_data)
         stage.nodes = [outcome.to_node() for outcome in outcomes]
@@ -50,12 +50,49 @@ def check_quality(
     from dataops.quality.suites import run_quality
 
     settings = settings or load_settings()
-    with recorded_stage(run, settings, "quality") as stage:
+    with holding_target(run, settings), recorded_stage(run, settings, "quality") as stage:
         report = run_quality(settings, run_id=run_id, published=published)
         stage.findings = report.findings
         stage.nodes = [outcome.to_node() for outcome in report.outcomes]
         stage.detail = quality_detail(QualityCounts(report.passed, report.warned, report.failed))
     return _verdict(f"quality ({report.passed}/{len(report.outcomes)} expectations passed)", report.findings)
+
+
+def publish_marts(run: PipelineRun, settings: Settings | None = None) -> str:
+    """The pipeline DAG's publish, after quality however it ended: the candidate becomes the
+    published version only if the DAG run's record has no failure and its build and quality ran;
+    otherwise the published version stays as it was and the task is skipped, saying why. Its own
+    smoke checks failing fail it."""
+    from dataops.airflow.recording import manifest_document, models_of_manifest
+    from dataops.history.store import HistoryStore
+    from dataops.project.results import row_counts
+    from dataops.publish.audit import marts_of
+    from dataops.publish.versions import publish_candidate
+
+    settings = settings or load_settings()
+    run_id = run.record_id(settings.target)
+    with holding_target(run, settings), recorded_stage(run, settings, "publish") as stage:
+        record = HistoryStore().get(run_id)
+        blocked = [f.check for f in record.findings if f.level == "error"] if record else []
+        stages = {s.name: s.status for s in record.stages} if record else {}
+        blocked += [f"the {name} stage" for name, status in stages.items() if status == "failed" and not blocked]
+        blocked += [f"the {name} stage (it did not run)" for name in ("build", "quality") if name not in stages]
+        models = models_of_manifest(settings)
+        prefix = f"{settings.consumer_schema}."
+        candidate_rows = {name[len(prefix):]: count for name, count in row_counts(settings, models).items()
+                          if name.startswith(prefix)}
+        outcome = publish_candidate(settings, run_id, marts_of(manifest_document(settings), settings),
+                                    candidate_rows, blocked)
+        own_failures = errors_in(outcome.findings)
+        stage.publish, stage.findings, stage.detail = outcome.record, outcome.findings, outcome.record.reason
+        stage.status = "ok" if outcome.published else ("failed" if own_failures else "skipped")
+    if own_failures:
+        _verdict("publish", outcome.findings)  # raises, naming them
+    if not outcome.published:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(outcome.record.reason)
+    return outcome.record.reason
 
 
 def record_pipeline_run(run: PipelineRun, ti: Any, settings: Settings | None = None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import sys
 import time
@@ -27,7 +28,7 @@ from dataops.core.config import Settings
 from dataops.core.errors import ExitCode
 from dataops.core.findings import Finding, errors_in
 from dataops.history.provenance import Usage, git_commit
-from dataops.history.records import FindingRecord, NodeRecord, RunRecord, StageRecord, Trigger
+from dataops.history.records import FindingRecord, NodeRecord, PublishRecord, RunRecord, StageRecord, Trigger
 from dataops.history.store import HistoryStore
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 # dbt and the project's results are imported inside the functions that need them: DAG files import
 # this module, and the scheduler parses them often.
+
+log = logging.getLogger(__name__)
 
 # The id column's width in the store.
 _RUN_ID_LENGTH = 64
@@ -56,6 +59,7 @@ STAGES = {
         Stage("freshness", frozenset({"source"}), frozenset({"source freshness"})),
         Stage("build", frozenset({"model", "seed", "snapshot", "test", "unit_test"}), frozenset({"dbt build"})),
         Stage("quality", frozenset({"expectation"})),
+        Stage("publish", frozenset(), frozenset({"smoke: rows per mart", "smoke: columns per mart"})),
     )
 }
 
@@ -105,6 +109,8 @@ class StageReport:
     nodes: list[NodeRecord] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     detail: str = ""
+    status: str | None = None  # when not the findings' verdict (a publish stopped by earlier checks)
+    publish: PublishRecord | None = None
 
 
 def _skipped(error: BaseException) -> bool:
@@ -143,8 +149,8 @@ def _add_stage(
     from dataops.project.results import stage_status, unique_node_ids, what_stopped
 
     stop = what_stopped(error) if error is not None else None
-    added = StageRecord(stage.name, "failed" if stop else stage_status(report.findings), round(seconds, 3),
-                        stop[1] if stop else report.detail)
+    status = "failed" if stop else (report.status or stage_status(report.findings))
+    added = StageRecord(stage.name, status, round(seconds, 3), stop[1] if stop else report.detail)
     cpu_seconds, peak_memory, commit = usage.cpu_seconds(), usage.peak_memory_bytes(), git_commit()
 
     def add(record: RunRecord | None) -> RunRecord:
@@ -169,6 +175,7 @@ def _add_stage(
             findings=[f for f in record.findings if f.check not in stale]
             + [FindingRecord(f.level, f.check, f.message) for f in report.findings],
             error=stopped, status=status, exit_code=exit_code,
+            publish=report.publish if stage.name == "publish" else record.publish,
             cpu_seconds=round((record.cpu_seconds or 0.0) + cpu_seconds, 3),
             peak_memory_bytes=max(record.peak_memory_bytes or 0, peak_memory),
         )
@@ -182,18 +189,41 @@ def _check_of(node: NodeRecord) -> str:
     return finding_check(node.kind, node.name)
 
 
+@contextmanager
+def holding_target(run: PipelineRun | None, settings: Settings) -> Iterator[None]:
+    """A task of the pipeline DAG holds its target while it works, and the DAG run's lease on it
+    between its tasks (released by the last task): a `dataops run` never runs between two of them.
+    Held by another run, the task waits for it, and says so in its log."""
+    if run is None:
+        yield
+        return
+    from dataops.publish.lock import hold_target
+
+    def waiting(holder: Any) -> None:
+        log.warning("waiting for %s, which holds the target %s", holder.describe() if holder else "another run",
+                    settings.target)
+
+    with hold_target(settings, run.record_id(settings.target), wait=True, on_wait=waiting, lease=True):
+        yield
+
+
 def failed_tasks(ti: Any, run: PipelineRun) -> list[str]:
     """The tasks of the DAG run that failed, from Airflow (the task instance's own view of it)."""
     states = ti.get_task_states(dag_id=run.dag_id, run_ids=[run.dag_run_id]).get(run.dag_run_id, {})
     return sorted(task for task, state in states.items() if state == "failed")
 
 
-def _models_of_manifest(settings: Settings) -> list[ModelRelation]:
-    """The models of the precompiled manifest the DAG renders from: the DAG never parses the project."""
+def manifest_document(settings: Settings) -> dict[str, Any]:
+    """The precompiled manifest the DAG renders from: the DAG never parses the project."""
     from dataops.airflow.dags import manifest_path
+
+    return dict(json.loads(manifest_path(settings).read_text(encoding="utf-8")))
+
+
+def models_of_manifest(settings: Settings) -> list[ModelRelation]:
     from dataops.project.results import ModelRelation
 
-    document = json.loads(manifest_path(settings).read_text(encoding="utf-8"))
+    document = manifest_document(settings)
     return [
         ModelRelation(node.get("alias") or node["name"], node["schema"], node["config"]["materialized"])
         for node in document["nodes"].values() if node["resource_type"] == "model"
@@ -210,7 +240,7 @@ def finish(
 
     usage = Usage.start()
     # Counted before the store's write lock is taken, not while it is held.
-    counts, commit = row_counts(settings, _models_of_manifest(settings)), git_commit()
+    counts, commit = row_counts(settings, models_of_manifest(settings)), git_commit()
 
     def judge(record: RunRecord | None) -> RunRecord:
         summary = RunSummary.from_record(record or run.started_record(settings, commit))
@@ -225,4 +255,8 @@ def finish(
         summary.peak_memory_bytes = max(summary.peak_memory_bytes or 0, usage.peak_memory_bytes())
         return summary.to_record()
 
-    return (store or HistoryStore()).update(run.record_id(settings.target), judge)
+    record = (store or HistoryStore()).update(run.record_id(settings.target), judge)
+    from dataops.publish.lock import release_lease
+
+    release_lease(settings, record.run_id, store)
+    return record

@@ -27,7 +27,7 @@ from cosmos.operators._watcher.state import DBT_UPSTREAM_FAILURE_SKIP_EVENT_NAME
 from cosmos.operators.local import DbtLocalBaseOperator
 from cosmos.operators.watcher import DbtProducerWatcherOperator, _StdoutFilter
 
-from dataops.airflow.recording import PipelineRun, StageReport, recorded_stage
+from dataops.airflow.recording import PipelineRun, StageReport, holding_target, recorded_stage
 from dataops.core.config import load_settings
 from dataops.core.errors import DataOpsError
 
@@ -47,8 +47,9 @@ class ReportingProducer(DbtProducerWatcherOperator):
         # Cosmos runs gc.collect() after dbt; without a freeze it walks every object Airflow and
         # dbt's imports made (0.5 s here), not only the build's.
         gc.freeze()
+        run, settings = PipelineRun.of(context["dag_run"]), load_settings()
         try:
-            with recorded_stage(PipelineRun.of(context["dag_run"]), load_settings(), "build") as self._build:
+            with holding_target(run, settings), recorded_stage(run, settings, "build") as self._build:
                 return super().execute(context, **kwargs)
         finally:
             self._build = None

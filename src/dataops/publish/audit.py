@@ -26,22 +26,26 @@ class Mart:
     key: tuple[str, ...] = ()
 
 
+def _field(node: Any, name: str) -> Any:
+    return node.get(name) if isinstance(node, dict) else getattr(node, name, None)
+
+
 def marts_of(manifest: Any, settings: Settings) -> list[Mart]:
-    """The models dbt builds into the candidate schema, each with the key of its `unique` test."""
+    """The models dbt builds into the candidate schema, each with the key of its `unique` test;
+    from dbt's Manifest (in process) or manifest.json's document (what the DAG renders from)."""
+    nodes = manifest["nodes"] if isinstance(manifest, dict) else manifest.nodes
     keys: dict[str, tuple[str, ...]] = {}
-    for node in manifest.nodes.values():
-        metadata = getattr(node, "test_metadata", None)
-        attached = getattr(node, "attached_node", None)
-        column = getattr(node, "column_name", None)
-        if metadata is not None and metadata.name == "unique" and attached and column:
+    for node in nodes.values():
+        metadata, attached, column = (_field(node, name) for name in ("test_metadata", "attached_node", "column_name"))
+        if metadata is not None and _field(metadata, "name") == "unique" and attached and column:
             keys.setdefault(attached, (column,))
-    return sorted(
-        (Mart(node.alias or node.name, keys.get(unique_id, ()))
-         for unique_id, node in manifest.nodes.items()
-         if node.resource_type == "model" and node.schema == settings.candidate_schema
-         and node.config.materialized != "ephemeral"),
-        key=lambda mart: mart.name,
-    )
+    marts = []
+    for unique_id, node in nodes.items():
+        materialized = _field(_field(node, "config"), "materialized")
+        if (_field(node, "resource_type") == "model" and _field(node, "schema") == settings.candidate_schema
+                and materialized != "ephemeral"):
+            marts.append(Mart(_field(node, "alias") or _field(node, "name"), keys.get(unique_id, ())))
+    return sorted(marts, key=lambda mart: mart.name)
 
 
 def _column_changes(candidate: dict[str, list[Column]], published: dict[str, list[Column]]) -> list[str]:
