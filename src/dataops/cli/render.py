@@ -269,9 +269,11 @@ def compile_report(console: Console, report: CompileReport) -> None:
     if not report.validated:
         return
     if not report.problems:
+        scripts = (f", and so do the {len(report.scripts)} batches dataops sends to publish, roll back, "
+                   "drop versions and hold the target") if report.scripts else ""
         console.print(
             f"[bold green]Valid:[/] all {len(report.nodes)} compiled files parse in sqlfluff and "
-            f"sqlglot as {report.engine} SQL and pass its portability rules."
+            f"sqlglot as {report.engine} SQL and pass its portability rules{scripts}."
         )
         return
     table = Table(title=f"{len(report.problems)} problem(s)", title_justify="left")

@@ -1,11 +1,14 @@
 """`dataops compile`: compile the whole project for a target without its server, and prove that
-every compiled model and test is SQL the target's engine accepts."""
+every compiled model and test is SQL the target's engine accepts; on SQL Server, so is every
+statement dataops itself sends to publish the project's marts, roll back, drop versions and hold
+the target."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlglot
 from sqlfluff.core import FluffConfig, Linter
@@ -13,6 +16,7 @@ from sqlglot.errors import ParseError
 
 from dataops.core.config import DBT_PROJECT_DIR, Settings
 from dataops.core.errors import DataOpsError
+from dataops.project.results import manifest_models, mart_names
 from dataops.project.runner import DbtProject
 
 # A clearly fake value for each connection variable the target needs but nobody set: dbt renders
@@ -62,9 +66,16 @@ class CompileReport:
     nodes: list[CompiledNode] = field(default_factory=list)
     problems: list[ValidationProblem] = field(default_factory=list)
     validated: bool = False
+    # The batches dataops itself sends (SQL Server: publish, rollback, drop, lock), validated too.
+    scripts: list[str] = field(default_factory=list)
 
 
 def compile_offline(settings: Settings, project_dir: Path = DBT_PROJECT_DIR) -> list[CompiledNode]:
+    return _compile(settings, project_dir)[0]
+
+
+def _compile(settings: Settings, project_dir: Path) -> tuple[list[CompiledNode], Any]:
+    """The compiled nodes, and the manifest they came from."""
     # Into its own folder: a deploy-time compile must not replace the last run's artifacts.
     project = DbtProject(settings, project_dir=project_dir, compile_only=True)
     project.extra_env = {name: OFFLINE_PLACEHOLDER for name in settings.missing_variables()}
@@ -79,7 +90,7 @@ def compile_offline(settings: Settings, project_dir: Path = DBT_PROJECT_DIR) -> 
     return [
         CompiledNode(r.node.unique_id, r.node.original_file_path, r.node.compiled_code or "")
         for r in result.result.results
-    ]
+    ], project.manifest
 
 
 def validate(nodes: list[CompiledNode], engine: str) -> list[ValidationProblem]:
@@ -111,11 +122,60 @@ def validate(nodes: list[CompiledNode], engine: str) -> list[ValidationProblem]:
     return problems
 
 
+# The role the GRANTs are rendered for when the target names none (they are checked either way).
+EXAMPLE_READER_ROLE = "reader"
+
+
+def _mart_keys_and_columns(manifest: Any, marts: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Each mart's key (the column of its `unique` test) and its documented columns: what the data
+    diff compares."""
+    by_id = {uid: node for uid, node in manifest.nodes.items() if node.resource_type == "model"}
+    names = {uid: node.alias or node.name for uid, node in by_id.items()}
+    keys: dict[str, list[str]] = {}
+    for node in manifest.nodes.values():
+        metadata = getattr(node, "test_metadata", None)
+        attached, column = getattr(node, "attached_node", None), getattr(node, "column_name", None)
+        if metadata is not None and metadata.name == "unique" and attached in names and column:
+            keys.setdefault(names[attached], [column])
+    columns = {names[uid]: list(node.columns) for uid, node in by_id.items() if names[uid] in marts}
+    return {mart: key for mart, key in keys.items() if mart in marts}, columns
+
+
+def validate_sqlserver_scripts(scripts: list[Any]) -> list[ValidationProblem]:
+    """Every batch dataops sends to SQL Server (`sqlserver.Script`s), statement by statement:
+    sqlfluff and sqlglot, the portability rules, and what a batch and an atomic one require."""
+    from dataops.warehouse.sqlserver_dialect import batch_problems
+
+    return [
+        ValidationProblem(f"dataops T-SQL: {script.name}", problem.line, problem.validator, problem.message)
+        for script in scripts
+        for problem in batch_problems(script.statements, script.atomic)
+    ]
+
+
+def sqlserver_scripts(settings: Settings, manifest: Any) -> list[Any]:
+    """The publishing and locking batches, rendered for the project's marts as the target runs them."""
+    from dataops.warehouse.sqlserver import publishing_scripts
+
+    marts = mart_names(settings, manifest_models(manifest))
+    keys, columns = _mart_keys_and_columns(manifest, marts)
+    database = dict(settings.described_profile(mask="****")).get("database") or settings.target
+    return publishing_scripts(
+        settings.consumer_schema, settings.candidate_schema, marts, settings.reader_role or EXAMPLE_READER_ROLE,
+        database, keys, columns,
+    )
+
+
 def compile_project(
     settings: Settings, run_validation: bool, project_dir: Path = DBT_PROJECT_DIR
 ) -> CompileReport:
-    report = CompileReport(settings.target, settings.engine, nodes=compile_offline(settings, project_dir))
+    nodes, manifest = _compile(settings, project_dir)
+    report = CompileReport(settings.target, settings.engine, nodes=nodes)
     if run_validation:
         report.problems = validate(report.nodes, settings.engine)
+        if settings.engine == "sqlserver":
+            scripts = sqlserver_scripts(settings, manifest)
+            report.problems += validate_sqlserver_scripts(scripts)
+            report.scripts = [script.name for script in scripts]
         report.validated = True
     return report

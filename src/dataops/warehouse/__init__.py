@@ -81,19 +81,25 @@ class TargetBusy(Exception):
         self.holder = holder
 
 
+def _is_distinct_from(left: str, right: str) -> str:
+    return f"{left} IS DISTINCT FROM {right}"
+
+
 def diff_sql(
-    quote: Callable[[str], str], candidate: str, published: str, key: Sequence[str], columns: Sequence[str]
+    quote: Callable[[str], str], candidate: str, published: str, key: Sequence[str], columns: Sequence[str],
+    distinct: Callable[[str, str], str] = _is_distinct_from,
 ) -> str:
     """One statement that compares two relations on `key`: rows added, removed, changed, and per
     column how many of the matched rows changed. Standard SQL (IS DISTINCT FROM) every engine here
-    runs; each engine passes its own quoting and relation names."""
+    runs; each engine passes its own quoting and relation names, and may pass its own NULL-safe
+    comparison (`distinct`: SQL Server before 2022 has no IS DISTINCT FROM)."""
     joined = " AND ".join(f"c.{quote(k)} = p.{quote(k)}" for k in key)
     first = quote(key[0])
     compared = [c for c in columns if c not in key]
-    changed_any = " OR ".join(f"c.{quote(c)} IS DISTINCT FROM p.{quote(c)}" for c in compared) or "1 = 0"
+    changed_any = " OR ".join(distinct(f"c.{quote(c)}", f"p.{quote(c)}") for c in compared) or "1 = 0"
     per_column = "".join(
         f", SUM(CASE WHEN c.{first} IS NOT NULL AND p.{first} IS NOT NULL "
-        f"AND c.{quote(c)} IS DISTINCT FROM p.{quote(c)} THEN 1 ELSE 0 END)"
+        f"AND {distinct(f'c.{quote(c)}', f'p.{quote(c)}')} THEN 1 ELSE 0 END)"
         for c in compared
     )
     return (
@@ -189,7 +195,7 @@ def connect(settings: Settings) -> Warehouse:
     if settings.engine == "sqlserver":
         from dataops.warehouse.sqlserver import SqlServerWarehouse
 
-        return SqlServerWarehouse(settings.connection())
+        return SqlServerWarehouse(settings.connection(), consumer_schema=settings.consumer_schema)
     if settings.engine == "postgres":
         from dataops.warehouse.postgres import PostgresWarehouse
 
