@@ -39,11 +39,12 @@ def _assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str
 def test_run_generated_data_prints_a_summary_and_exits_0(env: dict[str, str]) -> None:
     result = dataops("run", "--scale", "0.1", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    for expected in ("load", "freshness", "build", "quality", "data quality score", "100.0%", "PASSED"):
+    for expected in ("load", "freshness", "build", "quality", "data quality score", "100.0%", "PASSED",
+                     "published v1 to dev"):
         assert expected in result.stdout
     # One progress line per stage, and no stray line of a stage that never advanced.
-    progress = [line.split()[0] for line in result.stdout.splitlines()[:6]]
-    assert progress == ["load", "parse", "freshness", "build", "quality", "docs"], result.stdout
+    progress = [line.split()[0] for line in result.stdout.splitlines()[:7]]
+    assert progress == ["load", "parse", "freshness", "build", "quality", "publish", "docs"], result.stdout
     assert "0/?" not in result.stdout
 
     # Piped (as here), a table keeps whole column names, however many columns.
@@ -126,14 +127,21 @@ def test_a_selector_that_matches_nothing_is_a_usage_error_and_builds_nothing(env
 
     record = HistoryStore().latest("dev")
     assert record is not None and (record.status, record.exit_code) == ("failed", 2)
-    assert [s.status for s in record.stages] == ["ok", "ok", "ok", "failed"]
+    assert [(s.name, s.status) for s in record.stages] == [
+        ("load", "ok"), ("parse", "ok"), ("freshness", "ok"), ("build", "failed"), ("publish", "skipped")
+    ]
+    assert record.publish is not None
+    assert (record.publish.status, record.publish.reason) == (
+        "not published", "not published: stopped by the build stage"
+    )
+    assert not (Path(env["DATAOPS_WAREHOUSE_DIR"]) / "dev_published.duckdb").exists()
     assert not (Path(env["DATAOPS_WAREHOUSE_DIR"]) / "artifacts" / "dev" / "dbt" / "run_results.json").exists()
 
 
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["run", "--scale", "abc"], ["--scale", "valid number"]),
+        (["run", "--scale", "abc"], ["--scale", "'abc' is not a valid float"]),
         (["run", "--target", "nowhere"], ["unknown target 'nowhere'"]),
         (["generate", "--scale", "-1"], ["--scale"]),
         (["load"], ["--from DIR", "--scale N"]),

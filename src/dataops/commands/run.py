@@ -14,7 +14,7 @@ from dataops.commands.load import LoadReport, load_folder, load_generated
 from dataops.core.config import Settings
 from dataops.core.errors import DataOpsError
 from dataops.history.provenance import Usage, git_commit
-from dataops.history.records import Trigger, new_run_id
+from dataops.history.records import PublishRecord, Trigger, new_run_id
 from dataops.history.store import HistoryStore
 from dataops.project.progress import NodeProgress
 from dataops.project.results import (
@@ -190,10 +190,21 @@ class Pipeline:
                 self._finish(summary, StageResult(name, "failed", time.perf_counter() - started, summary.error))
                 for later, _ in steps[position + 1:]:
                     self._finish(summary, StageResult(later, "skipped", 0.0, f"the {name} stage stopped the run"))
+                if summary.publish is None and any(later == "publish" for later, _ in steps[position + 1:]):
+                    # Publish never had its say; the record still says nothing was published, and why.
+                    summary.publish = self._not_published(f"the {name} stage")
                 raise
             self._finish(summary, StageResult(name, status, time.perf_counter() - started, detail))
             if status == "failed":
                 stopped_by = "an earlier stage failed"
+
+    def _not_published(self, stopped_by: str) -> PublishRecord:
+        try:
+            previous = next((v.number for v in connect(self.settings).versions() if v.current), None)
+        except Exception:  # a warehouse that cannot say must not hide how the run ended
+            previous = None
+        return PublishRecord("not published", previous_version=previous,
+                             reason=f"not published: stopped by {stopped_by}")
 
     def _finish(self, summary: RunSummary, stage: StageResult) -> None:
         summary.stages.append(stage)
