@@ -441,3 +441,9 @@ def test_drop_versions_keeps_the_published_and_the_newest_and_skips_one_still_re
     assert _warehouse().drop_versions(keep=2) == [2, 9]
     assert set(server.schemas) == {"marts__v1", "marts__v3", "marts__v4"}  # v1 is left for the next run
     assert "DROP VIEW IF EXISTS [marts__v9].[x]" in server.sent("DROP SCHEMA IF EXISTS [marts__v9]")[0]
+
+
+def test_with_nothing_published_no_schema_is_dropped(server: FakeServer) -> None:
+    server.schemas = {"marts__v1": {"fct_orders": "U"}}
+    assert _warehouse().drop_versions(keep=1) == []
+    assert not server.sent("BEGIN TRANSACTION") and "marts__v1" in server.schemas

@@ -112,8 +112,8 @@ def _yes_no(connection: dict[str, str], field: str, default: bool) -> str:
 # publish killed mid-way is rolled back by the server when its session dies). So there is never a
 # half-made version to see: the published version is the one before, whole, or the new one, whole.
 # The transfers are inside the transaction because outside it a killed publish would leave the
-# candidate emptied and a version schema that no metadata names; drop_versions still removes such
-# schemas (made by hand, or by an older dataops), but none of ours can be left.
+# candidate emptied and a version schema that no metadata names. drop_versions removes such a
+# schema all the same (one made by hand), but no publish of ours can leave one.
 
 METADATA_SCHEMA = "dataops"
 # How long the swap waits for a lock (a consumer's query still running on a view it replaces)
@@ -811,12 +811,13 @@ class SqlServerWarehouse:
 
     def drop_versions(self, keep: int) -> list[int]:
         """A version a consumer's query still reads (it began before the switch) times its drop
-        out: it is left for the next run to drop."""
+        out: it is left for the next run to drop. A schema named like a version that no metadata
+        names goes too, but only once a version is published (the metadata is there to tell)."""
         import mssql_python
 
-        if not self._has_metadata():
-            return []
         current = self._published_number()
+        if current is None:
+            return []  # nothing published: no metadata to tell a version from a schema someone made
         recorded = {version.number for version in self.versions()}
         schemas = self._version_schemas()
         others = sorted((n for n in recorded if n != current), reverse=True)
