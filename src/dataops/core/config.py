@@ -29,6 +29,8 @@ CANDIDATE_SUFFIX = "__candidate"
 
 TARGET_ENV_VAR = "DATAOPS_TARGET"
 DUCKDB_PATH_ENV_VAR = "DATAOPS_DUCKDB_PATH"
+# Set by dataops for dbt (profiles.yml): where the DuckDB candidate marts are built.
+DUCKDB_CANDIDATE_PATH_ENV_VAR = "DATAOPS_DUCKDB_CANDIDATE_PATH"
 WAREHOUSE_DIR_ENV_VAR = "DATAOPS_WAREHOUSE_DIR"
 
 Severity = Literal["warn", "error"]
@@ -142,6 +144,11 @@ class Settings:
         return Path(override).resolve() if override else self.warehouse_dir / f"{self.target}.duckdb"
 
     @property
+    def duckdb_candidate_path(self) -> Path:
+        """On DuckDB the candidate marts are a file of their own beside the warehouse's."""
+        return self.duckdb_path.with_name(f"{self.duckdb_path.stem}_candidate.duckdb")
+
+    @property
     def artifacts_dir(self) -> Path:
         """dbt's target folder and our run records, per target so environments never mix."""
         return self.warehouse_dir / "artifacts" / self.target
@@ -170,6 +177,7 @@ class Settings:
         env = {TARGET_ENV_VAR: self.target}
         if self.engine == "duckdb":
             env[DUCKDB_PATH_ENV_VAR] = str(self.duckdb_path)
+            env[DUCKDB_CANDIDATE_PATH_ENV_VAR] = str(self.duckdb_candidate_path)
         return env
 
 

@@ -1,12 +1,14 @@
 """The embedded DuckDB warehouse: a single file, one writer at a time.
 
-Published versions live in files of their own, beside the warehouse: `<name>_versions/v<N>.duckdb`,
-each holding the consumer schema's marts as tables, and `<name>_published.duckdb`, a symbolic link
-to the published one, which consumers open read-only. Publishing writes a new version file whole,
-then replaces the link in one rename: a consumer that has the published file open keeps reading the
-version it opened (its file is never written again), and the run that publishes never needs the
-file a consumer holds, so a reader cannot make the next run fail. One run at a time holds the target
-with an flock on `<name>.duckdb.lock`, released by the kernel if the run dies."""
+The marts are built into a file of their own, `<name>_candidate.duckdb` (dbt attaches it as
+`candidate`; the tables are in the candidate schema). Publishing adds the consumer schema's views
+over them and the version's metadata to that file, renames it to `<name>_versions/v<N>.duckdb`,
+then replaces `<name>_published.duckdb`, a symbolic link to the published version that consumers
+open read-only, in one rename: nothing is copied. A consumer that has the published file open
+keeps reading the version it opened (that file is never written again), and the run that
+publishes never needs a file a consumer holds, so a reader cannot make the next run fail. One run
+at a time holds the target with an flock on `<name>.duckdb.lock`, released by the kernel if the
+run dies."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dataops.core.config import DUCKDB_PATH_ENV_VAR, WAREHOUSE_DIR_ENV_VAR
+from dataops.core.config import CANDIDATE_SUFFIX, DUCKDB_PATH_ENV_VAR, WAREHOUSE_DIR_ENV_VAR
 from dataops.core.errors import DataOpsError
 from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 from dataops.warehouse import (
@@ -128,17 +130,22 @@ def _fsync_directory(folder: Path) -> None:
 
 class DuckDBWarehouse:
     def __init__(
-        self, path: Path, on_table_loaded: Callable[[str], None] | None = None, consumer_schema: str = "marts"
+        self, path: Path, on_table_loaded: Callable[[str], None] | None = None, consumer_schema: str = "marts",
     ) -> None:
         self.path = path
         # Called with each table's name once it is written, before the commit (a test seam).
         self.on_table_loaded = on_table_loaded
         self.consumer_schema = consumer_schema
+        self.candidate_schema = f"{consumer_schema}{CANDIDATE_SUFFIX}"
+        self.candidate_path = path.with_name(f"{path.stem}_candidate.duckdb")
         self.published_path = path.with_name(f"{path.stem}_published.duckdb")
         self.versions_dir = path.with_name(f"{path.stem}_versions")
         # Every switch of the published link, one JSON line each: which versions were ever published.
         self.journal = self.versions_dir / "published.jsonl"
         self.lock_path = path.with_name(f"{path.name}.lock")
+        # The smoke checks ask several questions of the candidate and the published version: one
+        # connection answers them all (opening a DuckDB file costs 30-50 ms); publishing closes it.
+        self._audit: duckdb.DuckDBPyConnection | None = None
 
     def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         if read_only and not self.path.exists():
@@ -227,7 +234,7 @@ class DuckDBWarehouse:
     def gx_datasource(self, context: Any, name: str, published: bool = False) -> Any:
         from dataops.warehouse import duckdb_gx  # registers the `duckdb` datasource type with GX
 
-        return duckdb_gx.add_datasource(context, name, self.published_path if published else self.path)
+        return duckdb_gx.add_datasource(context, name, self.published_path if published else self.candidate_path)
 
     def _relations(self, connection: duckdb.DuckDBPyConnection | None = None) -> set[str]:
         """Every table and view as `schema.name`, lower-cased (DuckDB's names are case-insensitive)."""
@@ -250,16 +257,26 @@ class DuckDBWarehouse:
         return [t.qualified_name for t in SOURCE_TABLES if t.qualified_name.lower() not in present]
 
     def missing_relations(self, schema: str, names: list[str]) -> list[str]:
-        if schema.lower() == self.consumer_schema.lower():  # the published marts, as consumers see them
-            found = self.columns(schema, names, published=True)
+        if schema.lower() in (self.consumer_schema.lower(), self.candidate_schema.lower()):
+            found = self.columns(schema, names, published=schema.lower() == self.consumer_schema.lower())
+            self._close_audit()  # asked before a check opens the file its own way (GX)
             return [f"{schema}.{name}" for name in names if name not in found]
         present = self._relations()
         return [f"{schema}.{name}" for name in names if f"{schema}.{name}".lower() not in present]
 
     def row_counts(self, qualified_names: list[str]) -> dict[str, int]:
-        if not self.path.exists():
+        """Source tables and models in the warehouse file; `<candidate schema>.<mart>`, in the
+        candidate file."""
+        candidate = [n for n in qualified_names if n.split(".", 1)[0].lower() == self.candidate_schema.lower()]
+        elsewhere = [n for n in qualified_names if n not in candidate]
+        counts = self._count(self.path, elsewhere)
+        counts.update(self._count(self.candidate_path, candidate))
+        return {name: counts[name] for name in qualified_names if name in counts}
+
+    def _count(self, path: Path, qualified_names: list[str]) -> dict[str, int]:
+        if not qualified_names or not path.exists():
             return {}
-        connection = self._connect(read_only=True)
+        connection = self._connect(read_only=True) if path == self.path else duckdb.connect(str(path), read_only=True)
         try:
             present = self._relations(connection)
             names = [name for name in qualified_names if name.lower() in present]
@@ -268,7 +285,7 @@ class DuckDBWarehouse:
             counts = connection.execute(
                 "SELECT " + ", ".join(f"(SELECT count(*) FROM {_qualified(name)})" for name in names)
             ).fetchone()
-            return dict(zip(names, counts, strict=True))
+            return dict(zip(names, counts or (), strict=True))
         finally:
             connection.close()
 
@@ -287,23 +304,27 @@ class DuckDBWarehouse:
             connection.close()
 
     def _on_published_marts(self, connection: duckdb.DuckDBPyConnection, sql: str) -> str:
+        """Marts named `<consumer schema>.<mart>` are read from the published version, and
+        `<candidate schema>.<mart>` from the candidate file."""
         import sqlglot
         from sqlglot import exp
 
         tree = sqlglot.parse_one(sql, read="duckdb")
-        marts = [table for table in tree.find_all(exp.Table)
-                 if table.db.lower() == self.consumer_schema.lower() and not table.catalog]
-        if not marts:
-            return sql
-        if self._published_number() is None:
+        tables = [table for table in tree.find_all(exp.Table) if not table.catalog]
+        published = [t for t in tables if t.db.lower() == self.consumer_schema.lower()]
+        candidate = [t for t in tables if t.db.lower() == self.candidate_schema.lower()]
+        if published and self._published_number() is None:
             raise DataOpsError(
                 f"nothing is published in {self.consumer_schema} yet: `dataops run` publishes the marts "
-                f"once every check passed (the last build is in {self.consumer_schema}__candidate)"
+                f"once every check passed (the last build is in {self.candidate_schema})"
             )
-        connection.execute(f"ATTACH {_literal(str(self.published_path))} AS published (READ_ONLY)")
-        for table in marts:
-            table.set("catalog", exp.to_identifier("published"))
-        return tree.sql(dialect="duckdb")
+        for found, alias, path in ((published, "published", self.published_path),
+                                   (candidate, "candidate", self.candidate_path)):
+            if found and path.exists():
+                connection.execute(f"ATTACH {_literal(str(path))} AS {alias} (READ_ONLY)")
+                for table in found:
+                    table.set("catalog", exp.to_identifier(alias))
+        return tree.sql(dialect="duckdb") if published or candidate else sql
 
     # One writer per target -------------------------------------------------------------------
 
@@ -368,10 +389,10 @@ class DuckDBWarehouse:
                 entries.append(json.loads(line))
         return entries
 
-    def _log_switch(self, number: int, action: str) -> None:
+    def _log_switch(self, number: int, action: str, **about: Any) -> None:
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         with self.journal.open("a", encoding="utf-8") as journal:
-            journal.write(json.dumps({"version": number, "at": _now(), "action": action}) + "\n")
+            journal.write(json.dumps({"version": number, "at": _now(), "action": action, **about}) + "\n")
             journal.flush()
             os.fsync(journal.fileno())
 
@@ -387,24 +408,59 @@ class DuckDBWarehouse:
     def _reconcile(self) -> None:
         """A run killed between switching the link and writing the journal: the link is the truth."""
         current = self._published_number()
-        if current is not None and current not in {e["version"] for e in self._journal()}:
-            self._log_switch(current, "publish")
+        if current is None or current in {e["version"] for e in self._journal()}:
+            return
+        about: dict[str, Any] = {}
+        with contextlib.suppress(duckdb.Error, TypeError):  # the file's own account of itself
+            connection = duckdb.connect(str(self._version_path(current)), read_only=True)
+            try:
+                run_id, built_at, counts = connection.execute(
+                    f"SELECT run_id, built_at, row_counts FROM {_METADATA}").fetchone()  # type: ignore[misc]
+                about = {"run_id": run_id, "built_at": built_at, "row_counts": json.loads(counts)}
+            finally:
+                connection.close()
+        self._log_switch(current, "publish", **about)
+
+    def _audit_connection(self) -> duckdb.DuckDBPyConnection | None:
+        """The candidate file, with the published version attached as `published` (if any); None
+        when there is no candidate."""
+        if self._audit is None and self.candidate_path.exists():
+            self._audit = duckdb.connect(str(self.candidate_path), read_only=True)
+            if self._published_number() is not None:
+                self._audit.execute(f"ATTACH {_literal(str(self.published_path))} AS published (READ_ONLY)")
+        return self._audit
+
+    def _close_audit(self) -> None:
+        if self._audit is not None:
+            self._audit.close()
+            self._audit = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close_audit()
 
     def columns(self, schema: str, marts: Sequence[str], published: bool = False) -> dict[str, list[Column]]:
-        if published:
-            if self._published_number() is None:
+        if published and self._published_number() is None:
+            return {}
+        connection = self._audit_connection()
+        if connection is None:
+            if not published:
                 return {}
+            # No candidate (a rollback, a check of what is published): the published file alone.
             connection = duckdb.connect(str(self.published_path), read_only=True)
-            schema = self.consumer_schema
+            catalog, own = None, connection
         else:
-            connection = self._connect(read_only=True)
+            catalog, own = ("published" if published else None), None
+        schema = self.consumer_schema if published else self.candidate_schema
         try:
             rows = connection.execute(
                 "SELECT table_name, column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = ? ORDER BY table_name, ordinal_position", [schema]
+                "WHERE table_schema = ? AND table_catalog = coalesce(?, current_database()) "
+                "ORDER BY table_name, ordinal_position", [schema, catalog]
             ).fetchall()
         finally:
-            connection.close()
+            if own is not None:
+                own.close()
         wanted = {m.lower(): m for m in marts}
         found: dict[str, list[Column]] = {}
         for table, column, data_type in rows:
@@ -413,91 +469,86 @@ class DuckDBWarehouse:
         return found
 
     def published_row_counts(self, marts: Sequence[str]) -> dict[str, int]:
-        if self._published_number() is None:
-            return {}
-        present = self.columns(self.consumer_schema, marts, published=True)
+        present = list(self.columns(self.consumer_schema, marts, published=True))
         if not present:
             return {}
-        connection = duckdb.connect(str(self.published_path), read_only=True)
+        connection = self._audit_connection()
+        prefix = "published." if connection is not None else ""
+        own = None if connection is not None else duckdb.connect(str(self.published_path), read_only=True)
         try:
-            names = list(present)
-            counts = connection.execute("SELECT " + ", ".join(
-                f"(SELECT count(*) FROM {_quote(self.consumer_schema)}.{_quote(m)})" for m in names
+            counts = (connection or own).execute("SELECT " + ", ".join(  # type: ignore[union-attr]
+                f"(SELECT count(*) FROM {prefix}{_quote(self.consumer_schema)}.{_quote(m)})" for m in present
             )).fetchone()
-            return dict(zip(names, counts or (), strict=True))
+            return dict(zip(present, counts or (), strict=True))
         finally:
-            connection.close()
+            if own is not None:
+                own.close()
 
     def data_diff(self, candidate_schema: str, mart: str, key: Sequence[str], columns: Sequence[str]) -> MartDiff:
-        connection = self._connect(read_only=True)
-        try:
-            connection.execute(f"ATTACH {_literal(str(self.published_path))} AS published (READ_ONLY)")
-            sql = diff_sql(
-                _quote, f"{_quote(candidate_schema)}.{_quote(mart)}",
-                f"published.{_quote(self.consumer_schema)}.{_quote(mart)}", key, columns,
-            )
-            row = connection.execute(sql).fetchone()
-        finally:
-            connection.close()
-        return mart_diff(mart, key, columns, row or ())
+        connection = self._audit_connection()
+        if connection is None or self._published_number() is None:
+            raise DataOpsError("a data diff needs a candidate and a published version")
+        sql = diff_sql(
+            _quote, f"{_quote(candidate_schema)}.{_quote(mart)}",
+            f"published.{_quote(self.consumer_schema)}.{_quote(mart)}", key, columns,
+        )
+        return mart_diff(mart, key, columns, connection.execute(sql).fetchone() or ())
 
     def versions(self) -> list[Version]:
         self._reconcile()
         current = self._published_number()
-        first_published: dict[int, str] = {}
+        published: dict[int, dict[str, Any]] = {}
         for entry in self._journal():
-            first_published.setdefault(entry["version"], entry["at"])
-        versions = []
-        for number, path in sorted(self._version_files().items(), reverse=True):
-            if number not in first_published:
-                continue  # written by a run killed before it switched the link: never published
-            connection = duckdb.connect(str(path), read_only=True)
-            try:
-                run_id, built_at, counts = connection.execute(
-                    f"SELECT run_id, built_at, row_counts FROM {_METADATA}"
-                ).fetchone() or ("", "", "{}")
-            finally:
-                connection.close()
-            versions.append(Version(
-                number, run_id, built_at, json.loads(counts), first_published[number], number == current
-            ))
-        return versions
+            # The first entry of a version is its publish, with what it holds; later ones, rollbacks.
+            published.setdefault(entry["version"], entry)
+        return [
+            Version(number, str(published[number].get("run_id", "")), str(published[number].get("built_at", "")),
+                    dict(published[number].get("row_counts", {})), published[number]["at"], number == current)
+            for number in sorted(self._version_files(), reverse=True)
+            # A file no switch ever pointed at was left by a run killed before it published it.
+            if number in published
+        ]
 
     def publish(self, candidate_schema: str, marts: Sequence[str], run_id: str, row_counts: dict[str, int],
                 grant_to: str | None = None) -> Version:
+        self._close_audit()  # the candidate is about to be written, then renamed
         self._reconcile()
+        if not self.candidate_path.exists():
+            raise DataOpsError(f"no candidate to publish at {self.candidate_path}: `dataops run` builds one")
         known = set(self._version_files()) | {e["version"] for e in self._journal()}
         number = max(known, default=0) + 1
         self.versions_dir.mkdir(parents=True, exist_ok=True)
-        final = self._version_path(number)
-        staged = final.with_name(f".{final.name}.tmp")
-        for leftover in (staged, staged.with_name(staged.name + ".wal")):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
         built_at = _now()
-        connection = self._connect(read_only=True)
+        consumer = _quote(self.consumer_schema)
         try:
-            # The warehouse is opened read-only: publishing reads the candidate, and writes only the new file.
-            connection.execute(f"ATTACH {_literal(str(staged))} AS candidate_version (READ_WRITE)")
-            connection.execute(f"CREATE SCHEMA candidate_version.{_quote(self.consumer_schema)}")
+            connection = duckdb.connect(str(self.candidate_path))
+        except duckdb.Error as error:
+            raise DataOpsError(f"cannot open the candidate {self.candidate_path} to publish it: {error}") from error
+        try:
+            # What consumers read: the consumer schema's views over the candidate's tables, in the file.
+            connection.begin()
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {consumer}")
             for mart in marts:
                 connection.execute(
-                    f"CREATE TABLE candidate_version.{_quote(self.consumer_schema)}.{_quote(mart)} AS "
+                    f"CREATE OR REPLACE VIEW {consumer}.{_quote(mart)} AS "
                     f"SELECT * FROM {_quote(candidate_schema)}.{_quote(mart)}"
                 )
-            connection.execute("CREATE SCHEMA candidate_version.dataops")
+            connection.execute("CREATE SCHEMA IF NOT EXISTS dataops")
             connection.execute(
-                "CREATE TABLE candidate_version.dataops.version AS SELECT ? AS number, ? AS run_id, "
+                f"CREATE OR REPLACE TABLE {_METADATA} AS SELECT ? AS number, ? AS run_id, "
                 "? AS built_at, ? AS row_counts", [number, run_id, built_at, json.dumps(row_counts)]
             )
-            connection.execute("DETACH candidate_version")  # checkpoints: one file, no WAL
+            connection.commit()
+            connection.execute("CHECKPOINT")  # one file, no WAL beside it
         finally:
             connection.close()
-        with open(staged, "rb") as written:
+        with open(self.candidate_path, "rb") as written:
             os.fsync(written.fileno())
-        os.replace(staged, final)
+        # The candidate becomes the version: a rename, nothing copied. The next run builds a new one.
+        os.replace(self.candidate_path, self._version_path(number))
+        _fsync_directory(self.versions_dir)
         self._switch_link(number)
-        self._log_switch(number, "publish")
+        self._log_switch(number, "publish", run_id=run_id, built_at=built_at, row_counts=row_counts)
         return Version(number, run_id, built_at, dict(row_counts), _now(), True)
 
     def switch_to(self, number: int, grant_to: str | None = None) -> Version:
@@ -525,6 +576,4 @@ class DuckDBWarehouse:
         for number in dropped:
             # A consumer that has it open keeps reading it: the kernel frees it when they close it.
             files[number].unlink()
-        for leftover in self.versions_dir.glob(".v*.tmp*") if self.versions_dir.is_dir() else ():
-            leftover.unlink()
         return dropped
