@@ -46,8 +46,9 @@ def manifest(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DATAOPS_DBT_MANIFEST", str(path))
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(settings.duckdb_path)) as db:
-        db.execute('create schema marts__candidate; create table marts__candidate.fct_orders as select * from range(3)')
         db.execute('create schema "Sales"; create table "Sales"."Customer" as select * from range(5)')
+    with duckdb.connect(str(settings.duckdb_candidate_path)) as db:  # where dbt builds the marts
+        db.execute('create schema marts__candidate; create table marts__candidate.fct_orders as select * from range(3)')
 
 
 def _node(kind: str, name: str, level: str = "ok") -> NodeRecord:

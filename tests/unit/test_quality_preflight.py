@@ -124,7 +124,7 @@ def test_quality_before_any_mart_is_built_says_so_once(settings: Settings) -> No
     )
     # One mart there (as a view), the other not: only that one is named.
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(settings.duckdb_path)) as connection:
+    with duckdb.connect(str(settings.duckdb_candidate_path)) as connection:  # where dbt builds the marts
         connection.execute("create schema marts__candidate")
         connection.execute("create view marts__candidate.Customer_Analytics as select 1 as customer_id")
     assert _one_line_error(settings, PROJECT_ROOT / "gx") == (
