@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from dataops.commands.doctor import DoctorReport
-    from dataops.history.records import RunRecord, RunSummaryRow
+    from dataops.history.records import PublishRecord, RunRecord, RunSummaryRow
     from dataops.project.checks import Check, Violation
     from dataops.project.compile import CompileReport
     from dataops.project.progress import NodeProgress
@@ -165,7 +165,7 @@ def run_summary(console: Console, summary: RunSummary) -> None:
         console.print(_findings_table(summary.findings))
 
     if summary.publish is not None:
-        _publish_lines(console, summary)
+        _publish_lines(console, summary.target, summary.publish)
 
     elapsed = sum(stage.seconds for stage in summary.stages)
     if summary.exit_code == 0:
@@ -314,7 +314,8 @@ def history_table(console: Console, target: str, rows: list[RunSummaryRow]) -> N
     for row in rows:
         style = _RUN_STATUS_STYLE.get(row.status, "")
         table.add_row(
-            row.run_id, row.started_at[:19].replace("T", " "), row.trigger, f"[{style}]{row.status}[/]",
+            row.run_id, row.started_at[:19].replace("T", " "),
+            row.trigger if row.kind == "run" else f"{row.trigger} ({row.kind})", f"[{style}]{row.status}[/]",
             _duration(row.seconds), str(row.models_built), _coloured(row.tests_failed, "red"),
             f"{row.quality_score:.1%}" if row.quality_score is not None else "-",
         )
@@ -343,6 +344,8 @@ def history_run(console: Console, record: RunRecord) -> None:
     console.print(f"nodes: {counts}", highlight=False)
     if record.findings:
         console.print(_findings_table(record.findings))
+    if record.publish is not None:
+        _publish_lines(console, record.target, record.publish)
     if record.row_counts:
         console.print(
             "rows: " + ", ".join(f"{name} {rows:,}" for name, rows in record.row_counts.items()),
@@ -350,9 +353,7 @@ def history_run(console: Console, record: RunRecord) -> None:
         )
 
 
-def _publish_lines(console: Console, summary: RunSummary) -> None:
-    publish = summary.publish
-    assert publish is not None
+def _publish_lines(console: Console, target: str, publish: PublishRecord) -> None:
     if publish.diffs:
         diff = Table(title="data diff against the published version (by primary key)", title_justify="left")
         for column in ("mart", "key", "added", "removed", "changed", "columns changed"):
@@ -362,8 +363,10 @@ def _publish_lines(console: Console, summary: RunSummary) -> None:
             diff.add_row(d.mart, ", ".join(d.key), f"{d.added:,}", f"{d.removed:,}", f"{d.changed:,}",
                          escape(columns) or "-")
         console.print(diff)
-    if publish.status == "published":
-        console.print(f"[bold green]published[/] v{publish.version} to {summary.target}"
+    if publish.status == "rolled back":
+        console.print(f"[bold green]rolled back[/] {target} to v{publish.version} (was v{publish.previous_version})")
+    elif publish.status == "published":
+        console.print(f"[bold green]published[/] v{publish.version} to {target}"
                       + (f" (was v{publish.previous_version})" if publish.previous_version else ""))
     else:
         kept = f"v{publish.previous_version}" if publish.previous_version else "nothing (no version yet)"
