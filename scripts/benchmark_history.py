@@ -146,7 +146,9 @@ def render(recording: list[dict[str, float]], reading: dict[str, float]) -> str:
         f"{reading['floor_s'] * 1000:.0f} ms |",
         "",
         "The store answers far inside the target; the command as a whole is dominated by the start-up every "
-        "`dataops` command pays (importing Typer ~150 ms, Rich ~100 ms, PyYAML ~30 ms on this machine), not by the history. Pinning Typer to 0.28 (0.29 builds a pydantic adapter per option) took the command from 656 ms to the figure above; under 200 ms would need a CLI that imports neither Typer nor Rich to list runs.",
+        "`dataops` command pays (importing Typer ~150 ms, Rich ~100 ms, PyYAML ~30 ms on this machine), not by "
+        "the history. Pinning Typer to 0.28 (0.29 builds a pydantic adapter per option) took the command from "
+        "656 ms to the figure above; under 200 ms would need a CLI that imports neither Typer nor Rich to list runs.",
         "",
     ]
     return _section(SECTION, "Run history: recording and reading", intro, lines)

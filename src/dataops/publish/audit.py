@@ -87,17 +87,25 @@ def smoke_checks(
                 f"±{limit:g}% in environments.yml: max_row_change_percent)",
             ))
     candidate_columns = warehouse.columns(settings.candidate_schema, names)
-    changes = _column_changes(candidate_columns, warehouse.columns(settings.consumer_schema, names, published=True))
+    published_columns = warehouse.columns(settings.consumer_schema, names, published=True)
+    changes = _column_changes(candidate_columns, published_columns)
     if changes:
         level = "warn" if allow_breaking else "error"
         allowed = "allowed by --allow-breaking" if allow_breaking else "run with --allow-breaking if it is meant"
         findings.append(Finding(level, SMOKE_COLUMNS, f"breaking change: {'; '.join(changes)} ({allowed})"))
     diffs = [
         warehouse.data_diff(settings.candidate_schema, mart.name, mart.key,
-                            [c.name for c in candidate_columns.get(mart.name, [])])
+                            _shared(candidate_columns[mart.name], published_columns.get(mart.name, [])))
         for mart in marts if mart.key and mart.name in published_rows and mart.name in candidate_columns
     ]
     return findings, diffs
+
+
+def _shared(candidate: list[Column], published: list[Column]) -> list[str]:
+    """The columns a diff compares: those on both sides with one type (an added, dropped or retyped
+    column is the column check's to report)."""
+    before = {c.name.lower(): c.type for c in published}
+    return [c.name for c in candidate if before.get(c.name.lower()) == c.type]
 
 
 def diff_records(diffs: Sequence[MartDiff]) -> list[DiffRecord]:
