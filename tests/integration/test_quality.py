@@ -36,10 +36,14 @@ def _in_warehouse(folder: Path) -> tuple[pytest.MonkeyPatch, Settings]:
 
 
 def _copy_warehouse(source: Path, settings: Settings) -> Settings:
+    """The warehouse file and the candidate marts' file beside it (each with its WAL, if any)."""
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", ".wal"):
-        if Path(f"{source}{suffix}").exists():
-            shutil.copy(f"{source}{suffix}", f"{settings.duckdb_path}{suffix}")
+    candidate = source.with_name(settings.duckdb_candidate_path.name)
+    for origin, copy in ((source, settings.duckdb_path), (candidate, settings.duckdb_candidate_path)):
+        for suffix in ("", ".wal"):
+            if Path(f"{origin}{suffix}").exists():
+                shutil.copy(f"{origin}{suffix}", f"{copy}{suffix}")
+    assert settings.duckdb_candidate_path.exists(), "the candidate marts were not built"
     return settings
 
 
@@ -94,9 +98,9 @@ def test_one_suite_can_run_alone_and_an_unknown_one_is_named(built: Settings) ->
 
 def test_a_failed_critical_expectation_is_an_error_with_its_numbers(built: Settings) -> None:
     # Break the mart behind dbt's back: the expectations must see it without dbt's help. They check
-    # the candidate dbt built (marts__candidate), the one a run publishes only if they pass.
+    # the candidate dbt built (marts__candidate, in its own file), which a run publishes only if they pass.
     mart = f"{built.candidate_schema}.fct_orders"
-    with duckdb.connect(str(built.duckdb_path)) as connection:
+    with duckdb.connect(str(built.duckdb_candidate_path)) as connection:
         connection.execute(f"update {mart} set total_due = -1 where order_id % 100 = 0")
         broken, total = connection.execute(
             f"select count(*) filter (where total_due < 0), count(*) from {mart}"
@@ -118,7 +122,7 @@ def warned_runs(built_warehouse: Path, tmp_path_factory: pytest.TempPathFactory)
     patch, settings = _in_warehouse(tmp_path_factory.mktemp("quality-warned") / "warehouse")
     try:
         _copy_warehouse(built_warehouse, settings)
-        with duckdb.connect(str(settings.duckdb_path)) as connection:
+        with duckdb.connect(str(settings.duckdb_candidate_path)) as connection:
             connection.execute(
                 f"update {settings.candidate_schema}.customer_analytics set email = 'no address' "
                 "where customer_id % 50 = 0"
