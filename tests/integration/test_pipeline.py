@@ -51,7 +51,11 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
     assert _scalar(settings, "select sum(lifetime_value) from marts.customer_analytics") == _scalar(
         settings, 'select sum("TotalDue") from "Sales"."SalesOrderHeader"'
     )
-    assert _scalar(settings, "select count(*) from marts__candidate.customer_analytics") == customers
+    from dataops.warehouse import connect
+
+    [version] = connect(settings).versions()
+    assert (version.number, version.current, version.run_id) == (1, True, summary.run_id)
+    assert version.row_counts["marts.customer_analytics"] == customers
 
     artifacts = settings.artifacts_dir
     assert (artifacts / "dbt" / "catalog.json").exists()

@@ -104,6 +104,7 @@ class Pipeline:
         # A caller may start the worker before importing this module (and dbt with it): the
         # earlier it starts, the more of Great Expectations' import the build hides.
         self._quality_worker = quality_worker
+        self._published_rows: dict[str, int] = {}
 
     def run(self, options: RunOptions) -> RunSummary:
         """Every stage in turn; the run is recorded however it ends. A stage that raises stops the
@@ -123,6 +124,7 @@ class Pipeline:
 
     def _recorded_run(self, run_id: str, options: RunOptions) -> RunSummary:
         usage = Usage.start()
+        self._published_rows = {}
         summary = RunSummary(
             run_id=run_id,
             target=self.settings.target,
@@ -146,7 +148,8 @@ class Pipeline:
                     summary.findings.append(docs_finding)
             try:
                 # Counted once: by the publish stage, or here if the run did not get that far.
-                summary.row_counts = summary.row_counts or self._row_counts()
+                # A published candidate is a version now: its marts as the publish stage counted them.
+                summary.row_counts = summary.row_counts or {**self._row_counts(), **self._published_rows}
             except Exception as error:  # the counts must never hide how the run itself ended
                 summary.findings.append(Finding("warn", "row counts", f"not counted: {what_stopped(error)[1]}"))
             summary.finished_at = datetime.now(UTC)
@@ -287,6 +290,7 @@ class Pipeline:
         summary.publish = outcome.record
         summary.findings.extend(outcome.findings)
         if outcome.published:
+            self._published_rows = {f"{self.settings.consumer_schema}.{m}": n for m, n in candidate_rows.items()}
             return "ok", outcome.record.reason
         own_checks = any(f.level == "error" for f in outcome.findings)
         return ("failed" if own_checks else "skipped"), outcome.record.reason
