@@ -1,24 +1,34 @@
 """The DAGs in a real Airflow: they import cleanly, run end to end with `airflow dags test`, stop
 at the task whose check a bad row breaks, emit the marts asset only when the marts passed, record
 each DAG run in the run history with every node's result, and monitoring passes after a good run
-and fails with a readable message after a bad one, or when there is none."""
+and fails with a readable message after a bad one, or when there is none.
+
+Each DAG run takes a core for one to two minutes: they are background jobs (tests/background.py),
+registered below, that start with the test session and run beside the other tests; the tests here
+read what each left (its DAG test's result, its Airflow home and warehouse), after the others."""
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
+import background  # tests/background.py, loaded by tests/conftest.py
 from dataops.airflow.dags import marts_asset, warehouse_pool
 from dataops.airflow.local import (
     BIN,
+    DagTestResult,
     airflow_env,
     compile_manifest,
     dag_test,
@@ -29,8 +39,6 @@ from dataops.airflow.local import (
 from dataops.core.config import load_settings
 from dataops.history.store import DEFAULT_FILE, HISTORY_URL_ENV_VAR, HistoryStore
 from dataops.ops.monitor import check_history
-from dataops.sources.faults import inject
-from dataops.sources.generate import generate_tables, write_tables
 
 pytestmark = pytest.mark.integration
 
@@ -70,35 +78,131 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One metadata database for the module (migrated, with the warehouse pool), as
-    `dataops.airflow.local.prepare` leaves it; each test compiles for its own warehouse."""
-    home = tmp_path_factory.mktemp("airflow")
-    prepare_metadata(airflow_env(home, tmp_path_factory.mktemp("unused-warehouse")))
-    return home
+@functools.cache
+def _metadata(root: Path) -> background.Once:
+    """One metadata database for the module's jobs (migrated, with the warehouse pool), as
+    `dataops.airflow.local.prepare` leaves it, made by the first job that needs it; the Airflow
+    home of each job starts with a copy of it, and each job compiles for its own warehouse."""
+    home = root / "airflow-metadata"
+    env = airflow_env(home, root / "airflow-metadata-warehouse")
+
+    def migrate() -> Path:
+        prepare_metadata(env)
+        return home
+
+    return background.Once(migrate)
 
 
-def _environment(airflow_home: Path, warehouse: Path) -> dict[str, str]:
-    env = airflow_env(airflow_home, warehouse, DATAOPS_TASK_RETRIES="0")
-    compile_manifest(env)
-    return env
+def _airflow_home(metadata: background.Once, home: Path) -> None:
+    """A fresh Airflow home with the module's metadata database (which holds no path of its own
+    home; Airflow writes the home's airflow.cfg the first time it runs there)."""
+    migrated = metadata.get()
+    home.mkdir(parents=True)
+    for database in migrated.glob("airflow.db*"):
+        shutil.copy(database, home / database.name)
+
+
+def _environment(airflow_home: Path, warehouse: Path, **extra: str) -> dict[str, str]:
+    return airflow_env(airflow_home, warehouse, DATAOPS_TASK_RETRIES="0", **extra)
 
 
 def _load(env: dict[str, str], tables_dir: Path) -> None:
     subprocess.run([str(BIN / "dataops"), "load", "--from", str(tables_dir)], env=env, check=True, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def dagbag(airflow_home: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[str, Any]]:
+# Generated data at scale 0.1, seed 3, with these faults, as parquet files in the folder argv[1].
+GENERATE = """
+import sys
+from pathlib import Path
+from dataops.sources.faults import inject
+from dataops.sources.generate import generate_tables, write_tables
+faults = sys.argv[2:]
+tables = generate_tables(0.1, seed=3)
+write_tables(inject(tables, faults, seed=3) if faults else tables, Path(sys.argv[1]), "parquet")
+"""
+
+
+def _write_generated(env: dict[str, str], folder: Path, faults: tuple[str, ...]) -> None:
+    """In a process of its own: the background's thread keeps the interpreter to the tests."""
+    subprocess.run([sys.executable, "-c", GENERATE, str(folder), *faults], env=env, check=True, capture_output=True)
+
+
+@dataclass(frozen=True)
+class DagRuns:
+    """What a job left: its Airflow home and environment (its own warehouse), the pipeline DAG's
+    run there, if it ran one, and the DAG runs made after it in the same place."""
+
+    home: Path
+    env: dict[str, str]
+    pipeline: DagTestResult | None
+    after: dict[str, DagTestResult] = field(default_factory=dict)
+
+
+def _dag_runs(
+    mode: str | None, faults: tuple[str, ...] | None, then: tuple[str, ...] = ()
+) -> Callable[[Path], background.Run]:
+    """A job: compile for its warehouse (as at deploy time), load generated data with `faults`
+    into it and run the pipeline DAG (faults None: no data, no pipeline run), then the DAGs `then`."""
+
+    def prepare(folder: Path) -> background.Run:
+        home, metadata = folder / "airflow", _metadata(folder.parent)
+        env = _environment(home, folder / "warehouse", **({"DATAOPS_COSMOS_MODE": mode} if mode else {}))
+
+        def run() -> DagRuns:
+            compile_manifest(env)
+            if faults is not None:
+                _write_generated(env, folder / "data", faults)
+                _load(env, folder / "data")
+            _airflow_home(metadata, home)
+            pipeline = dag_test(env, "adventureworks_pipeline") if faults is not None else None
+            return DagRuns(home, env, pipeline, {dag_id: dag_test(env, dag_id) for dag_id in then})
+
+        return run
+
+    return prepare
+
+
+MODES = ("watcher", "build")
+# One order with a negative TotalDue (and its lines, consistently): only the revenue rule breaks.
+NEGATIVE_ORDER = ("negative_total",)
+for _mode in MODES:
+    background.job(f"airflow-clean-{_mode}")(_dag_runs(_mode, faults=()))
+    # After the bad watcher run, dbt_monitoring: it reads that run, and fails naming the test.
+    background.job(f"airflow-bad-{_mode}")(
+        _dag_runs(_mode, faults=NEGATIVE_ORDER, then=("dbt_monitoring",) if _mode == "watcher" else ())
+    )
+# Only the deploy-time compile, which is no run, then dbt_monitoring.
+background.job("airflow-never-ran")(_dag_runs(None, faults=None, then=("dbt_monitoring",)))
+
+
+@background.job("airflow-dagbag")
+def _inspect_dagbag(folder: Path) -> background.Run:
     """The environment, and the DAGs as a real DagBag fills them, what the tests read of them."""
-    env = _environment(airflow_home, tmp_path_factory.mktemp("dagbag") / "warehouse")
-    output = subprocess.run(
-        [sys.executable, "-c", INSPECT_DAGBAG], env=env, check=True, capture_output=True, text=True
-    ).stdout
-    return env, json.loads(output.strip().splitlines()[-1])
+    home, metadata = folder / "airflow", _metadata(folder.parent)
+    env = _environment(home, folder / "warehouse")
+
+    def run() -> tuple[dict[str, str], dict[str, Any]]:
+        compile_manifest(env)
+        _airflow_home(metadata, home)
+        output = subprocess.run(
+            [sys.executable, "-c", INSPECT_DAGBAG], env=env, check=True, capture_output=True, text=True
+        ).stdout
+        return env, json.loads(output.strip().splitlines()[-1])
+
+    return run
 
 
+@pytest.fixture
+def dagbag(background_outcome: tuple[dict[str, str], dict[str, Any]]) -> tuple[dict[str, str], dict[str, Any]]:
+    return background_outcome
+
+
+def _pipeline_run(outcome: DagRuns) -> tuple[dict[str, str], Path, DagTestResult]:
+    assert outcome.pipeline is not None
+    return outcome.env, outcome.home, outcome.pipeline
+
+
+@pytest.mark.background("airflow-dagbag")
 def test_every_dag_imports_and_declares_owner_retries_tags_schedule(
     dagbag: tuple[dict[str, str], dict[str, Any]],
 ) -> None:
@@ -120,6 +224,7 @@ def test_every_dag_imports_and_declares_owner_retries_tags_schedule(
     assert pipeline["record_run"]["upstream"] == sorted(set(pipeline) - {"record_run"})
 
 
+@pytest.mark.background("airflow-dagbag")
 def test_quality_runs_on_the_pipeline_s_marts_asset_and_shares_the_warehouse_pool_with_it(
     dagbag: tuple[dict[str, str], dict[str, Any]],
 ) -> None:
@@ -194,13 +299,13 @@ def _producer_xcom_keys(airflow_home: Path, run_id: str) -> list[str]:
         return [key for (key,) in rows]
 
 
-@pytest.mark.parametrize("mode", ["watcher", "build"])
-def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(airflow_home: Path, tmp_path: Path, mode: str) -> None:
-    env = {**_environment(airflow_home, tmp_path / "warehouse"), "DATAOPS_COSMOS_MODE": mode}
-    write_tables(generate_tables(0.1, seed=3), tmp_path / "clean", "parquet")
-    _load(env, tmp_path / "clean")
-
-    result = dag_test(env, "adventureworks_pipeline")
+@pytest.mark.parametrize(
+    "mode", [pytest.param(mode, marks=pytest.mark.background(f"airflow-clean-{mode}")) for mode in MODES]
+)
+def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(background_outcome: DagRuns, mode: str) -> None:
+    # The job: clean generated data loaded, then `airflow dags test` of the pipeline in this mode.
+    env, airflow_home, result = _pipeline_run(background_outcome)
+    assert env["DATAOPS_COSMOS_MODE"] == mode
 
     assert result.succeeded, {task: state for task, state in result.states.items() if state != "success"}
     assert {"source_freshness", "quality_checks", "notify"} <= set(result.states)
@@ -245,16 +350,13 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(airflow_home: Pat
         assert len(keys) <= 4 * (17 + 3) + 2
 
 
-@pytest.mark.parametrize("mode", ["watcher", "build"])
-def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(
-    airflow_home: Path, tmp_path: Path, mode: str
-) -> None:
-    env = {**_environment(airflow_home, tmp_path / "warehouse"), "DATAOPS_COSMOS_MODE": mode}
-    # One order with a negative TotalDue (and its lines, consistently): only the revenue rule breaks.
-    write_tables(inject(generate_tables(0.1, seed=3), ["negative_total"], seed=3), tmp_path / "bad", "parquet")
-    _load(env, tmp_path / "bad")
-
-    result = dag_test(env, "adventureworks_pipeline")
+@pytest.mark.parametrize(
+    "mode", [pytest.param(mode, marks=pytest.mark.background(f"airflow-bad-{mode}")) for mode in MODES]
+)
+def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(background_outcome: DagRuns, mode: str) -> None:
+    # The job: the data with one negative order (NEGATIVE_ORDER) loaded, then the pipeline's DAG test.
+    env, airflow_home, result = _pipeline_run(background_outcome)
+    assert env["DATAOPS_COSMOS_MODE"] == mode
 
     failed = {task for task, state in result.states.items() if state == "failed"}
     assert result.exit_code != 0
@@ -285,8 +387,8 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(
         assert [(stage["name"], stage["status"]) for stage in record["stages"]] == [
             ("freshness", "ok"), ("build", "failed")
         ]
-        # dbt_monitoring reads it, and fails naming the test.
-        monitoring = dag_test(env, "dbt_monitoring")
+        # dbt_monitoring, run by the job after the pipeline, reads it, and fails naming the test.
+        monitoring = background_outcome.after["dbt_monitoring"]
         assert monitoring.states == {"check_dbt_artifacts": "failed"}
         assert "monitoring of dev FAILED: 1 error(s)" in monitoring.log
         assert "assert_no_negative_revenue: " in monitoring.log
@@ -295,11 +397,11 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(
         assert errors == [f"task {task}" for task in sorted(failed)]
 
 
-def test_dbt_monitoring_fails_readably_when_the_target_never_ran(airflow_home: Path, tmp_path: Path) -> None:
-    # The deploy-time compile (in _environment) is no run: the history holds none for the target.
-    env = _environment(airflow_home, tmp_path / "warehouse")
-
-    result = dag_test(env, "dbt_monitoring")
+@pytest.mark.background("airflow-never-ran")
+def test_dbt_monitoring_fails_readably_when_the_target_never_ran(background_outcome: DagRuns) -> None:
+    # The deploy-time compile (in the job) is no run: the history holds none for the target.
+    assert background_outcome.pipeline is None
+    result = background_outcome.after["dbt_monitoring"]
 
     assert result.states == {"check_dbt_artifacts": "failed"}
     assert "no run of dev in the run history: has the pipeline run?" in result.log

@@ -1,7 +1,12 @@
 """Airflow as `make airflow` runs it: `airflow standalone`, started by dataops.airflow.local, in a
 throwaway AIRFLOW_HOME on free ports. It listens on exactly what `make airflow` says it does, and
 data_quality_checks, started by the pipeline's marts asset or by hand, never checks while a
-pipeline run is in flight."""
+pipeline run is in flight.
+
+These tests need the machine to themselves (a reschedule-mode sensor on a loaded machine may be
+failed by Airflow 3.3, see dataops.airflow.dags.QUALITY_WAIT): they run last, once no background
+job runs (tests/background.py). Their warehouse and Airflow home are prepared by one of those jobs.
+"""
 
 from __future__ import annotations
 
@@ -24,14 +29,20 @@ from typing import Any
 import psutil
 import pytest
 
+import background  # tests/background.py, loaded by tests/conftest.py
 from dataops.airflow.dags import marts_asset, warehouse_pool
 from dataops.airflow.local import ALL_INTERFACES, BIN, Ports, airflow_env, listeners, load_throwaway, prepare
 from dataops.core.config import load_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.alone, pytest.mark.background("airflow-standalone-home")]
 
-# What `make airflow` runs (scripts/airflow_local.py standalone), on this test's home and ports.
-START = "import os, sys; from dataops.airflow.local import standalone; sys.exit(standalone(dict(os.environ)))"
+# What `make airflow` runs (scripts/airflow_local.py standalone), on this test's home and ports. With
+# Ctrl-C's signal handled as in a terminal, even when pytest was started with it ignored (as `cmd &`
+# in a script starts it, and every child inherits that): the fixture stops it with that signal.
+START = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from dataops.airflow.local import standalone; sys.exit(standalone(dict(os.environ)))"
+)
 WILDCARDS = {"0.0.0.0", "::"}
 
 
@@ -87,13 +98,26 @@ def _healthy(port: int) -> bool:
     return all((health.get(name) or {}).get("status") == "healthy" for name in components)
 
 
+@background.job("airflow-standalone-home")
+def _standalone_home(root: Path) -> background.Run:
+    """Generated data in a throwaway warehouse, and Airflow prepared, as `make airflow` does (no
+    port is used yet: the fixture chooses them when it starts Airflow)."""
+    env = airflow_env(root / "airflow", root / "warehouse", DATAOPS_TASK_RETRIES="0")
+
+    def run() -> Path:
+        load_throwaway(env, 0.1)
+        prepare(env)
+        return root
+
+    return run
+
+
 @pytest.fixture(scope="module")
-def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
-    root = tmp_path_factory.mktemp("standalone")
+def standalone(background_jobs: background.Background) -> Iterator[Standalone]:
+    root = background_jobs.result("airflow-standalone-home")
+    background_jobs.wait()  # the machine to itself
     ports = Ports(_free_port(), _free_port(), _free_port())
     env = airflow_env(root / "airflow", root / "warehouse", ports=ports, DATAOPS_TASK_RETRIES="0")
-    load_throwaway(env, 0.1)
-    prepare(env)
     output = root / "standalone.log"
     with output.open("wb") as sink:
         # A session of its own: stopping it stops every Airflow component it started.
