@@ -199,7 +199,7 @@ def connect(settings: Settings) -> Warehouse:
     if settings.engine == "postgres":
         from dataops.warehouse.postgres import PostgresWarehouse
 
-        return PostgresWarehouse(settings.connection())
+        return PostgresWarehouse(settings.connection(), consumer_schema=settings.consumer_schema)
     raise DataOpsError(
         f"target '{settings.target}' uses engine '{settings.engine}', which dataops cannot load yet"
     )
