@@ -576,4 +576,9 @@ class DuckDBWarehouse:
         for number in dropped:
             # A consumer that has it open keeps reading it: the kernel frees it when they close it.
             files[number].unlink()
+        # A run killed between the two steps of `_switch_link` left its staged link (this run holds
+        # the target: no other is switching now).
+        for staged in self.published_path.parent.glob(f".{self.published_path.name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                staged.unlink()
         return dropped
