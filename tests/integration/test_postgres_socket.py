@@ -77,8 +77,8 @@ def test_load_dbt_and_quality_checks_run_over_the_socket(
     assert summary.counts.models_built == 17 and summary.counts.tests_failed == 0
     assert (summary.quality.expectations_passed, summary.quality.expectations_failed) == (12, 0)
 
-    # GX in this process too, with what it measured in the marts.
-    report = run_quality(socket_settings, run_id="over-the-socket")
+    # GX in this process too, with what it measured in the marts (published: the candidate is a version now).
+    report = run_quality(socket_settings, run_id="over-the-socket", published=True)
     assert (report.passed, report.warned, report.failed) == (12, 0, 0)
     customers = warehouse.read_only_query("select count(*) from marts.customer_analytics").rows[0][0]
     row_counts = {
