@@ -38,7 +38,7 @@ from dataops.history.store import HistoryStore
 from dataops.publish.versions import rollback
 from dataops.sources.faults import inject
 from dataops.sources.generate import generate_tables
-from dataops.warehouse import LockHolder, connect
+from dataops.warehouse import LockHolder, TargetBusy, connect
 from dataops.warehouse.postgres import _HOLD_CLASS, PostgresWarehouse
 
 pytestmark = pytest.mark.integration
@@ -444,28 +444,33 @@ def test_a_long_reader_is_named_and_no_reader_is_ever_the_deadlock_victim(target
     report.rollback()
     report.close()
 
-    # A cycle. The swap locks the views in name order: it takes customer_analytics, then waits for
-    # dim_products and dim_territories, which two reports release one after the other just before
-    # a lock timeout would end each wait. Meanwhile `first`, which holds fct_orders, asks for
-    # customer_analytics. Had each wait only its own lock_timeout, the swap would reach fct_orders
-    # while `first` has waited most of deadlock_timeout (1 s), and the deadlock detector would cancel
-    # `first`. The swap bounds its whole wait below deadlock_timeout: it gives up, and `first` is served.
-    first, second, third = _connection(target), _connection(target), _connection(target)
-    for connection, mart in ((first, "fct_orders"), (second, "dim_products"), (third, "dim_territories")):
+    # A reader that waits for the swap waits at most the swap's lock timeout, kept below
+    # deadlock_timeout (1 s): never long enough to be cancelled as a deadlock's victim, whatever the
+    # swap waits for after it took that reader's view. The swap takes customer_analytics first,
+    # then waits for dim_products, dim_territories and fct_order_lines, which three reports release
+    # one after the other, each before a lock timeout would end the wait for it; `first` holds
+    # fct_orders and asks for customer_analytics meanwhile. With only a lock_timeout per lock, the
+    # swap would hold customer_analytics through all three waits and `first` would wait over a second.
+    first, *reports = (_connection(target) for _ in range(4))
+    for connection, mart in zip([first, *reports], ["fct_orders", "dim_products", "dim_territories",
+                                                    "fct_order_lines"], strict=True):
         connection.autocommit = False
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT 1 FROM marts.{mart} LIMIT 1")
     outcome: dict[str, Any] = {}
     swap = threading.Thread(target=lambda: outcome.update(
         version=_warehouse(target).publish(CANDIDATE, list(MARTS), "cycle", _counts(target, CANDIDATE))))
-    swap.start()
-    _wait_for(lambda: connect(target).read_only_query(
-        "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND NOT granted").rows[0][0] > 0,
-        10, "the swap to wait for dim_products", every=0.01)
-    releases = [threading.Timer(0.4, second.commit), threading.Timer(0.85, third.commit)]
+    with _sql(target) as watch:
+        swap.start()
+
+        def swap_waits() -> bool:
+            watch.execute("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND NOT granted")
+            return watch.fetchone()[0] > 0
+
+        _wait_for(swap_waits, 10, "the swap to wait for dim_products", every=0.005)
+    releases = [threading.Timer(delay, report.commit) for delay, report in zip((0.3, 0.7, 1.1), reports, strict=True)]
     for release in releases:
         release.start()
-    time.sleep(0.05)
     started = time.perf_counter()
     with first.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM marts.customer_analytics")  # waits for the swap, never fails
@@ -475,11 +480,12 @@ def test_a_long_reader_is_named_and_no_reader_is_ever_the_deadlock_victim(target
     swap.join(30)
     for release in releases:
         release.join()
-    for connection in (first, second, third):
+    for connection in (first, *reports):
         connection.close()
+    print(f"in the cycle, the reader waited {waited:.3f} s")
+    assert waited < 0.9
     assert outcome["version"].number == 2
     assert _published_schema(target) == "marts__v2"
-    print(f"in the cycle, the reader waited {waited:.3f} s")
 
 
 # 3. The reader role --------------------------------------------------------------------------
@@ -558,8 +564,39 @@ def test_publish_edge_cases(target: Settings) -> None:
     # No candidate: a clear error, nothing changed, and holding the target is not affected.
     with pytest.raises(DataOpsError, match=f"cannot publish {CANDIDATE}: there is no such schema"):
         warehouse.publish(CANDIDATE, list(MARTS), "nothing", {})
-    with warehouse.hold(LockHolder("edge", "here", os.getpid(), "now"), wait=False):
+    holder = LockHolder("edge-run", "edge-host", os.getpid(), "2026-12-02T00:00:00+00:00")
+    with warehouse.hold(holder, wait=False):
         assert _current(target) == 1
+        # A publish under the hold checks it is still held; another run is then told who holds it.
+        _build(target, 11)
+        assert warehouse.publish(CANDIDATE, list(MARTS), "under the hold", {}).number == 2
+        with pytest.raises(TargetBusy) as busy, _warehouse(target).hold(LockHolder("other", "h", 1, "s"), wait=False):
+            pass
+        assert busy.value.holder == holder
+        # The server ends the hold's session: the run must not publish any more.
+        with _sql(target) as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE "
+                           "'%dataops holder%edge-run%' AND pid <> pg_backend_pid()")
+        _build(target, 12)
+        with pytest.raises(DataOpsError, match="lost its hold"):
+            warehouse.publish(CANDIDATE, list(MARTS), "lost", {})
+    warehouse.switch_to(1)
+    # A view someone built on a consumer view: kept by a publish with the same columns; a publish
+    # that must recreate the view stops, naming it.
+    with _sql(target) as cursor:
+        cursor.execute("CREATE SCHEMA reports")
+        cursor.execute("CREATE VIEW reports.territories AS SELECT territory_id FROM marts.dim_territories")
+    assert warehouse.publish(CANDIDATE, list(MARTS), "kept", {}).number == 3
+    assert connect(target).read_only_query("SELECT count(*) FROM reports.territories").rows[0][0] > 0
+    _build(target, 13)
+    with _sql(target) as cursor:
+        cursor.execute(f"ALTER TABLE {CANDIDATE}.dim_territories DROP COLUMN territory_group")
+    with pytest.raises(DataOpsError, match=r"the published version is unchanged.*view reports\.territories depends"):
+        warehouse.publish(CANDIDATE, list(MARTS), "narrower", {})
+    assert _published_schema(target) == "marts__v3"
+    with _sql(target) as cursor:
+        cursor.execute("DROP SCHEMA reports CASCADE")
+    warehouse.switch_to(1)
     # A mart missing from the candidate.
     _build(target, 1)
     with _sql(target) as cursor:
@@ -569,7 +606,7 @@ def test_publish_edge_cases(target: Settings) -> None:
     assert _checksums(target) == _checksums(target, "marts__v1")
     # A version without a mart: its view goes, the others point at the new version.
     kept = [mart for mart in MARTS if mart != "dim_products"]
-    assert warehouse.publish(CANDIDATE, kept, "fewer", {}).number == 2
+    assert warehouse.publish(CANDIDATE, kept, "fewer", {}).number == 4
     assert set(_view_sources(target)) == set(kept)
     assert warehouse.columns("marts", ["dim_products"], published=True) == {}
     # A rollback brings it back.
@@ -587,8 +624,8 @@ def test_publish_edge_cases(target: Settings) -> None:
         for mart in MARTS:
             cursor.execute(f"DROP VIEW marts.{mart}")
             cursor.execute(f"CREATE TABLE marts.{mart} AS SELECT * FROM marts__v1.{mart}")
-        cursor.execute("DROP SCHEMA marts__v1 CASCADE")
-        cursor.execute("DROP SCHEMA marts__v2 CASCADE")
+        for number in range(1, 5):
+            cursor.execute(f"DROP SCHEMA marts__v{number} CASCADE")
     assert warehouse.versions() == [] and warehouse.published_row_counts(list(MARTS)) == {}
     before = _checksums(target)
     version = warehouse.publish(CANDIDATE, list(MARTS), "first", _counts(target, CANDIDATE))

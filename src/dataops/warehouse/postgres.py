@@ -18,7 +18,6 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -65,6 +64,8 @@ _METADATA = "dataops_publish"
 # The advisory lock that holds a target is (this, the consumer schema's crc32): advisory locks are
 # per database already. The run history uses 724511 to 724513.
 _HOLD_CLASS = 724520
+# Taken while the records' tables are created (a publish that runs without holding the target).
+_METADATA_LOCK_CLASS = 724521
 _HOLDER_COMMENT = re.compile(r"/\* dataops holder (\{.*?\}) \*/", re.S)
 _HOLDER_APPLICATION = re.compile(r"^dataops (\S+) pid (\d+) on (.*)$")
 # PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name.
@@ -400,7 +401,7 @@ class PostgresWarehouse:
                 raise DataOpsError(
                     f"cannot hold the target on PostgreSQL {self.location}: {_one_line(error)}"
                 ) from error
-            _HELD[self._held_id] = connection
+            _HELD[self._held_id] = (connection, document)
             try:
                 yield
             finally:
@@ -466,14 +467,17 @@ class PostgresWarehouse:
     def _check_hold(self) -> None:
         """When this process holds the target, make sure it still does before changing what
         consumers read: a session ended by the server (an administrator, a restart) has lost it."""
-        connection = _HELD.get(self._held_id)
-        if connection is None:
+        found = _HELD.get(self._held_id)
+        if found is None:
             return
+        connection, document = found
         try:
             with connection.cursor() as cursor:
+                # The session's last statement names its holder to other runs: this one must too.
                 cursor.execute(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
-                    "AND classid = %s AND objid = %s AND pid = pg_backend_pid()", self._hold_key,
+                    f"AND classid = {self._hold_key[0]} AND objid = {self._hold_key[1]} AND pid = pg_backend_pid() "
+                    f"/* dataops holder {document} */"
                 )
                 held = cursor.fetchone()[0] > 0
         except psycopg2.Error:
@@ -597,20 +601,22 @@ class PostgresWarehouse:
                 raise DataOpsError(f"cannot publish {candidate_schema}: {problem}; `dataops run` builds it")
             number = self._next_number(cursor)
             schema = self._version_schema(number)
-            existing = self._lock_consumer_relations(cursor, names, lock_ms)
-            cursor.execute(f"ALTER SCHEMA {_quote(candidate_schema)} RENAME TO {_quote(schema)}")
+            relations, swap = self._view_swap(cursor, candidate_schema, schema, names, grant_to)
+            cursor.execute("SELECT now()")
+            published_at = cursor.fetchone()[0]  # the transaction's: when it commits, all of it is
             # Nobody reads a version but through the consumer views, which run with their owner's rights.
-            cursor.execute(f"REVOKE ALL ON SCHEMA {_quote(schema)} FROM PUBLIC")
+            revoke = [f"REVOKE ALL ON SCHEMA {_quote(schema)} FROM PUBLIC"]
             if grant_to:
-                cursor.execute(f"REVOKE ALL ON SCHEMA {_quote(schema)} FROM {_quote(grant_to)}")
-            self._point_views(cursor, schema, names, existing, grant_to)
-            cursor.execute(
+                revoke.append(f"REVOKE ALL ON SCHEMA {_quote(schema)} FROM {_quote(grant_to)}")
+            record = cursor.mogrify(
                 f"INSERT INTO {_quote(_METADATA)}.versions (consumer_schema, number, run_id, built_at, row_counts, "
-                "marts, published_at) VALUES (%s, %s, %s, %s, %s, %s, now()) RETURNING published_at",
+                "marts, published_at) VALUES (%s, %s, %s, %s, %s, %s, now())",
                 (self.consumer_schema, number, run_id, built_at, json.dumps(row_counts), names),
-            )
-            published_at = cursor.fetchone()[0]
-            self._record_switch(cursor, number, "publish", run_id)
+            ).decode()
+            self._lock_and_run(cursor, relations, [
+                f"ALTER SCHEMA {_quote(candidate_schema)} RENAME TO {_quote(schema)}", *revoke, *swap, record,
+                *self._switch_statements(cursor, number, "publish", run_id),
+            ], lock_ms)
             return Version(number, run_id, _iso(built_at), dict(row_counts), _iso(published_at), True)
 
         return self._swap(f"publishing {candidate_schema}", change, grant_to)
@@ -635,9 +641,9 @@ class PostgresWarehouse:
             if missing:
                 raise DataOpsError(f"v{number} is incomplete ({', '.join(missing)} missing from {schema}): "
                                    "it cannot be published again")
-            existing = self._lock_consumer_relations(cursor, names, lock_ms)
-            self._point_views(cursor, schema, names, existing, grant_to)
-            self._record_switch(cursor, number, "rollback", run_id)
+            relations, swap = self._view_swap(cursor, schema, schema, names, grant_to)
+            self._lock_and_run(cursor, relations, [*swap, *self._switch_statements(cursor, number, "rollback", run_id)],
+                               lock_ms)
             return Version(number, run_id, _iso(built_at), {k: int(n) for k, n in counts.items()},
                            _iso(published_at), True)
 
@@ -708,7 +714,7 @@ class PostgresWarehouse:
             metadata, consumer = cursor.fetchone()
             if not metadata:
                 # Two sessions creating them at once would collide in the catalogs.
-                cursor.execute(f"SELECT pg_advisory_xact_lock({_HOLD_CLASS}, 0)")
+                cursor.execute(f"SELECT pg_advisory_xact_lock({_METADATA_LOCK_CLASS}, 0)")
                 cursor.execute(_METADATA_DDL)
             if not consumer:
                 cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(self.consumer_schema)}")
@@ -750,9 +756,11 @@ class PostgresWarehouse:
                 except psycopg2.Error as error:
                     self._rollback(connection)
                     if error.pgcode not in _BUSY:
+                        # Another object built on a consumer view the swap must recreate: say which.
+                        detail = getattr(error.diag, "message_detail", None) if error.pgcode == "2BP01" else None
                         raise DataOpsError(
                             f"{what} on PostgreSQL {self.location} failed, the published version is unchanged: "
-                            f"{_one_line(error)}"
+                            f"{_one_line(error)}" + (f" ({' '.join(detail.split())})" if detail else "")
                         ) from error
                     if attempt == self.publish_attempts:
                         raise DataOpsError(
@@ -853,105 +861,100 @@ class PostgresWarehouse:
                 found.setdefault(number, set()).add(view)
         return found
 
-    def _lock_consumer_relations(self, cursor: Cursor, names: Sequence[str], lock_ms: int) -> dict[str, _Existing]:
-        """Every consumer relation the swap replaces or drops, locked at once, in name order, by one
-        LOCK statement whose whole wait is bounded by `lock_ms`; what each one is, for the swap."""
+    def _view_swap(self, cursor: Cursor, source: str, schema: str, names: Sequence[str],
+                   grant_to: str | None) -> tuple[list[str], list[str]]:
+        """What the swap locks and runs, worked out before it locks anything: the consumer relations
+        it replaces or drops (in name order), and its statements. `source` holds the marts now, and
+        `schema` will (the candidate and its version's name, or a kept version twice).
+
+        Each mart's view reads `schema`; a view of a mart the version has not is dropped. A view
+        whose columns the new ones only extend is replaced in place (CREATE OR REPLACE keeps its
+        grants and whatever was built on it); any other relation is dropped and created anew, with
+        the grants it had."""
         ours = {view for views in self._referenced_versions(cursor).values() for view in views}
         cursor.execute(
             "SELECT c.relname, c.relkind, c.relacl IS NOT NULL FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')", (self.consumer_schema,),
         )
-        wanted = set(names)
-        existing = {
-            name: _Existing(name, kind, name in ours, has_acl)
-            for name, kind, has_acl in cursor.fetchall() if name in wanted or name in ours
-        }
-        if existing:
-            relations = ", ".join(f"{_quote(self.consumer_schema)}.{_quote(name)}" for name in sorted(existing))
-            # lock_timeout bounds each wait; statement_timeout the sum of them, which is what keeps
-            # the swap's wait, holding the views it already has, shorter than deadlock_timeout.
-            cursor.execute(f"SET LOCAL statement_timeout = '{lock_ms}ms'")
-            cursor.execute(f"LOCK TABLE {relations} IN ACCESS EXCLUSIVE MODE")
-            cursor.execute("SET LOCAL statement_timeout TO DEFAULT")
-            for relation in existing.values():
-                if relation.kind == "v":
-                    relation.columns = self._relation_columns(cursor, self.consumer_schema, relation.name)
-        return existing
-
-    @staticmethod
-    def _relation_columns(cursor: Cursor, schema: str, name: str) -> list[tuple[str, str]]:
-        cursor.execute(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            (schema, name),
-        )
-        return [(column, type_) for column, type_ in cursor.fetchall()]
-
-    def _point_views(self, cursor: Cursor, schema: str, names: Sequence[str], existing: dict[str, _Existing],
-                     grant_to: str | None) -> None:
-        """Each mart's consumer view onto `schema`; views of marts the version has not, dropped.
-        A view whose columns the new ones only extend is replaced in place (CREATE OR REPLACE keeps
-        its grants and whatever was built on it); any other relation is dropped and created anew,
-        with the grants it had."""
+        existing = {name: (kind, has_acl) for name, kind, has_acl in cursor.fetchall()
+                    if name in names or name in ours}
+        columns = self._columns_by_relation(cursor, [self.consumer_schema, source])
         consumer = _quote(self.consumer_schema)
+        statements = []
         for name in names:
             view = f"{consumer}.{_quote(name)}"
             select = f"SELECT * FROM {_quote(schema)}.{_quote(name)}"
-            old = existing.get(name)
-            columns = self._relation_columns(cursor, schema, name)
-            if old is not None and old.kind == "v" and old.columns == columns[: len(old.columns)]:
-                cursor.execute(f"CREATE OR REPLACE VIEW {view} AS {select}")
+            kind, has_acl = existing.get(name, (None, False))
+            old = columns.get((self.consumer_schema, name), []) if kind == "v" else None
+            if old is not None and old == columns.get((source, name), [])[: len(old)]:
+                statements.append(f"CREATE OR REPLACE VIEW {view} AS {select}")
             else:
-                grants = self._grants(cursor, self.consumer_schema, name) if old is not None and old.has_acl else []
-                if old is not None:
-                    cursor.execute(f"DROP {_DROP_KIND[old.kind]} {view}")
-                cursor.execute(f"CREATE VIEW {view} AS {select}")
-                for grant in grants:
-                    cursor.execute(grant.replace("{relation}", view))
+                if kind is not None:
+                    statements.append(f"DROP {_DROP_KIND[kind]} {view}")
+                statements.append(f"CREATE VIEW {view} AS {select}")
+                if has_acl:
+                    statements.extend(self._grants(cursor, self.consumer_schema, name, view))
             if grant_to:
-                cursor.execute(f"GRANT SELECT ON {view} TO {_quote(grant_to)}")
-        for name, old in sorted(existing.items()):
-            if name not in names and old.ours:
-                cursor.execute(f"DROP VIEW {consumer}.{_quote(name)}")
+                statements.append(f"GRANT SELECT ON {view} TO {_quote(grant_to)}")
+        statements.extend(f"DROP VIEW {consumer}.{_quote(name)}" for name in sorted(existing)
+                          if name not in names and name in ours)
         if grant_to:
-            cursor.execute(f"GRANT USAGE ON SCHEMA {consumer} TO {_quote(grant_to)}")
+            statements.append(f"GRANT USAGE ON SCHEMA {consumer} TO {_quote(grant_to)}")
+        return sorted(existing), statements
+
+    def _lock_and_run(self, cursor: Cursor, relations: Sequence[str], statements: Sequence[str],
+                      lock_ms: int) -> None:
+        """Lock every consumer relation the swap changes at once, in name order, by one LOCK
+        statement whose whole wait is bounded by `lock_ms`; then the swap, in one round trip."""
+        if relations:
+            listed = ", ".join(f"{_quote(self.consumer_schema)}.{_quote(name)}" for name in relations)
+            # lock_timeout bounds each wait; statement_timeout the sum of them, which is what keeps
+            # the swap's wait, holding the views it already has, shorter than deadlock_timeout.
+            cursor.execute(f"SET LOCAL statement_timeout = '{lock_ms}ms'")
+            cursor.execute(f"LOCK TABLE {listed} IN ACCESS EXCLUSIVE MODE")
+            cursor.execute("SET LOCAL statement_timeout TO DEFAULT")
+        cursor.execute(";\n".join(statements))
 
     @staticmethod
-    def _grants(cursor: Cursor, schema: str, name: str) -> list[str]:
-        """GRANT statements that give others what they had on a relation (`{relation}` to fill in)."""
+    def _columns_by_relation(cursor: Cursor, schemas: Sequence[str]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """(schema, relation) -> its columns (name, type) in order, for every relation of `schemas`."""
+        cursor.execute(
+            "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'v', 'm', 'p', 'f') AND a.attnum > 0 "
+            "AND NOT a.attisdropped ORDER BY n.nspname, c.relname, a.attnum", (list(schemas),),
+        )
+        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for schema, relation, column, type_ in cursor.fetchall():
+            found.setdefault((schema, relation), []).append((column, type_))
+        return found
+
+    @staticmethod
+    def _grants(cursor: Cursor, schema: str, name: str, relation: str) -> list[str]:
+        """GRANT statements that give others on `relation` what they had on `schema.name`."""
         cursor.execute(
             "SELECT CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END, "
             "g.privilege_type, g.is_grantable FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, "
             "aclexplode(c.relacl) g WHERE n.nspname = %s AND c.relname = %s AND g.grantee <> c.relowner",
             (schema, name),
         )
-        return [f"GRANT {privilege} ON {{relation}} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}"
+        return [f"GRANT {privilege} ON {relation} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}"
                 for grantee, privilege, grantable in cursor.fetchall()]
 
-    def _record_switch(self, cursor: Cursor, number: int, action: str, run_id: str) -> None:
-        cursor.execute(
-            f"INSERT INTO {_quote(_METADATA)}.published (consumer_schema, number, switched_at) VALUES (%s, %s, now()) "
-            "ON CONFLICT (consumer_schema) DO UPDATE SET number = excluded.number, switched_at = excluded.switched_at",
-            (self.consumer_schema, number),
-        )
-        cursor.execute(
-            f"INSERT INTO {_quote(_METADATA)}.publish_log (consumer_schema, number, action, run_id) "
-            "VALUES (%s, %s, %s, %s)", (self.consumer_schema, number, action, run_id),
-        )
-
-
-@dataclass
-class _Existing:
-    """A relation of the consumer schema the swap replaces: what it is, and whether it is one of
-    the views a swap made (it reads a version schema)."""
-
-    name: str
-    kind: str
-    ours: bool
-    has_acl: bool
-    columns: list[tuple[str, str]] | None = None
+    def _switch_statements(self, cursor: Cursor, number: int, action: str, run_id: str) -> list[str]:
+        """Records the switch: the published pointer and the publish log."""
+        return [
+            cursor.mogrify(
+                f"INSERT INTO {_quote(_METADATA)}.published (consumer_schema, number, switched_at) "
+                "VALUES (%s, %s, now()) ON CONFLICT (consumer_schema) DO UPDATE SET number = excluded.number, "
+                "switched_at = excluded.switched_at", (self.consumer_schema, number),
+            ).decode(),
+            cursor.mogrify(
+                f"INSERT INTO {_quote(_METADATA)}.publish_log (consumer_schema, number, action, run_id) "
+                "VALUES (%s, %s, %s, %s)", (self.consumer_schema, number, action, run_id),
+            ).decode(),
+        ]
 
 
 _DROP_KIND = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE"}
@@ -984,8 +987,8 @@ CREATE TABLE IF NOT EXISTS {_quote(_METADATA)}.publish_log (
 );
 """
 
-# The hold connections of this process, by server, database and lock key.
-_HELD: dict[tuple[str, str, str, int, int], Connection] = {}
+# The hold connections of this process (and the holder each names), by server, database and lock key.
+_HELD: dict[tuple[str, str, str, int, int], tuple[Connection, str]] = {}
 
 
 def _literal(value: str) -> str:
