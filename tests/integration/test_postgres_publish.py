@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -59,7 +60,8 @@ BASE_DATABASE = "publish_base"
 INVARIANT = ("select (select sum(lifetime_value) from marts.customer_analytics) "
              "- (select sum(total_due) from marts.fct_orders), (select sum(total_due) from marts.fct_orders)")
 READER_ROLE = "marts_reader"
-READER_PASSWORD = "reader-secret-1"
+# Made up per session: no password, not even a test one, is written in the repository.
+READER_PASSWORD = secrets.token_urlsafe(12)
 
 
 # Fixtures ------------------------------------------------------------------------------------
