@@ -230,6 +230,17 @@ def models_of_manifest(settings: Settings) -> list[ModelRelation]:
     ]
 
 
+def _published_rows(settings: Settings, models: list[ModelRelation]) -> dict[str, int]:
+    from dataops.core.errors import DataOpsError
+    from dataops.project.results import mart_names
+    from dataops.warehouse import connect
+
+    try:
+        return connect(settings).published_row_counts(mart_names(settings, models))
+    except DataOpsError:
+        return {}
+
+
 def finish(
     run: PipelineRun, settings: Settings, failed: list[str], store: HistoryStore | None = None
 ) -> RunRecord:
@@ -239,8 +250,12 @@ def finish(
     from dataops.project.results import RunSummary, row_counts
 
     usage = Usage.start()
-    # Counted before the store's write lock is taken, not while it is held.
-    counts, commit = row_counts(settings, models_of_manifest(settings)), git_commit()
+    # Counted before the store's write lock is taken, not while it is held. A run that published has
+    # no candidate left (it became the version): its marts are counted in what it published.
+    models = models_of_manifest(settings)
+    counts, commit = row_counts(settings, models), git_commit()
+    for mart, rows in _published_rows(settings, models).items():
+        counts.setdefault(f"{settings.consumer_schema}.{mart}", rows)
 
     def judge(record: RunRecord | None) -> RunRecord:
         summary = RunSummary.from_record(record or run.started_record(settings, commit))
