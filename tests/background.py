@@ -6,12 +6,11 @@ two busy. So a test module registers its jobs here at import (`@job("name")`), a
 one it reads with `@pytest.mark.background("name")`, and tests/conftest.py starts every job the
 selected tests need when the session starts, and runs the tests that read them after all others.
 
-The jobs run one at a time in a thread whose commands have the lowest CPU priority (Linux: the
-niceness of a thread is its own, and its child processes inherit it), so they take the core the
-other tests leave idle and never slow those down. A test that asks for an outcome not ready yet
-runs pending jobs itself meanwhile, at normal priority, so that at the end both cores work. From
-then on only tests that wait for the jobs are left, so the worker and its commands get the tests'
-priority back too, where the system lets a priority be raised again (root, or RLIMIT_NICE).
+The jobs run one at a time, in a thread of their own: their commands take the core the other
+tests leave idle. (At the same CPU priority as the tests: run with a lower one, they starved
+whenever anything else ran on the machine, and the tests that race processes against each other
+pass with as much load beside them.) A test that asks for an outcome not ready yet runs pending
+jobs itself meanwhile, so that at the end both cores work.
 
 Each job is registered as a function of its own folder that returns what to run. That function is
 called in the main thread when the session starts, before any test has changed the environment:
@@ -22,9 +21,6 @@ runs in-process holds the interpreter lock from the tests; heavy work belongs in
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
@@ -48,27 +44,6 @@ def job(name: str) -> Callable[[Job], Job]:
         return prepare
 
     return register
-
-
-def _lowest_cpu_priority() -> None:
-    if sys.platform == "linux":  # elsewhere the niceness is the whole process's: leave the tests theirs
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-
-
-def _tests_priority_for(thread: threading.Thread) -> None:
-    """The niceness of the calling thread for `thread` and for every process this one started
-    that is nicer than that (the background's commands: the tests' own keep their niceness)."""
-    if sys.platform != "linux" or thread.native_id is None or not thread.is_alive():
-        return
-    import psutil
-
-    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    with contextlib.suppress(psutil.Error):
-        ids = [thread.native_id, *(child.pid for child in psutil.Process().children(recursive=True))]
-        for pid in ids:
-            with contextlib.suppress(OSError):  # not allowed, or already ended
-                if os.getpriority(os.PRIO_PROCESS, pid) > ours:
-                    os.setpriority(os.PRIO_PROCESS, pid, ours)
 
 
 class Once:
@@ -125,7 +100,6 @@ class Background:
                 raise
 
     def _work(self) -> None:
-        _lowest_cpu_priority()
         while (taken := self._take()) is not None:
             self._run(*taken)
 
@@ -135,28 +109,20 @@ class Background:
         if name not in self._futures:
             raise KeyError(f"background job {name} was not started: mark the test @pytest.mark.background({name!r})")
         future = self._futures[name]
-        _tests_priority_for(self._worker)
         while not future.done():
             # The worker takes the jobs from the front; we take the one asked for, else the last.
             taken = self._take(preferred=name, last=True)
             if taken is None:
                 break
             self._run(*taken)
-        self._wait_for([future])
         return future.result()
-
-    def _wait_for(self, pending: list[Future[Any]]) -> None:
-        while not all(future.done() for future in pending):
-            _tests_priority_for(self._worker)  # again and again: its commands start others
-            futures.wait(pending, timeout=10)
 
     def wait(self) -> None:
         """Until every job has ended, running those not started: before a test that needs the
         machine to itself. A job's failure is for the test that reads it to report."""
-        _tests_priority_for(self._worker)
         while (taken := self._take(last=True)) is not None:
             self._run(*taken)
-        self._wait_for(list(self._futures.values()))
+        futures.wait(list(self._futures.values()))
 
     def close(self) -> None:
         """No job starts any more; the one running ends (its commands are not interrupted)."""
