@@ -1,12 +1,11 @@
 """Write-audit-publish on DuckDB, for real: real dbt, real DuckDB files, real processes, no mocks.
 
 One clean warehouse is built and published (v1) once for the module; every test works on a copy of
-its folder, restored in the folder it was built in (the published link is relative; and dbt's
-partial parse stays valid only while its profile names the same file, which saves each run a full
-parse of the project). What consumers
-read is compared by a checksum of every published mart, taken through the published file opened
-read-only, as a consumer opens it: its columns and types, its rows, and the sum of a hash of each
-row's text."""
+it, restored in the folder it was built in: the published link is relative, and dbt's partial parse
+holds only while its profile names the same file (a full parse would cost each run seconds). What
+consumers read is compared by a checksum of every published mart, taken through the published file
+opened read-only, as a consumer opens it: its columns and types, its rows, and the sum of a hash
+of each row's text."""
 
 from __future__ import annotations
 
@@ -499,12 +498,19 @@ for i in range(1, 10_000):
 """
 
 
-def _assert_one_whole_version(settings: Settings, known: list[Checksums]) -> int:
-    number = published_number(settings)
-    assert checksums(_published(settings)) in known, f"v{number} holds content no version had"
-    versions = _warehouse(settings).versions()
-    assert [v.number for v in versions if v.current] == [number], versions
-    return number
+def _whole_version(settings: Settings, known: list[Checksums]) -> tuple[int | None, str | None]:
+    """The version consumers read, and what is wrong with it, if anything."""
+    try:
+        number = published_number(settings)
+        content = checksums(_published(settings))
+    except (AssertionError, OSError, duckdb.Error) as error:
+        return None, f"no whole published version: {error}"
+    if content not in known:
+        return number, f"v{number} holds content no version had"
+    current = [v.number for v in _warehouse(settings).versions() if v.current]
+    if current != [number]:
+        return number, f"the link says v{number}, the list of versions {current}"
+    return number, None
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -517,78 +523,148 @@ def _kill_group(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=30)
 
 
-def test_killed_publishes_and_killed_runs_never_leave_a_torn_published_version(
-    baseline: Baseline, copied: Settings, tmp_path: Path
-) -> None:
-    settings, folder = copied, copied.warehouse_dir
-    rng = random.Random(20261202)
-    pristine = tmp_path / "pristine.duckdb"
-    shutil.copyfile(_version_file(settings, 1), pristine)
-    counts = {f"marts.{m}": rows for m, (rows, _, _) in baseline.checksums.items()}
-    known = [baseline.checksums]
-    trials = 20
-    unpublished_seen, published = 0, {1}
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    for trial in range(trials):
-        loop = subprocess.Popen(
-            [sys.executable, "-c", PUBLISH_LOOP, str(settings.duckdb_path), str(pristine),
-             str(folder.parent / "staged.duckdb"), f"trial{trial}", json.dumps(list(MARTS)), json.dumps(counts)],
-            stdout=subprocess.PIPE, text=True, start_new_session=True,
+def _edit_products(settings: Settings) -> None:
+    """Four products edited in the sources: two renamed, one with its colour gone and its size
+    changed, one removed (one no order line has); and one added. Nothing else."""
+    with duckdb.connect(str(settings.duckdb_path)) as db:
+        product = '"Production"."Product"'
+        unsold = 'NOT IN (SELECT "ProductID" FROM "Sales"."SalesOrderDetail")'
+        first, second = (row[0] for row in db.execute(
+            f'SELECT "ProductID" FROM {product} ORDER BY "ProductID" LIMIT 2').fetchall())
+        (coloured,) = db.execute(f"""SELECT min("ProductID") FROM {product} WHERE "Color" IS NOT NULL
+            AND "Size" IS DISTINCT FROM 'XXL' AND "ProductID" NOT IN ({first}, {second})""").fetchone()
+        (gone,) = db.execute(f"""SELECT max("ProductID") FROM {product} WHERE "ProductID" {unsold}
+            AND "ProductID" NOT IN ({first}, {second}, {coloured})""").fetchone()
+        (new,) = db.execute(f'SELECT max("ProductID") + 1 FROM {product}').fetchone()
+        db.execute(f"""UPDATE {product} SET "Name" = "Name" || ' (renamed)' WHERE "ProductID" IN ({first}, {second})""")
+        db.execute(f"""UPDATE {product} SET "Color" = NULL, "Size" = 'XXL' WHERE "ProductID" = {coloured}""")
+        db.execute(f"""INSERT INTO {product} SELECT * REPLACE ({new} AS "ProductID", 'New product' AS "Name",
+            'NEW-0001' AS "ProductNumber") FROM {product} WHERE "ProductID" = {gone}""")
+        db.execute(f'DELETE FROM {product} WHERE "ProductID" = {gone}')
+
+
+@dataclass
+class Crashes:
+    problems: list[str]  # what was wrong with the published version after a kill, if anything
+    published: set[int]  # the versions the killed publishes got to publish
+    before: int  # the version published while the real runs were killed
+    never: int  # the version file made as a kill between rename and switch leaves it
+    record: RunRecord  # of the next run
+    raised: BaseException | None
+    leftovers: list[str]
+    files: list[int]
+    versions: list[tuple[int, bool]]
+    wal_files: list[str]
+    now: int
+    checksums: Checksums
+
+
+@pytest.fixture(scope="module")
+def crashes(baseline: Baseline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crashes]:
+    """20 publishes killed at random moments (a process that publishes a prepared candidate in a
+    loop, SIGKILLed after a random delay), then 3 real `dataops run` killed while dbt builds the
+    candidate marts, then the next run: on sources with a few products edited, so that its data
+    diff is known."""
+    scratch = tmp_path_factory.mktemp("publish-crashes")
+    with _Folder(baseline.folder) as settings:
+        _restore(baseline)
+        folder = settings.warehouse_dir
+        rng = random.Random(20261202)
+        pristine = scratch / "pristine.duckdb"
+        shutil.copyfile(_version_file(settings, 1), pristine)
+        counts = {f"marts.{m}": rows for m, (rows, _, _) in baseline.checksums.items()}
+        known, problems, published = [baseline.checksums], [], {1}
+        for trial in range(20):
+            loop = subprocess.Popen(
+                [sys.executable, "-c", PUBLISH_LOOP, str(settings.duckdb_path), str(pristine),
+                 str(scratch / "staged.duckdb"), f"trial{trial}", json.dumps(list(MARTS)), json.dumps(counts)],
+                stdout=subprocess.PIPE, text=True, start_new_session=True,
+            )
+            assert loop.stdout is not None and loop.stdout.readline() == "ready\n"
+            time.sleep(rng.uniform(0.0, 1.0))
+            _kill_group(loop)
+            number, problem = _whole_version(settings, known)
+            published.add(number or 0)
+            problems += [f"publish killed in trial {trial}: {problem}"] if problem else []
+
+        # Killed during real builds of `dataops run`, at a random moment once dbt writes the candidate marts.
+        before = published_number(settings)
+        log = settings.artifacts_dir / "logs" / "dbt.log"
+        for trial in range(3):
+            start = log.stat().st_size
+            # No quality stage: the run is killed while dbt builds, before it.
+            run = subprocess.Popen([sys.executable, "-m", "dataops", "run", "--no-docs", "--no-quality"],
+                                   env=_env(folder), text=True, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.monotonic() + 300
+            while b"START sql table model candidate.marts__candidate." not in log.read_bytes()[start:]:
+                assert run.poll() is None, "the run ended before it built the marts"
+                assert time.monotonic() < deadline, "the run never started to build the marts"
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 1.5))
+            assert run.poll() is None, "the run ended before it was killed"
+            _kill_group(run)
+            number, problem = _whole_version(settings, known)
+            problems += [f"run killed in trial {trial}: {problem or f'v{number} published, not v{before}'}"] if (
+                problem or number != before) else []
+
+        # What kills in the narrowest windows leave, made sure of: between the link's two steps, a
+        # staged link; between the candidate's rename and the switch, a version file no link ever
+        # pointed at.
+        os.symlink("dev_versions/v000001.duckdb", folder / f".{_published(settings).name}.999999.tmp")
+        never = max(_warehouse(settings)._version_files()) + 1
+        shutil.copyfile(pristine, _version_file(settings, never))
+        _edit_products(settings)
+
+        record, raised = _run(settings)
+
+        warehouse = _warehouse(settings)
+        crashed = Crashes(
+            problems, published, before, never, record, raised, _leftovers(folder),
+            sorted(warehouse._version_files()), [(v.number, v.current) for v in warehouse.versions()],
+            sorted(p.name for p in warehouse.versions_dir.glob("*.wal")), published_number(settings),
+            checksums(_published(settings)),
         )
-        assert loop.stdout is not None and loop.stdout.readline() == "ready\n"
-        time.sleep(rng.uniform(0.0, 1.0))
-        _kill_group(loop)
-        published.add(_assert_one_whole_version(settings, known))
-        journal = {v.number for v in _warehouse(settings).versions()}
-        unpublished_seen += len(set(_warehouse(settings)._version_files()) - journal)
-    assert len(published) >= 5, f"the loop published only {sorted(published)}: the kills came too early"
+    yield crashed
 
-    timings["publish kills"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    # Killed during real builds of `dataops run`, at a random moment once dbt writes the candidate marts.
-    before = published_number(settings)
-    log = settings.artifacts_dir / "logs" / "dbt.log"
-    for _ in range(3):
-        start = log.stat().st_size
-        # No quality stage: the run is killed while dbt builds, before it.
-        run = subprocess.Popen([sys.executable, "-m", "dataops", "run", "--no-docs", "--no-quality"],
-                               env=_env(folder), text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-        deadline = time.monotonic() + 300
-        while b"START sql table model candidate.marts__candidate." not in log.read_bytes()[start:]:
-            assert run.poll() is None, "the run ended before it built the marts"
-            assert time.monotonic() < deadline, "the run never started to build the marts"
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))
-        assert run.poll() is None, "the run ended before it was killed"
-        _kill_group(run)
-        assert _assert_one_whole_version(settings, known) == before
 
-    # What kills in the narrowest windows leave, made sure of: between the link's two steps, a staged
-    # link; between the candidate's rename and the switch, a version file no link ever pointed at.
-    os.symlink("dev_versions/v000001.duckdb", folder / f".{_published(settings).name}.999999.tmp")
-    never = max(_warehouse(settings)._version_files()) + 1
-    shutil.copyfile(pristine, _version_file(settings, never))
-    timings["run kills"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-
-    record, raised = _run(settings)
-    timings["next run"] = time.perf_counter() - clock
-
-    assert raised is None and record.exit_code == 0, (raised, record.findings)
+def test_killed_publishes_and_killed_runs_never_leave_a_torn_published_version(crashes: Crashes) -> None:
+    # After every kill the link points at one whole version, with a known version's content.
+    assert crashes.problems == []
+    assert len(crashes.published) >= 5, f"the loop published only {sorted(crashes.published)}: kills came too early"
+    # The next run succeeds, publishes, and drop_versions clears what the killed ones left.
+    record = crashes.record
+    assert crashes.raised is None and record.exit_code == 0, (crashes.raised, record.findings)
     assert record.publish is not None and record.publish.status == "published"
-    assert (record.publish.version, record.publish.previous_version) == (never + 1, before)
-    assert published_number(settings) == never + 1
-    assert _leftovers(folder) == []
-    files = _warehouse(settings)._version_files()
-    versions = _warehouse(settings).versions()
+    assert (record.publish.version, record.publish.previous_version) == (crashes.never + 1, crashes.before)
+    assert crashes.now == crashes.never + 1
+    assert crashes.leftovers == []
     # Only published versions are kept, the published one and the newest others, KEEP in all.
-    assert sorted(files) == sorted(v.number for v in versions) and len(files) == KEEP, (files, versions)
-    assert not list(_warehouse(settings).versions_dir.glob("*.wal"))
-    assert checksums(_published(settings)) == baseline.checksums  # the same sources, built again
-    print(f"{unpublished_seen} unpublished version files seen after {trials} killed publishes; "
-          f"{len(published)} versions published; timings {timings}")
+    assert crashes.files == sorted(number for number, _ in crashes.versions) and len(crashes.files) == KEEP
+    assert [number for number, current in crashes.versions if current] == [crashes.now]
+    assert crashes.wal_files == []
+
+
+def test_the_data_diff_of_a_run_counts_added_removed_and_changed_rows_per_column(
+    crashes: Crashes, baseline: Baseline
+) -> None:
+    """The run after the crashes, on sources with four products edited (_edit_products): against
+    the published version (the baseline's content), exactly those rows differ."""
+    record = crashes.record
+    assert record.publish is not None and record.publish.status == "published", record.publish
+    diffs = {d.mart: (d.key, d.added, d.removed, d.changed, d.changed_columns) for d in record.publish.diffs}
+    assert diffs == {
+        "dim_products": (["product_id"], 1, 1, 3, {"product_name": 2, "color": 1, "size": 1}),
+        "customer_analytics": (["customer_id"], 0, 0, 0, {}),
+        "dim_territories": (["territory_id"], 0, 0, 0, {}),
+        "fct_order_lines": (["order_line_id"], 0, 0, 0, {}),
+        "fct_orders": (["order_id"], 0, 0, 0, {}),
+    }
+    # What consumers read now: the same marts, but for those product rows.
+    assert crashes.checksums["dim_products"][0] == baseline.checksums["dim_products"][0]
+    assert crashes.checksums["dim_products"] != baseline.checksums["dim_products"]
+    assert {m: s for m, s in crashes.checksums.items() if m != "dim_products"} == {
+        m: s for m, s in baseline.checksums.items() if m != "dim_products"}
 
 
 # e) Rollback and the list of versions ----------------------------------------------------------
@@ -664,7 +740,7 @@ def test_rollback_restores_a_version_exactly_and_is_recorded(copied: Settings, b
     assert len(rollbacks) == 3
 
 
-# f) Smoke checks ---------------------------------------------------------------------------------
+# f) Smoke checks (the data diff of a run: above, on the run after the crashes) ---------------------
 
 
 def test_a_candidate_whose_rows_move_beyond_the_limit_is_not_published(
@@ -735,42 +811,3 @@ def test_a_dropped_or_retyped_column_is_published_only_when_allowed(
     columns = dict(now[mart][2])
     assert (column not in columns) if "dropped" in said else (columns[column] == "VARCHAR"), columns
     assert {m: s for m, s in now.items() if m != mart} == {m: s for m, s in baseline.checksums.items() if m != mart}
-
-
-def test_the_data_diff_of_a_run_counts_added_removed_and_changed_rows_per_column(
-    copied: Settings, baseline: Baseline
-) -> None:
-    """Four products edited in the sources: two renamed, one with its colour gone and its size
-    changed, one removed; and one added. Nothing else differs."""
-    with duckdb.connect(str(copied.duckdb_path)) as db:
-        product = '"Production"."Product"'
-        unsold = 'NOT IN (SELECT "ProductID" FROM "Sales"."SalesOrderDetail")'
-        first, second = (row[0] for row in db.execute(
-            f'SELECT "ProductID" FROM {product} ORDER BY "ProductID" LIMIT 2').fetchall())
-        (coloured,) = db.execute(f"""SELECT min("ProductID") FROM {product} WHERE "Color" IS NOT NULL
-            AND "Size" IS DISTINCT FROM 'XXL' AND "ProductID" NOT IN ({first}, {second})""").fetchone()
-        (gone,) = db.execute(f"""SELECT max("ProductID") FROM {product} WHERE "ProductID" {unsold}
-            AND "ProductID" NOT IN ({first}, {second}, {coloured})""").fetchone()
-        (new,) = db.execute(f'SELECT max("ProductID") + 1 FROM {product}').fetchone()
-        db.execute(f"""UPDATE {product} SET "Name" = "Name" || ' (renamed)' WHERE "ProductID" IN ({first}, {second})""")
-        db.execute(f"""UPDATE {product} SET "Color" = NULL, "Size" = 'XXL' WHERE "ProductID" = {coloured}""")
-        db.execute(f"""INSERT INTO {product} SELECT * REPLACE ({new} AS "ProductID", 'New product' AS "Name",
-            'NEW-0001' AS "ProductNumber") FROM {product} WHERE "ProductID" = {gone}""")
-        db.execute(f'DELETE FROM {product} WHERE "ProductID" = {gone}')
-
-    record, raised = _run(copied)
-
-    assert raised is None and record.exit_code == 0, (raised, record.findings)
-    assert record.publish is not None and (record.publish.status, record.publish.version) == ("published", 2)
-    diffs = {d.mart: (d.key, d.added, d.removed, d.changed, d.changed_columns) for d in record.publish.diffs}
-    assert diffs == {
-        "dim_products": (["product_id"], 1, 1, 3, {"product_name": 2, "color": 1, "size": 1}),
-        "customer_analytics": (["customer_id"], 0, 0, 0, {}),
-        "dim_territories": (["territory_id"], 0, 0, 0, {}),
-        "fct_order_lines": (["order_line_id"], 0, 0, 0, {}),
-        "fct_orders": (["order_id"], 0, 0, 0, {}),
-    }
-    now = checksums(_published(copied))
-    assert now["dim_products"] != baseline.checksums["dim_products"]
-    assert {m: s for m, s in now.items() if m != "dim_products"} == {
-        m: s for m, s in baseline.checksums.items() if m != "dim_products"}
