@@ -232,7 +232,7 @@ def test_quality_runs_on_the_pipeline_s_marts_asset_and_shares_the_warehouse_poo
     pipeline, quality = bag["dags"]["adventureworks_pipeline"]["tasks"], bag["dags"]["data_quality_checks"]
     marts = marts_asset(load_settings("dev")).uri
     # The pipeline's quality step alone says the marts are done, and the quality DAG runs on that.
-    assert {task: t["outlets"] for task, t in pipeline.items() if t["outlets"]} == {"quality_checks": [marts]}
+    assert {task: t["outlets"] for task, t in pipeline.items() if t["outlets"]} == {"publish": [marts]}
     assert quality["schedule"] is None and quality["schedule_assets"] == [marts]
     # Every task that touches the warehouse, in both DAGs, is in one pool; the quality check
     # takes all of it, in reschedule mode so that it holds the pool only while it checks.
@@ -308,9 +308,9 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(background_outcom
     assert env["DATAOPS_COSMOS_MODE"] == mode
 
     assert result.succeeded, {task: state for task, state in result.states.items() if state != "success"}
-    assert {"source_freshness", "quality_checks", "notify"} <= set(result.states)
-    # The marts passed: the run says so with one event on the asset data_quality_checks runs on.
-    assert _marts_events(airflow_home, result.run_id) == [("adventureworks_pipeline", "quality_checks")]
+    assert {"source_freshness", "quality_checks", "publish", "notify"} <= set(result.states)
+    # The marts passed and were published: one event on the asset data_quality_checks runs on.
+    assert _marts_events(airflow_home, result.run_id) == [("adventureworks_pipeline", "publish")]
     rows = subprocess.run(
         [str(BIN / "dataops"), "query", "select count(*) as n from marts.customer_analytics", "--format", "json"],
         env=env, check=True, capture_output=True, text=True,
@@ -320,6 +320,7 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(background_outcom
     # One record of the DAG run, assembled by its tasks: passed, with every node's result.
     row, record = _recorded_run(env, result.run_id)
     assert (row["status"], row["exit_code"], record["error"], record["findings"]) == ("passed", 0, None, [])
+    assert record["publish"]["status"] == "published" and record["publish"]["version"] == 1, record["publish"]
     kinds = Counter(node["kind"] for node in record["nodes"])
     assert (kinds["source"], kinds["expectation"]) == (10, 12)
     assert {node["level"] for node in record["nodes"]} == {"ok"}
@@ -371,7 +372,9 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(background
         assert len(failed) == 1 and "assert_no_negative_revenue" in next(iter(failed))
         assert result.states["dbt.fct_orders_model_build"] == "success"
     assert result.states["quality_checks"] in (None, "upstream_failed")
-    assert result.states["notify"] in (None, "upstream_failed")
+    # Publish runs however quality ended, and publishes nothing: it is skipped, saying why.
+    assert result.states["publish"] == "skipped"
+    assert result.states["notify"] in (None, "upstream_failed", "skipped")
     assert result.states["source_freshness"] == "success"
     # Marts that failed their tests are no event: data_quality_checks is not started on them.
     assert _marts_events(airflow_home, result.run_id) == []
@@ -379,6 +382,8 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(background
     assert result.states["record_run"] == "success"
     row, record = _recorded_run(env, result.run_id)
     assert (row["status"], row["exit_code"]) == ("failed", 1)
+    assert record["publish"]["status"] == "not published", record["publish"]
+    assert "assert_no_negative_revenue" in record["publish"]["reason"]
     errors = [finding["check"] for finding in record["findings"] if finding["level"] == "error"]
     if mode == "watcher":
         assert errors == ["assert_no_negative_revenue"]

@@ -211,7 +211,7 @@ def test_quality_checks_run_on_the_pipeline_s_asset_and_never_beside_a_pipeline_
         by_type["asset_triggered"],
     )
     settings = load_settings("dev")
-    assert consumed == [("adventureworks_pipeline", "quality_checks", pipeline_run, marts_asset(settings).uri)]
+    assert consumed == [("adventureworks_pipeline", "publish", pipeline_run, marts_asset(settings).uri)]
 
     # No check ran beside a pipeline task that touches the warehouse: each checkpoint, from when
     # its record says it started to when its task ended, is clear of every such task.
