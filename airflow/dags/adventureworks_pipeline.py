@@ -41,8 +41,8 @@ with orchestration.dag(
 
     # However quality ended, to say why a run was not published; the marts are new only if it was.
     @task(outlets=[orchestration.marts_asset(settings)], trigger_rule="all_done", **pool.shared())
-    def publish(dag_run: Any = None) -> str:
-        return tasks.publish_marts(PipelineRun.of(dag_run))
+    def publish(dag_run: Any = None, ti: Any = None) -> str:
+        return tasks.publish_marts(PipelineRun.of(dag_run), ti)
 
     @task
     def notify(freshness: str, quality: str, published: str, run_id: str | None = None) -> None:

@@ -330,14 +330,15 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(background_outcom
         # The watcher's one build has every dbt node's result in process.
         assert (kinds["model"], kinds["unit_test"]) == (17, 3) and kinds["test"] > 80
         assert (row["models_built"], row["tests_failed"], row["quality_score"]) == (17, 0, 1.0)
-        assert [stage["name"] for stage in record["stages"]] == ["freshness", "build", "quality"]
+        assert [stage["name"] for stage in record["stages"]] == ["freshness", "build", "quality", "publish"]
         # What dbt_monitoring's task calls passes on it (the DAG itself runs after the bad run
         # below: a DAG test costs half a minute).
         passed = check_history(load_settings("dev"), store=_history(env))
         assert passed.startswith(f"monitoring of dev passed: 0 error(s), 0 warning(s); latest run {row['run_id']}")
     else:
-        # A build task per model: dbt's node results stay in those tasks; the record has the rest.
-        assert [stage["name"] for stage in record["stages"]] == ["freshness", "quality"]
+        # A build task per model: dbt's node results stay in those tasks; the record has the rest,
+        # and publish read the dbt tasks' states in Airflow to know the build passed.
+        assert [stage["name"] for stage in record["stages"]] == ["freshness", "quality", "publish"]
     if mode == "watcher":
         # One dbt build; a run and a test sensor per model read its result once it is done.
         sensors = [task for task in result.states if task.endswith((".run", ".test"))]
@@ -390,7 +391,7 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(background
         [test] = [node for node in record["nodes"] if node["name"] == "assert_no_negative_revenue"]
         assert (test["kind"], test["level"], test["status"]) == ("test", "error", "fail")
         assert [(stage["name"], stage["status"]) for stage in record["stages"]] == [
-            ("freshness", "ok"), ("build", "failed")
+            ("freshness", "ok"), ("build", "failed"), ("publish", "skipped")
         ]
         # dbt_monitoring, run by the job after the pipeline, reads it, and fails naming the test.
         monitoring = background_outcome.after["dbt_monitoring"]

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from dataops.airflow.recording import PipelineRun, finish, recorded_stage
+from dataops.airflow.recording import PipelineRun, finish, publish_blockers, recorded_stage
 from dataops.core.config import Settings
 from dataops.core.errors import DataOpsError
 from dataops.core.findings import Finding
-from dataops.history.records import NodeRecord, RunRecord, Trigger
+from dataops.history.records import FindingRecord, NodeRecord, RunRecord, StageRecord, Trigger
 from dataops.history.store import HistoryStore
 from dataops.project.results import RunSummary, StageResult
 
@@ -171,3 +172,32 @@ def test_a_cli_summary_comes_back_from_its_record_with_the_same_verdict() -> Non
     again = RunSummary.from_record(record)
     assert (again.status, again.exit_code, again.counts.models_errored) == ("failed", 2, 1)
     assert again.to_record() == record
+
+
+def _record_with(settings: Settings, stages: list[tuple[str, str]], errors: tuple[str, ...] = ()) -> RunRecord:
+    return replace(RUN.started_record(settings, None),
+                   stages=[StageRecord(name, status, 1.0) for name, status in stages],
+                   findings=[FindingRecord("error", check, "failed") for check in errors])
+
+
+PASSED_TASKS = {"source_freshness": "success", "dbt.fct_orders_model_build": "success",
+                "quality_checks": "success", "publish": "running", "notify": None, "record_run": None}
+
+
+def test_publish_is_blocked_by_each_thing_that_did_not_pass_before_it(settings: Settings) -> None:
+    # A clean run: the watcher's build recorded its stage, or (build mode) the dbt tasks passed.
+    assert publish_blockers(_record_with(settings, [("freshness", "ok"), ("quality", "ok")]), PASSED_TASKS) == []
+    watcher = {task: state for task, state in PASSED_TASKS.items() if not task.startswith("dbt.")}
+    assert publish_blockers(_record_with(settings, [("build", "ok"), ("quality", "ok")]), watcher) == []
+    # The checks the record names come first, and alone: they say why.
+    failed_check = _record_with(settings, [("build", "failed")], errors=("assert_no_negative_revenue",))
+    assert publish_blockers(failed_check, {**PASSED_TASKS, "dbt.fct_orders_model_build": "failed"}) == [
+        "assert_no_negative_revenue", "the quality stage (it did not run)"]
+    # Nothing in the record explains it: the failed dbt task and the quality that never ran do.
+    failed_task = {**PASSED_TASKS, "dbt.assert_no_negative_revenue_test": "failed", "quality_checks": "upstream_failed"}
+    assert publish_blockers(_record_with(settings, [("freshness", "ok")]), failed_task) == [
+        "task dbt.assert_no_negative_revenue_test (failed)", "task quality_checks (upstream_failed)",
+        "the quality stage (it did not run)"]
+    # Fail closed: no record, no dbt task and no stage is no build.
+    assert publish_blockers(None, watcher) == ["the build stage (it did not run)", "the quality stage (it did not run)"]
+    assert publish_blockers(_record_with(settings, [("quality", "failed")]), PASSED_TASKS) == ["the quality stage"]

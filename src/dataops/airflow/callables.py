@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from dataops.airflow.recording import PipelineRun, failed_tasks, finish, holding_target, recorded_stage
+from dataops.airflow.recording import (
+    PipelineRun,
+    failed_tasks,
+    finish,
+    holding_target,
+    publish_blockers,
+    recorded_stage,
+    task_states,
+)
 from dataops.core.config import Settings, load_settings
 from dataops.core.errors import DataOpsError
 from dataops.core.findings import Finding, errors_in, warnings_in
@@ -58,11 +66,11 @@ def check_quality(
     return _verdict(f"quality ({report.passed}/{len(report.outcomes)} expectations passed)", report.findings)
 
 
-def publish_marts(run: PipelineRun, settings: Settings | None = None) -> str:
+def publish_marts(run: PipelineRun, ti: Any, settings: Settings | None = None) -> str:
     """The pipeline DAG's publish, after quality however it ended: the candidate becomes the
-    published version only if the DAG run's record has no failure and its build and quality ran;
-    otherwise the published version stays as it was and the task is skipped, saying why. Its own
-    smoke checks failing fail it."""
+    published version only if the DAG run's record has no failure, no task before it failed, and
+    its dbt tasks and quality ran; otherwise the published version stays as it was and the task is
+    skipped, saying why. Its own smoke checks failing fail it."""
     from dataops.airflow.recording import manifest_document, models_of_manifest
     from dataops.history.store import HistoryStore
     from dataops.project.results import row_counts
@@ -72,11 +80,7 @@ def publish_marts(run: PipelineRun, settings: Settings | None = None) -> str:
     settings = settings or load_settings()
     run_id = run.record_id(settings.target)
     with holding_target(run, settings), recorded_stage(run, settings, "publish") as stage:
-        record = HistoryStore().get(run_id)
-        blocked = [f.check for f in record.findings if f.level == "error"] if record else []
-        stages = {s.name: s.status for s in record.stages} if record else {}
-        blocked += [f"the {name} stage" for name, status in stages.items() if status == "failed" and not blocked]
-        blocked += [f"the {name} stage (it did not run)" for name in ("build", "quality") if name not in stages]
+        blocked = publish_blockers(HistoryStore().get(run_id), task_states(ti, run))
         models = models_of_manifest(settings)
         prefix = f"{settings.consumer_schema}."
         candidate_rows = {name[len(prefix):]: count for name, count in row_counts(settings, models).items()

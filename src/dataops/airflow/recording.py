@@ -207,10 +207,39 @@ def holding_target(run: PipelineRun | None, settings: Settings) -> Iterator[None
         yield
 
 
+def task_states(ti: Any, run: PipelineRun) -> dict[str, str | None]:
+    """Every task of the DAG run and its state, from Airflow (the task instance's own view of it)."""
+    return dict(ti.get_task_states(dag_id=run.dag_id, run_ids=[run.dag_run_id]).get(run.dag_run_id, {}))
+
+
 def failed_tasks(ti: Any, run: PipelineRun) -> list[str]:
-    """The tasks of the DAG run that failed, from Airflow (the task instance's own view of it)."""
-    states = ti.get_task_states(dag_id=run.dag_id, run_ids=[run.dag_run_id]).get(run.dag_run_id, {})
-    return sorted(task for task, state in states.items() if state == "failed")
+    """The tasks of the DAG run that failed."""
+    return sorted(task for task, state in task_states(ti, run).items() if state == "failed")
+
+
+# The tasks that run after publish, or are publish.
+_AFTER_PUBLISH = ("publish", "notify", "record_run")
+
+
+def publish_blockers(record: RunRecord | None, states: dict[str, str | None]) -> list[str]:
+    """What stops the DAG run's candidate from being published, fail closed: the record's
+    error-level findings, failed stages, and tasks before publish that failed or never ran. The
+    watcher's build records its stage; in the other modes the dbt tasks are the build, so their
+    states in Airflow say whether it ran and passed."""
+    blocked = [f.check for f in record.findings if f.level == "error"] if record else []
+    stages = {s.name: s.status for s in record.stages} if record else {}
+    if not blocked:
+        blocked += [f"the {name} stage" for name, status in stages.items() if status == "failed"]
+    before = {task: state for task, state in states.items() if task not in _AFTER_PUBLISH}
+    if not blocked:
+        blocked += [f"task {task} ({state or 'did not run'})" for task, state in sorted(before.items())
+                    if state not in ("success", "skipped")]
+    dbt_tasks = [task for task in before if task.startswith("dbt.")]
+    if "build" not in stages and not dbt_tasks:
+        blocked.append("the build stage (it did not run)")
+    if "quality" not in stages:
+        blocked.append("the quality stage (it did not run)")
+    return blocked
 
 
 def manifest_document(settings: Settings) -> dict[str, Any]:
