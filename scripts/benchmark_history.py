@@ -145,13 +145,23 @@ def render(recording: list[dict[str, float]], reading: dict[str, float]) -> str:
         f"| `dataops --version`: Python, Typer and Rich start-up, the floor of every command | "
         f"{reading['floor_s'] * 1000:.0f} ms |",
         "",
-        "The store answers far inside the target; the command as a whole is dominated by the start-up every "
-        "`dataops` command pays (importing Typer ~150 ms, Rich ~100 ms, PyYAML ~30 ms on this machine), not by "
-        "the history. Pinning Typer to 0.28 (0.29 builds a pydantic adapter per option) took the command from "
-        "656 ms to the figure above; under 200 ms would need a CLI that imports neither Typer nor Rich to list runs.",
+        _reading_verdict(reading),
         "",
     ]
     return _section(SECTION, "Run history: recording and reading", intro, lines)
+
+
+def _reading_verdict(reading: dict[str, float]) -> str:
+    own = reading["command_s"] - reading["floor_s"]
+    met = "meets" if reading["command_s"] < ANSWER_TARGET_SECONDS else "misses"
+    return (
+        f"The whole command {met} the {ANSWER_TARGET_SECONDS * 1000:.0f} ms target on this machine. Listing the runs "
+        f"adds {max(own, 0) * 1000:.0f} ms to the start-up every `dataops` command pays (importing Typer, Rich and "
+        "PyYAML), which is most of the figure and moves with the machine and its load: the same command measured "
+        "383 ms on a loaded 2-core AMD EPYC, where `--version` alone took 449 ms. Pinning Typer to 0.28 (0.29 builds "
+        "a pydantic adapter for every option, 0.25 s on every start) and importing the progress display only "
+        "for the commands that show one keep that start-up small."
+    )
 
 
 def main() -> int:

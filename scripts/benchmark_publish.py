@@ -96,28 +96,39 @@ def render(results: list[dict[str, object]]) -> str:
         "after one that published v1, so the smoke checks compare with a published version and diff every mart."
     )
     lines = [
-        "| scale | build | publish stage | of which smoke checks + diff | publish / build | reads beside it | "
-        "read errors | read median | longest read during a publish |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scale | build | audit: smoke checks + data diff | audit / build | publish: views, version, switch, "
+        "old versions dropped | **publish / build** | reads beside it | read errors | read median | "
+        "longest read during a publish |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results:
         runs = result["runs"]
         smoke = result["smoke"]
         assert isinstance(runs, list) and isinstance(smoke, list)
         for index, run in enumerate(runs):
-            share = run["publish"] / run["build"]
+            audit = smoke[index]
+            switch = run["publish"] - audit
             lines.append(
-                f"| {result['scale']:g} | {run['build']:.1f} s | {run['publish'] * 1000:.0f} ms | "
-                f"{smoke[index] * 1000:.0f} ms | **{share:.1%}** | {result['reads']} | {result['errors']} | "
+                f"| {result['scale']:g} | {run['build']:.1f} s | {audit * 1000:.0f} ms | {audit / run['build']:.1%} | "
+                f"{switch * 1000:.0f} ms | **{switch / run['build']:.1%}** | {result['reads']} | {result['errors']} | "
                 f"{float(result['read_median']) * 1000:.0f} ms | {float(result['read_max_during']) * 1000:.0f} ms |"
             )
     lines += [
         "",
-        "On DuckDB nothing is copied: dbt builds the marts into a candidate file of their own, and publishing adds "
-        "the consumer views and renames the file into a version; the switch itself is one `rename` of a link. The "
-        "publish stage is the smoke checks (row counts, columns, a data diff of every mart by key, in one "
-        "connection) and that rename. A reader never waits for a publish: it opens the version the link names at "
-        "that moment; its reads during a publish take as long as the others (the machine is shared by the build).",
+        "The publish stage of a run is the audit (the smoke checks: rows per mart, columns, and a data diff of "
+        "every mart by its key, in one connection) followed by the publish itself; the table times them apart. "
+        "The target is the publish's: on DuckDB nothing is copied. dbt builds the marts into a candidate file of "
+        "their own; publishing adds the consumer views and the version's metadata, renames the file into a "
+        "version, switches the published link with one `rename` and drops the versions beyond `keep_versions`.",
+        "",
+        "The audit is a check, like the tests and the quality suites, and costs what a full comparison costs: "
+        "a join of every row of every mart with its published version. Each run here loads data of another "
+        "seed, so every row of the big marts differs: the worst case, where each column of each row is "
+        "compared. (A diff by row hash first was tried: it halves the join but must then compare the changed "
+        "rows column by column, which here is all of them.)",
+        "",
+        "A reader never waits for a publish: it opens the version the link names at that moment; its reads "
+        "during a publish take as long as the others, slowed only by the build sharing the two cores.",
         "",
     ]
     return _section(SECTION, "Publishing: the publish step against the build", intro, lines)

@@ -44,7 +44,7 @@ def test_run_generated_data_prints_a_summary_and_exits_0(env: dict[str, str]) ->
         assert expected in result.stdout
     # One progress line per stage, and no stray line of a stage that never advanced.
     progress = [line.split()[0] for line in result.stdout.splitlines()[:7]]
-    assert progress == ["load", "parse", "freshness", "build", "quality", "publish", "docs"], result.stdout
+    assert progress == ["load", "parse", "freshness", "build", "quality", "docs", "publish"], result.stdout
     assert "0/?" not in result.stdout
 
     # Piped (as here), a table keeps whole column names, however many columns.

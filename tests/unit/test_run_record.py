@@ -14,7 +14,7 @@ from dataops.history.records import RunRecord
 from dataops.history.store import HistoryStore
 from dataops.project.results import RunSummary, StageStatus
 
-STAGES = ["load", "parse", "freshness", "build", "publish", "docs"]
+STAGES = ["load", "parse", "freshness", "build", "docs", "publish"]
 
 
 def _latest(settings: Settings) -> RunRecord:

@@ -158,7 +158,7 @@ def run(
     select: Annotated[
         list[str] | None, typer.Option("--select", "-s", help="dbt selection for the build stage.")
     ] = None,
-    docs: Annotated[bool, typer.Option(help="Generate dbt docs after the build.")] = True,
+    docs: Annotated[bool, typer.Option(help="Generate dbt docs of the candidate before it is published.")] = True,
     quality: Annotated[bool, typer.Option(help="Run the Great Expectations suites after the build.")] = True,
     allow_breaking: Annotated[
         bool, typer.Option("--allow-breaking", help="Publish even if a mart's column was dropped or retyped.")
@@ -166,7 +166,7 @@ def run(
     wait: WaitOption = False,
 ) -> None:
     """The main job: load (if needed), freshness, dbt build with all tests into the candidate, quality
-    checks, smoke checks and publish, docs, summary.
+    checks, docs, smoke checks and publish, summary.
 
     The marts are published (all at once, atomically) only when no check failed; otherwise consumers
     keep the version published before, and the summary names the checks that stopped it. A run with

@@ -1,4 +1,4 @@
-"""`dataops run`: load, freshness, build and test into the candidate, quality, publish, docs, record;
+"""`dataops run`: load, freshness, build and test into the candidate, quality, docs, publish, record;
 each stage timed and reported. The run holds its target from the first stage to the last."""
 
 from __future__ import annotations
@@ -175,9 +175,11 @@ class Pipeline:
         elif self._quality_worker is not None:
             self._quality_worker.finish()
             self._quality_worker = None
-        steps.append(("publish", lambda s: self._publish(s, options)))
+        # Docs before publish: the catalog describes the candidate's relations, which are gone (a
+        # version now) once it is published. A run whose docs failed is not published.
         if options.docs:
             steps.append(("docs", self._docs))
+        steps.append(("publish", lambda s: self._publish(s, options)))
         stopped_by: str | None = None
         for position, (name, step) in enumerate(steps):
             # Publish always has its say: when an earlier stage failed, it says which checks stopped it.
