@@ -107,8 +107,10 @@ def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> 
     store.record(run("new", 5))
 
     with store.transaction() as db:
-        assert schema_version(db) == SCHEMA_VERSION == 3
+        assert schema_version(db) == SCHEMA_VERSION == 4
         assert db.has_table("dataops_row_counts") and db.has_table("dataops_leases")
+        assert db.execute("select count(*) from dataops_nodes where age_seconds is not null or score is not null") == [
+            (0,)]
         [(cpu, rows)] = db.execute(
             "select r.cpu_seconds, count(c.relation) from dataops_runs r join dataops_row_counts c "
             "on c.run_id = r.run_id where r.run_id = ? group by r.cpu_seconds", ["new"]

@@ -62,7 +62,8 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
     # The catalog was generated from the candidate before it became the version: every mart in it.
     catalog = json.loads((artifacts / "dbt" / "catalog.json").read_text(encoding="utf-8"))
     described = {node["metadata"]["name"] for node in catalog["nodes"].values() if node["columns"]}
-    assert {"customer_analytics", "fct_orders", "fct_order_lines", "dim_products", "dim_territories"} <= described, described
+    marts = {"customer_analytics", "fct_orders", "fct_order_lines", "dim_products", "dim_territories"}
+    assert marts <= described, described
     assert (artifacts / "dbt" / "index.html").exists()
     record = HistoryStore().get(summary.run_id)
     assert record is not None and (record.status, record.exit_code) == ("passed", 0)
@@ -73,6 +74,10 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
     assert kinds == {"model": MODELS, "test": counts.tests_passed, "unit_test": UNIT_TESTS, "source": 10,
                      "expectation": 12}
     assert {node.level for node in record.nodes} == {"ok"}
+    # Each source's age at the check, as freshness judged it: generated data is dated up to now.
+    ages = {node.name: node.age_seconds for node in record.nodes if node.kind == "source"}
+    assert len(ages) == 10 and all(age is not None and 0 <= age < 400 * 86400 for age in ages.values()), sorted(
+        ages.items(), key=lambda item: -(item[1] or 0))
     assert record.row_counts["marts.customer_analytics"] == customers
     assert record.row_counts["Sales.Customer"] == customers
     assert record.quality_score == 1.0 and record.git_commit

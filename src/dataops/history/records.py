@@ -57,6 +57,10 @@ class NodeRecord:
     rows_affected: int | None = None
     failures: int | None = None
     message: str = ""
+    # A source's freshness check: seconds from its newest row to the check.
+    age_seconds: float | None = None
+    # An anomaly check (kind `anomaly`): the value's z-score against the target's recent runs.
+    score: float | None = None
 
 
 @dataclass(frozen=True)

@@ -113,8 +113,15 @@ def _v3(db: Database) -> None:
     )
 
 
+def _v4(db: Database) -> None:
+    """A source's freshness age and an anomaly check's score, per node, for the exporter and the
+    anomaly detection to read without opening every run's document."""
+    db.execute("alter table dataops_nodes add column age_seconds float")
+    db.execute("alter table dataops_nodes add column score float")
+
+
 # Version N is reached by running MIGRATIONS[N - 1]; append, never edit, once released.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -60,6 +60,7 @@ class FreshnessOutcome:
         return NodeRecord(
             unique_id=self.unique_id, kind="source", name=f"freshness of {self.source}", status=self.status,
             level=self.level, seconds=self.seconds, message=self.message,
+            age_seconds=round(self.age_hours * 3600, 1) if self.age_hours is not None else None,
         )
 
 
