@@ -863,3 +863,27 @@ def test_a_publish_killed_at_any_point_leaves_one_whole_version(target: Settings
         f"WHERE n.nspname = '{schema}' AND c.relkind IN ('r', 'v')").rows
     assert {name for (name,) in relations} == set(MARTS)  # nothing a killed dbt left went along
     assert _checksums(target) == _checksums(target, schema) != before
+
+
+def test_a_partial_build_after_a_publish_reads_the_unselected_marts_from_the_published_version(
+    target: Settings, base: Base
+) -> None:
+    # Publishing renamed the candidate schema into v1: nothing is left in marts__candidate.
+    with _sql(target) as cursor:
+        cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (CANDIDATE,))
+        assert cursor.fetchone()[0] == 0
+
+    summary = Pipeline(target).run(RunOptions(select=["fct_orders"], docs=False))
+
+    assert summary.exit_code == 0, summary.findings
+    build = next(stage for stage in summary.stages if stage.name == "build")
+    # Every mart was missing, fct_orders too: copied first, then rebuilt by dbt.
+    assert build.detail.startswith("1 models") and build.detail.endswith(
+        "first copied from the published version, missing in the candidate: " + ", ".join(sorted(MARTS))), build.detail
+    relationships = [n for n in summary.nodes if n.kind == "test" and n.name.startswith("relationships on fct_orders")]
+    assert relationships and {n.level for n in relationships} == {"ok"}, relationships
+    assert summary.publish is not None and summary.publish.status == "not published"
+    with _sql(target) as cursor:
+        cursor.execute(f"SELECT count(*) FROM {CANDIDATE}.customer_analytics")
+        assert cursor.fetchone()[0] == base.checksums["customer_analytics"][0]
+    assert _checksums(target) == base.checksums

@@ -36,9 +36,11 @@ from dataops.history.store import HistoryStore
 from dataops.publish.audit import SMOKE_COLUMNS, SMOKE_ROWS, Mart, marts_of
 from dataops.publish.versions import publish_candidate
 from dataops.sources.contract import SOURCE_TABLES
-from dataops.sources.faults import FAULTS, inject
 from dataops.sources.generate import generate_tables, write_tables
 from dataops.warehouse.duckdb import DuckDBWarehouse
+
+# tests/published_checks.py: tests/ is on sys.path under pytest's default import mode.
+from published_checks import Checksums, checksums, checksums_of
 
 pytestmark = pytest.mark.integration
 
@@ -48,34 +50,8 @@ SEED = 7
 AS_OF = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 MARTS = ("customer_analytics", "dim_products", "dim_territories", "fct_order_lines", "fct_orders")
 KEEP = 3  # environments.yml sets no keep_versions for dev: the default
-FAILING = [fault.name for fault in FAULTS.values() if fault.outcome == "fail"]
-LOAD_FAULTS = {name for name in FAILING if FAULTS[name].caught_by == ("load validation",)}
-
-Checksums = dict[str, tuple[int, int, tuple[tuple[str, str], ...]]]
-
 
 # Helpers -----------------------------------------------------------------------------------------
-
-
-def _checksums_of(connection: duckdb.DuckDBPyConnection) -> Checksums:
-    marts = [row[0] for row in connection.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' ORDER BY 1"
-    ).fetchall()]
-    sums: Checksums = {}
-    for mart in marts:
-        columns = connection.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'marts' "
-            "AND table_name = ? ORDER BY ordinal_position", [mart]
-        ).fetchall()
-        rows, digest = connection.execute(f'SELECT count(*), sum(hash(t::VARCHAR)) FROM marts."{mart}" t').fetchone()
-        sums[mart] = (rows, int(digest or 0), tuple(columns))
-    return sums
-
-
-def checksums(path: Path) -> Checksums:
-    """Every mart of the published file (or of one version's file), opened read-only."""
-    with duckdb.connect(str(path), read_only=True) as connection:
-        return _checksums_of(connection)
 
 
 def published_number(settings: Settings) -> int:
@@ -226,7 +202,8 @@ def _source_counts(settings: Settings) -> dict[str, int]:
     return _warehouse(settings).row_counts([t.qualified_name for t in SOURCE_TABLES])
 
 
-# a) A run that fails publishes nothing -----------------------------------------------------------
+# a) A run that fails publishes nothing (each fault class of the detection matrix: in
+#    tests/integration/test_detection_matrix.py, on the matrix's own runs) -------------------------
 
 
 def _assert_nothing_published(settings: Settings, baseline: Baseline, record: RunRecord) -> None:
@@ -241,28 +218,6 @@ def _assert_nothing_published(settings: Settings, baseline: Baseline, record: Ru
     assert checksums(_published(settings)) == baseline.checksums
     assert [(v.number, v.current) for v in _warehouse(settings).versions()] == [(1, True)]
     assert sorted(p.name for p in _warehouse(settings).versions_dir.glob("v*")) == ["v000001.duckdb"]
-
-
-@pytest.mark.parametrize("fault", FAILING)
-def test_a_run_that_fails_on_a_fault_publishes_nothing(
-    fault: str, baseline: Baseline, copied: Settings, tmp_path: Path
-) -> None:
-    data = tmp_path / "data"
-    write_tables(inject(baseline.tables, [fault], seed=SEED), data, "parquet")
-
-    record, raised = _run(copied, data_dir=data)
-
-    assert record.publish is not None
-    if fault in LOAD_FAULTS:
-        assert raised is not None and record.exit_code == 2, (raised, record.exit_code)
-        assert record.publish.reason == "not published: stopped by the load stage"
-        assert [s.status for s in record.stages][:1] == ["failed"]
-    else:
-        assert raised is None and record.exit_code == 1, (raised, record.exit_code)
-        stopped_by = [check for check in FAULTS[fault].caught_by if check in record.publish.reason]
-        assert stopped_by, f"{record.publish.reason!r} names none of {FAULTS[fault].caught_by}"
-        assert record.publish.reason.startswith("not published: stopped by ")
-    _assert_nothing_published(copied, baseline, record)
 
 
 def _truncate_mid_row(folder: Path) -> str:
@@ -335,7 +290,7 @@ print(json.dumps({"reads": reads, "seen": sorted(seen)}), flush=True)
 def _reader_state(path: Path) -> dict[str, Any]:
     """What a new consumer sees, in the consumer's own terms."""
     with duckdb.connect(str(path), read_only=True) as connection:
-        sums = {m: [rows, str(digest)] for m, (rows, digest, _) in _checksums_of(connection).items()}
+        sums = {m: [rows, str(digest)] for m, (rows, digest, _) in checksums_of(connection).items()}
         number, run_id = connection.execute("SELECT number, run_id FROM dataops.version").fetchone()
     return {"version": number, "run_id": run_id, "marts": sums}
 
@@ -811,3 +766,31 @@ def test_a_dropped_or_retyped_column_is_published_only_when_allowed(
     columns = dict(now[mart][2])
     assert (column not in columns) if "dropped" in said else (columns[column] == "VARCHAR"), columns
     assert {m: s for m, s in now.items() if m != mart} == {m: s for m, s in baseline.checksums.items() if m != mart}
+
+
+def test_a_partial_build_right_after_a_publish_tests_whole_marts_and_publishes_nothing(
+    copied: Settings, baseline: Baseline
+) -> None:
+    # Publishing made the candidate a version: the candidate is empty. fct_orders' relationship
+    # tests read customer_analytics and fct_order_lines, which a `--select fct_orders` does not build.
+    assert not copied.duckdb_candidate_path.exists()
+
+    record, raised = _run(copied, select=["fct_orders"])
+
+    assert raised is None and (record.status, record.exit_code) == ("passed", 0), record.findings
+    build = next(stage for stage in record.stages if stage.name == "build")
+    # Every mart was missing, fct_orders too: copied first, then rebuilt by dbt.
+    assert build.detail.startswith("1 models") and build.detail.endswith(
+        "first copied from the published version, missing in the candidate: " + ", ".join(MARTS)), build.detail
+    relationships = [n for n in record.nodes if n.kind == "test" and n.name.startswith("relationships on fct_orders")]
+    assert relationships and {n.level for n in relationships} == {"ok"}, relationships
+    assert record.publish is not None and record.publish.status == "not published"
+    assert "--select" in record.publish.reason
+    # The copies are the candidate's, as the published version holds them; consumers kept v1.
+    with duckdb.connect(str(copied.duckdb_candidate_path), read_only=True) as candidate:
+        tables = {row[0] for row in candidate.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts__candidate'").fetchall()}
+        rows = candidate.execute("SELECT count(*) FROM marts__candidate.customer_analytics").fetchone()[0]
+    assert tables == set(MARTS)
+    assert rows == baseline.checksums["customer_analytics"][0]
+    assert published_number(copied) == 1 and checksums(_published(copied)) == baseline.checksums

@@ -103,9 +103,11 @@ def run_matrix(
     seed: int = 7,
     faults: list[str] | None = None,
     on_row: Callable[[MatrixRow], None] | None = None,
+    after_each: Callable[[MatrixRow, Settings], None] | None = None,
 ) -> list[MatrixRow]:
     """Clean data first (it must pass, and publishes v1), then every fault, each on a copy of the
-    clean run's warehouse."""
+    clean run's warehouse. `after_each` is given each case's row and the settings of the warehouse
+    its run left, before the next case replaces it: to look at what was published."""
     as_of = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     clean = generate_tables(scale, seed=seed, as_of=as_of)
     cases: list[tuple[str, tuple[str, ...], Outcome, list[str]]] = [(CLEAN, (), "pass", [])]
@@ -125,6 +127,8 @@ def run_matrix(
                 shutil.rmtree(warehouse, ignore_errors=True)
                 shutil.copytree(clean_run, warehouse, symlinks=True)
             row = _run_one(name, expected, expected_outcome, isolated, data)
+            if after_each is not None:
+                after_each(row, isolated)
             if not injected:
                 shutil.copytree(warehouse, clean_run, symlinks=True)
             rows.append(row)

@@ -256,12 +256,23 @@ class Pipeline:
         return stage_status(findings), freshness_detail(outcomes)
 
     def _build(self, summary: RunSummary, select: list[str]) -> tuple[StageStatus, str]:
+        copied = self._fill_candidate() if select else []
         result = self.project.build(select or None)
         counts, findings, nodes = interpret_build(result)
         summary.counts = counts
         summary.findings.extend(findings)
         summary.nodes.extend(nodes)
-        return stage_status(findings), build_detail(counts)
+        detail = build_detail(counts)
+        if copied:
+            detail += f"; first copied from the published version, missing in the candidate: {', '.join(copied)}"
+        return stage_status(findings), detail
+
+    def _fill_candidate(self) -> list[str]:
+        """A partial build's tests and the quality suites read the marts it does not rebuild: in a
+        candidate that publishing emptied, those are the published version's."""
+        assert self.project.manifest is not None
+        marts = [mart.name for mart in marts_of(self.project.manifest, self.settings)]
+        return connect(self.settings).fill_candidate(self.settings.candidate_schema, marts)
 
     def _quality(self, summary: RunSummary) -> tuple[StageStatus, str]:
         assert self._quality_worker is not None

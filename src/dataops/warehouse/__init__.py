@@ -176,6 +176,11 @@ class Warehouse(Protocol):
         """Drop all but the published version and the `keep - 1` newest others; what a killed
         publish left half-made goes too. Returns the numbers dropped."""
 
+    def fill_candidate(self, candidate_schema: str, marts: Sequence[str]) -> list[str]:
+        """Before a partial build (`--select`): each of `marts` the candidate lacks, copied into it
+        from the published version, so that the build's tests and the quality suites read whole
+        marts. Returns those copied; none when nothing is published."""
+
 
 
 def release_dbt_connections(settings: Settings) -> None:

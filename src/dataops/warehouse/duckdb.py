@@ -551,6 +551,39 @@ class DuckDBWarehouse:
         self._log_switch(number, "publish", run_id=run_id, built_at=built_at, row_counts=row_counts)
         return Version(number, run_id, built_at, dict(row_counts), _now(), True)
 
+    def fill_candidate(self, candidate_schema: str, marts: Sequence[str]) -> list[str]:
+        self._reconcile()
+        if self._published_number() is None:
+            return []
+        self._close_audit()  # written below, then by dbt
+        try:
+            connection = duckdb.connect(str(self.candidate_path))
+        except duckdb.Error as error:
+            raise self._open_error(error) from error
+        try:
+            present = {row[0].lower() for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+                "AND table_catalog = current_database()", [candidate_schema]
+            ).fetchall()}
+            missing = [mart for mart in marts if mart.lower() not in present]
+            if missing:
+                connection.execute(f"ATTACH {_literal(str(self.published_path))} AS published (READ_ONLY)")
+                connection.begin()
+                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(candidate_schema)}")
+                for mart in missing:
+                    connection.execute(
+                        f"CREATE TABLE {_quote(candidate_schema)}.{_quote(mart)} AS "
+                        f"SELECT * FROM published.{_quote(self.consumer_schema)}.{_quote(mart)}"
+                    )
+                connection.commit()
+            return missing
+        except duckdb.Error as error:
+            raise DataOpsError(
+                f"copying the published marts into the candidate {self.candidate_path} failed: {error}"
+            ) from error
+        finally:
+            connection.close()
+
     def switch_to(self, number: int, grant_to: str | None = None) -> Version:
         self._reconcile()
         kept = {v.number: v for v in self.versions()}

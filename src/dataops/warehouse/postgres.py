@@ -621,6 +621,30 @@ class PostgresWarehouse:
 
         return self._swap(f"publishing {candidate_schema}", change, grant_to)
 
+    def fill_candidate(self, candidate_schema: str, marts: Sequence[str]) -> list[str]:
+        connection = self._connect()
+        try:
+            try:
+                with connection.cursor() as cursor:
+                    published = self._published_schema(cursor)
+                    if published is None:
+                        return []
+                    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(candidate_schema)}")
+                    missing = self._missing_in(cursor, candidate_schema, marts)
+                    for mart in missing:
+                        cursor.execute(f"CREATE TABLE {_quote(candidate_schema)}.{_quote(mart)} AS "
+                                       f"TABLE {_quote(published)}.{_quote(mart)}")
+                connection.commit()
+                return missing
+            except psycopg2.Error as error:
+                self._rollback(connection)
+                raise DataOpsError(
+                    f"copying the published marts into {candidate_schema} on PostgreSQL {self.location} "
+                    f"failed, nothing was changed: {_one_line(error)}"
+                ) from error
+        finally:
+            connection.close()
+
     def switch_to(self, number: int, grant_to: str | None = None) -> Version:
         self._check_hold()
 

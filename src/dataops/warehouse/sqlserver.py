@@ -791,6 +791,11 @@ class SqlServerWarehouse:
         self._swap(script, f"publishing {version_schema(self.consumer_schema, number)}", number)
         return Version(number, run_id, built_at, dict(row_counts), published_at, True)
 
+    def fill_candidate(self, candidate_schema: str, marts: Sequence[str]) -> list[str]:
+        # Nothing to copy: publishing leaves in the candidate a view of each table it moved into
+        # the version (publish_script), so the candidate already shows every published mart.
+        return []
+
     def switch_to(self, number: int, grant_to: str | None = None) -> Version:
         kept = {version.number: version for version in self.versions()}
         if number not in kept:
