@@ -78,9 +78,7 @@ def test_a_cli_run_never_runs_between_the_tasks_of_a_dag_run(settings: Settings,
     assert not settings.duckdb_path.exists()  # nothing was loaded between the DAG run's tasks
 
     # With --wait, the CLI run waits out the rest of the DAG run: its next task and its end.
-    # (--no-quality: with the quality worker started first, the waiting line has been seen missing from
-    # the output; the wait itself is the same.)
-    waiter = subprocess.Popen([*run, "--wait", "--no-quality"], env=env, text=True,
+    waiter = subprocess.Popen([*run, "--wait"], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     second, release = _task(tmp_path, "build", dag_run, env)  # the DAG run's next task gets the target
     time.sleep(3)
