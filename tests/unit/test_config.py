@@ -61,7 +61,7 @@ MALFORMED_ENTRIES = [
     ("\n    threads: yes\n", "environment 'dev' has threads: true; expected a positive whole number, e.g. 4"),
     ("\n    thread: 4\n", "environment 'dev' has an unknown key 'thread': did you mean 'threads'?"),
     ("\n    colour: blue\n", "environment 'dev' has an unknown key 'colour': the keys are engine, stale_data, "
-     "threads, consumer_schema, source_database, keep_versions, max_row_change_percent, reader_role"),
+     "threads, consumer_schema, source_database, keep_versions, max_row_change_percent, reader_role, anomalies"),
     ("\n    engine: oracle\n", "environment 'dev' has engine: 'oracle'; expected one of duckdb, postgres, sqlserver"),
     ("\n    stale_data: maybe\n", "environment 'dev' has stale_data: 'maybe'; expected 'warn' or 'error'"),
     ("\n    consumer_schema: marts; drop table x\n", "environment 'dev' has consumer_schema: 'marts; drop table x'; "
@@ -72,9 +72,9 @@ MALFORMED_ENTRIES = [
      "expected the name of a database, e.g. AdventureWorks2014"),
     ("\n    - engine: duckdb\n", "environment 'dev' is a list ([{'engine': 'duckdb'}]); expected a mapping of "
      "settings (engine, stale_data, threads, consumer_schema, source_database, keep_versions, "
-     "max_row_change_percent, reader_role), each on its own indented line"),
+     "max_row_change_percent, reader_role, anomalies), each on its own indented line"),
     (" duckdb\n", "environment 'dev' is 'duckdb'; expected a mapping of settings (engine, stale_data, threads, "
-     "consumer_schema, source_database, keep_versions, max_row_change_percent, reader_role), "
+     "consumer_schema, source_database, keep_versions, max_row_change_percent, reader_role, anomalies), "
      "each on its own indented line"),
 ]
 

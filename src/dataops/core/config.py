@@ -62,6 +62,25 @@ class ProfileVariable:
 
 
 @dataclass(frozen=True)
+class AnomalySettings:
+    """How the anomaly detection judges a run against the target's recent runs (see
+    dataops.ops.anomalies). Sensitivity, training runs and days are Elementary's defaults; the
+    small-change thresholds are ours (Elementary has none by default): a change smaller than them
+    is never an anomaly, however steady the history, so identical row counts of generated data do
+    not make a +2% step infinitely anomalous. `level`: what an anomaly is, `error` stops the publish."""
+
+    level: Severity = "warn"
+    sensitivity: float = 3.0
+    min_training_runs: int = 7
+    training_days: int = 14
+    # Whole-table row counts move by a fraction of a percent a day; a tenth of a table is an incident.
+    min_spike_percent: float = 10.0
+    min_drop_percent: float = 10.0
+    # A source's age jitters by the minutes a load and a run take; an hour more is a missed update.
+    min_age_increase_hours: float = 1.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know about the target it runs against."""
 
@@ -79,6 +98,7 @@ class Settings:
     keep_versions: int = DEFAULT_KEEP_VERSIONS
     max_row_change_percent: float = DEFAULT_MAX_ROW_CHANGE_PERCENT
     reader_role: str | None = None
+    anomalies: AnomalySettings = AnomalySettings()
 
     @property
     def candidate_schema(self) -> str:
@@ -273,6 +293,75 @@ def _database(value: Any) -> str:
     return value
 
 
+class _InvalidSubkey(ValueError):
+    """A key inside a block (`anomalies: {sensitivity: ...}`): the message names `block.key`."""
+
+    def __init__(self, key: str, value: Any, expected: str, unknown: bool = False) -> None:
+        super().__init__(expected)
+        self.key, self.value, self.unknown = key, value, unknown
+
+
+def _positive_number(example: str) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"a number above 0, e.g. {example}")
+        return float(value)
+
+    return check
+
+
+def _percent(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
+        raise ValueError("a percentage from 0 to below 100, e.g. 10 (a smaller change is never an anomaly)")
+    return float(value)
+
+
+def _hours(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError("a number of hours of at least 0, e.g. 1")
+    return float(value)
+
+
+def _whole(least: int, example: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"a whole number of at least {least}, e.g. {example}")
+        return value
+
+    return check
+
+
+_ANOMALY_KEYS: dict[str, Callable[[Any], Any]] = {
+    "level": _stale_data,
+    "sensitivity": _positive_number("3 (a z-score beyond ±3 is an anomaly)"),
+    # A standard deviation needs two values; fewer than three say nothing about spread.
+    "min_training_runs": _whole(3, 7),
+    "training_days": _whole(1, 14),
+    "min_spike_percent": _percent,
+    "min_drop_percent": _percent,
+    "min_age_increase_hours": _hours,
+}
+
+
+def _anomalies(value: Any) -> AnomalySettings:
+    if value is None:
+        return AnomalySettings()
+    if not isinstance(value, dict):
+        raise ValueError(f"a mapping of {', '.join(_ANOMALY_KEYS)}, each on its own indented line")
+    checked: dict[str, Any] = {}
+    for key, item in value.items():
+        check = _ANOMALY_KEYS.get(key)
+        if check is None:
+            close = difflib.get_close_matches(str(key), _ANOMALY_KEYS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"the keys are {', '.join(_ANOMALY_KEYS)}"
+            raise _InvalidSubkey(str(key), item, hint, unknown=True)
+        try:
+            checked[key] = check(item)
+        except ValueError as expected:
+            raise _InvalidSubkey(str(key), item, str(expected)) from None
+    return AnomalySettings(**checked)
+
+
 _ENTRY_KEYS: dict[str, Callable[[Any], Any]] = {
     "engine": _engine,
     "stale_data": _stale_data,
@@ -282,6 +371,7 @@ _ENTRY_KEYS: dict[str, Callable[[Any], Any]] = {
     "keep_versions": _keep_versions,
     "max_row_change_percent": _max_row_change,
     "reader_role": _role,
+    "anomalies": _anomalies,
 }
 
 
@@ -305,6 +395,11 @@ def _check_entry(path: Path, name: Any, entry: Any) -> dict[str, Any]:
             raise DataOpsError(f"{where} has an unknown key '{key}': {hint}")
         try:
             checked[key] = check(value)
+        except _InvalidSubkey as invalid:
+            if invalid.unknown:
+                raise DataOpsError(f"{where} has an unknown key '{key}.{invalid.key}': {invalid}") from None
+            shown = _shown(invalid.value)
+            raise DataOpsError(f"{where} has {key}.{invalid.key}: {shown}; expected {invalid}") from None
         except ValueError as expected:
             raise DataOpsError(f"{where} has {key}: {_shown(value)}; expected {expected}") from None
     return checked
@@ -350,6 +445,7 @@ def load_settings(target: str | None = None, environments_file: Path = ENVIRONME
         keep_versions=entry.get("keep_versions", DEFAULT_KEEP_VERSIONS),
         max_row_change_percent=entry.get("max_row_change_percent", DEFAULT_MAX_ROW_CHANGE_PERCENT),
         reader_role=entry.get("reader_role"),
+        anomalies=entry.get("anomalies", AnomalySettings()),
     )
 
 
