@@ -80,15 +80,21 @@ def publish_marts(run: PipelineRun, ti: Any, settings: Settings | None = None) -
     settings = settings or load_settings()
     run_id = run.record_id(settings.target)
     with holding_target(run, settings), recorded_stage(run, settings, "publish") as stage:
-        blocked = publish_blockers(HistoryStore().get(run_id), task_states(ti, run))
+        history = HistoryStore()
+        record = history.get(run_id)
+        blocked = publish_blockers(record, task_states(ti, run))
         models = models_of_manifest(settings)
         prefix = f"{settings.consumer_schema}."
         candidate_rows = {name[len(prefix):]: count for name, count in row_counts(settings, models).items()
                           if name.startswith(prefix)}
-        outcome = publish_candidate(settings, run_id, marts_of(manifest_document(settings), settings),
-                                    candidate_rows, blocked)
+        outcome = publish_candidate(
+            settings, run_id, marts_of(manifest_document(settings), settings), candidate_rows, blocked,
+            started_at=record.started_at if record else run.started_at,
+            freshness=[node for node in record.nodes if node.kind == "source"] if record else [], history=history,
+        )
         own_failures = errors_in(outcome.findings)
         stage.publish, stage.findings, stage.detail = outcome.record, outcome.findings, outcome.record.reason
+        stage.nodes = outcome.nodes
         stage.status = "ok" if outcome.published else ("failed" if own_failures else "skipped")
     if own_failures:
         _verdict("publish", outcome.findings)  # raises, naming them

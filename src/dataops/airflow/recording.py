@@ -59,7 +59,7 @@ STAGES = {
         Stage("freshness", frozenset({"source"}), frozenset({"source freshness"})),
         Stage("build", frozenset({"model", "seed", "snapshot", "test", "unit_test"}), frozenset({"dbt build"})),
         Stage("quality", frozenset({"expectation"})),
-        Stage("publish", frozenset(), frozenset({"smoke: rows per mart", "smoke: columns per mart"})),
+        Stage("publish", frozenset({"anomaly"}), frozenset({"smoke: rows per mart", "smoke: columns per mart"})),
     )
 }
 

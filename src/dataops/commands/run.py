@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from dataops.commands.load import LoadReport, load_folder, load_generated
 from dataops.core.config import Settings
-from dataops.core.errors import DataOpsError
+from dataops.core.errors import DataOpsError, ExitCode
 from dataops.history.provenance import Usage, git_commit
-from dataops.history.records import PublishRecord, Trigger, new_run_id
+from dataops.history.records import PublishRecord, RunRecord, Trigger, new_run_id
 from dataops.history.store import HistoryStore
 from dataops.project.progress import NodeProgress
 from dataops.project.results import (
@@ -132,6 +132,12 @@ class Pipeline:
             trigger=options.trigger,
             git_commit=git_commit(),
         )
+        # Recorded before it starts, as crashed with no end: a run killed outright (SIGKILL, the
+        # machine gone) never gets to record how it ended, and must not vanish from the history.
+        self.history.record(RunRecord(
+            run_id=run_id, target=summary.target, kind="run", trigger=summary.trigger, started_at=summary.started_at,
+            finished_at=None, status="crashed", exit_code=int(ExitCode.INTERNAL), git_commit=summary.git_commit,
+        ))
         try:
             self._run(summary, options)
         except BaseException as error:
@@ -299,9 +305,11 @@ class Pipeline:
         candidate_rows = {name.split(".", 1)[1]: n for name, n in counted.items()}
         outcome = publish_candidate(
             self.settings, summary.run_id, marts, candidate_rows, blocked_by, options.allow_breaking,
+            started_at=summary.started_at, freshness=[o.to_node() for o in summary.freshness], history=self.history,
         )
         summary.publish = outcome.record
         summary.findings.extend(outcome.findings)
+        summary.nodes.extend(outcome.nodes)
         if outcome.published:
             self._published_rows = {f"{self.settings.consumer_schema}.{m}": n for m, n in candidate_rows.items()}
             return "ok", outcome.record.reason

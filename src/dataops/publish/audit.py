@@ -1,16 +1,22 @@
-"""The smoke checks before a publish: the candidate against the published version. Rows per mart
-within `max_row_change_percent`, no column of a mart dropped or retyped (unless the run allows a
-breaking change), and a data diff per mart by its primary key."""
+"""The audit before a publish. The smoke checks, the candidate against the published version: rows
+per mart within `max_row_change_percent`, no column of a mart dropped or retyped (unless the run
+allows a breaking change), and a data diff per mart by its primary key. And the anomaly checks, the
+run against the target's recent runs in the history: volume per source table and mart, and each
+source's freshness (dataops.ops.anomalies)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from dataops.core.config import Settings
 from dataops.core.findings import Finding
-from dataops.history.records import DiffRecord
+from dataops.history.records import DiffRecord, NodeRecord
+from dataops.history.store import HistoryStore
+from dataops.ops.anomalies import detect, findings_of, training_history
+from dataops.sources.contract import SOURCE_TABLES
 from dataops.warehouse import Column, MartDiff, Warehouse
 
 SMOKE_ROWS = "smoke: rows per mart"
@@ -106,6 +112,22 @@ def _shared(candidate: list[Column], published: list[Column]) -> list[str]:
     column is the column check's to report)."""
     before = {c.name.lower(): c.type for c in published}
     return [c.name for c in candidate if before.get(c.name.lower()) == c.type]
+
+
+def anomaly_checks(
+    settings: Settings, warehouse: Warehouse, history: HistoryStore, run_id: str, started_at: datetime,
+    candidate_rows: dict[str, int], freshness: Sequence[NodeRecord],
+) -> tuple[list[NodeRecord], list[Finding]]:
+    """Each check as a node of kind `anomaly`, and each anomaly as a finding at the environment's
+    level. The sources are counted here, as the run's record counts them (none when the target reads
+    them in place); the marts are the candidate's rows, named as consumers know them."""
+    sources = [] if settings.source_database else [table.qualified_name for table in SOURCE_TABLES]
+    counts = warehouse.row_counts(sources) if sources else {}
+    counts.update({f"{settings.consumer_schema}.{mart}": rows for mart, rows in candidate_rows.items()})
+    config = settings.anomalies
+    training = training_history(history, settings.target, run_id, started_at, config)
+    checks = detect(config, training, started_at, counts, freshness)
+    return [check.node(config.level) for check in checks], findings_of(checks, config.level)
 
 
 def diff_records(diffs: Sequence[MartDiff]) -> list[DiffRecord]:

@@ -1,9 +1,10 @@
 """Publish a checked candidate as the next version, roll back to a kept one, list them.
 
 A run builds the marts into the candidate schema and runs every check on it (dbt tests and unit
-tests, the Great Expectations suites); `publish_candidate` adds the smoke checks and, only when no
-error-level check failed, has the warehouse publish it in one atomic step for all marts. Otherwise
-the published version stays exactly as it was and the outcome says which checks stopped it."""
+tests, the Great Expectations suites); `publish_candidate` adds the anomaly checks and the smoke
+checks and, only when no error-level check failed, has the warehouse publish it in one atomic step
+for all marts. Otherwise the published version stays exactly as it was and the outcome says which
+checks stopped it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from dataops.core.config import Settings
 from dataops.core.errors import DataOpsError
 from dataops.core.findings import Finding
 from dataops.history.provenance import git_commit
-from dataops.history.records import PublishRecord, RunRecord, StageRecord, Trigger, new_run_id
+from dataops.history.records import NodeRecord, PublishRecord, RunRecord, StageRecord, Trigger, new_run_id
 from dataops.history.store import HistoryStore
-from dataops.publish.audit import Mart, diff_records, smoke_checks
+from dataops.publish.audit import Mart, anomaly_checks, diff_records, smoke_checks
 from dataops.publish.lock import hold_target
 from dataops.warehouse import Version, Warehouse, connect
 
@@ -27,6 +28,8 @@ from dataops.warehouse import Version, Warehouse, connect
 class PublishOutcome:
     record: PublishRecord
     findings: list[Finding] = field(default_factory=list)
+    # The anomaly checks' results (kind `anomaly`), for the run's record.
+    nodes: list[NodeRecord] = field(default_factory=list)
 
     @property
     def published(self) -> bool:
@@ -35,21 +38,30 @@ class PublishOutcome:
 
 def publish_candidate(
     settings: Settings, run_id: str, marts: Sequence[Mart], candidate_rows: dict[str, int],
-    blocked_by: Sequence[str], allow_breaking: bool = False, warehouse: Warehouse | None = None,
+    blocked_by: Sequence[str], allow_breaking: bool = False, warehouse: Warehouse | None = None, *,
+    started_at: datetime | None = None, freshness: Sequence[NodeRecord] = (), history: HistoryStore | None = None,
 ) -> PublishOutcome:
-    """Audit the candidate against the published version and publish it, or say why not.
-    `blocked_by`: the checks of the run that already failed (each one stops the publish)."""
+    """Audit the candidate against the published version and the run against the target's recent
+    runs (`history`; the run started at `started_at`, its freshness nodes are `freshness`), and
+    publish it, or say why not. `blocked_by`: the checks of the run that already failed (each one
+    stops the publish). The anomaly checks run even then: the record says what they found, and the
+    marts of a blocked run are judged when the caller counted them."""
     warehouse = warehouse or connect(settings)
     previous = _current(warehouse)
+    nodes, findings = anomaly_checks(settings, warehouse, history or HistoryStore(), run_id,
+                                     started_at or datetime.now(UTC), candidate_rows, freshness)
+    anomalies = [f.check for f in findings if f.level == "error"]
     if blocked_by:
         return PublishOutcome(PublishRecord(
-            "not published", previous_version=previous, reason=_stopped_by(blocked_by)))
-    findings, diffs = smoke_checks(settings, warehouse, marts, candidate_rows, allow_breaking)
+            "not published", previous_version=previous, reason=_stopped_by([*blocked_by, *anomalies])),
+            findings, nodes)
+    smoke, diffs = smoke_checks(settings, warehouse, marts, candidate_rows, allow_breaking)
+    findings += smoke
     errors = [f.check for f in findings if f.level == "error"]
     if errors:
         return PublishOutcome(PublishRecord(
             "not published", previous_version=previous, reason=_stopped_by(errors), diffs=diff_records(diffs),
-        ), findings)
+        ), findings, nodes)
     version = warehouse.publish(
         settings.candidate_schema, [m.name for m in marts], run_id,
         {f"{settings.consumer_schema}.{m}": n for m, n in candidate_rows.items()}, grant_to=settings.reader_role,
@@ -59,7 +71,7 @@ def publish_candidate(
     return PublishOutcome(PublishRecord(
         "published", version=version.number, previous_version=previous, diffs=diff_records(diffs),
         reason=f"v{version.number} is the published version" + (f" (was v{previous})" if previous else ""),
-    ), findings)
+    ), findings, nodes)
 
 
 def _stopped_by(checks: Sequence[str]) -> str:
