@@ -512,6 +512,7 @@ class Crashes:
     wal_files: list[str]
     now: int
     checksums: Checksums
+    killed_runs: list[RunRecord]  # the records of the real runs that were killed
 
 
 @pytest.fixture(scope="module")
@@ -563,6 +564,8 @@ def crashes(baseline: Baseline, tmp_path_factory: pytest.TempPathFactory) -> Ite
             problems += [f"run killed in trial {trial}: {problem or f'v{number} published, not v{before}'}"] if (
                 problem or number != before) else []
 
+        history = _history(settings)
+        killed_runs = [record for row in history.runs("dev", limit=3) if (record := history.get(row.run_id))]
         # What kills in the narrowest windows leave, made sure of: between the link's two steps, a
         # staged link; between the candidate's rename and the switch, a version file no link ever
         # pointed at.
@@ -578,7 +581,7 @@ def crashes(baseline: Baseline, tmp_path_factory: pytest.TempPathFactory) -> Ite
             problems, published, before, never, record, raised, _leftovers(folder),
             sorted(warehouse._version_files()), [(v.number, v.current) for v in warehouse.versions()],
             sorted(p.name for p in warehouse.versions_dir.glob("*.wal")), published_number(settings),
-            checksums(_published(settings)),
+            checksums(_published(settings)), killed_runs,
         )
     yield crashed
 
@@ -598,6 +601,9 @@ def test_killed_publishes_and_killed_runs_never_leave_a_torn_published_version(c
     assert crashes.files == sorted(number for number, _ in crashes.versions) and len(crashes.files) == KEEP
     assert [number for number, current in crashes.versions if current] == [crashes.now]
     assert crashes.wal_files == []
+    # A run killed outright is in the history all the same: crashed, with no end.
+    assert [(r.kind, r.status, r.finished_at, r.exit_code) for r in crashes.killed_runs] == [
+        ("run", "crashed", None, 3)] * 3, crashes.killed_runs
 
 
 def test_the_data_diff_of_a_run_counts_added_removed_and_changed_rows_per_column(

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from dataops.commands.load import LoadReport, load_folder, load_generated
 from dataops.core.config import Settings
-from dataops.core.errors import DataOpsError
+from dataops.core.errors import DataOpsError, ExitCode
 from dataops.history.provenance import Usage, git_commit
-from dataops.history.records import PublishRecord, Trigger, new_run_id
+from dataops.history.records import PublishRecord, RunRecord, Trigger, new_run_id
 from dataops.history.store import HistoryStore
 from dataops.project.progress import NodeProgress
 from dataops.project.results import (
@@ -132,6 +132,12 @@ class Pipeline:
             trigger=options.trigger,
             git_commit=git_commit(),
         )
+        # Recorded before it starts, as crashed with no end: a run killed outright (SIGKILL, the
+        # machine gone) never gets to record how it ended, and must not vanish from the history.
+        self.history.record(RunRecord(
+            run_id=run_id, target=summary.target, kind="run", trigger=summary.trigger, started_at=summary.started_at,
+            finished_at=None, status="crashed", exit_code=int(ExitCode.INTERNAL), git_commit=summary.git_commit,
+        ))
         try:
             self._run(summary, options)
         except BaseException as error:
