@@ -75,7 +75,8 @@ def _assert_the_run_is_in_the_history(env: dict[str, str]) -> None:
     assert shown.returncode == 0, shown.stderr
     record = json.loads(shown.stdout)
     assert record["format"] == "dataops.run/v1" and record["run_id"] == row["run_id"]
-    assert {node["kind"] for node in record["nodes"]} == {"model", "test", "unit_test", "source", "expectation", "anomaly"}
+    kinds = {node["kind"] for node in record["nodes"]}
+    assert kinds == {"model", "test", "unit_test", "source", "expectation", "anomaly"}
     table = dataops("history", "show", row["run_id"], env=env)
     assert table.returncode == 0 and row["run_id"] in table.stdout and "build" in table.stdout
     _assert_user_error(dataops("history", "show", "no-such-run", env=env), "no run no-such-run")

@@ -430,7 +430,8 @@ def interpret_freshness(
 
 def _age(hours: float) -> str:
     if hours < 1:
-        return f"{hours * 60:.0f} minutes"
+        minutes = round(hours * 60)
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
     if hours < 48:
         return f"{hours:.1f} hours"
     return f"{hours / 24:,.0f} days"
