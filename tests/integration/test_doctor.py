@@ -107,3 +107,22 @@ def test_a_password_set_empty_reads_set_empty(env: dict[str, str]) -> None:
     assert re.search(r"│ profile password\s+│ set, empty\s+│", output), output
     assert re.search(r"│ PGPASSWORD\s+│ .*set, empty", output), output
     assert "****" not in output
+
+
+def test_the_run_history_is_checked_without_being_created(env: dict[str, str], warehouse_dir: Path) -> None:
+    store = warehouse_dir / "history.sqlite"
+    fresh = doctor(env=env)
+    assert fresh.returncode == 0, fresh.stdout
+    assert re.search(r"run history\s+│\s+ok\s+│", fresh.stdout) and "no run recorded yet" in fresh.stdout, fresh.stdout
+    assert not store.exists()  # looking at a store never creates it
+
+    from dataops.history.store import HistoryStore
+
+    HistoryStore(f"sqlite:///{store}").open_for_writing()
+    upgraded = doctor(env=env).stdout
+    assert re.search(r"run history\s+│\s+ok\s+│", upgraded) and re.search(r"schema v\d+, 0 runs", upgraded), upgraded
+
+    store.write_bytes(b"not a database, whatever the name says\n" * 100)
+    broken = doctor(env=env)
+    assert broken.returncode == 2, broken.stdout
+    assert re.search(r"run history\s+│\s+fail\s+│", broken.stdout) and "cannot be used" in broken.stdout, broken.stdout

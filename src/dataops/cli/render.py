@@ -244,8 +244,9 @@ def doctor_report(console: Console, report: DoctorReport) -> None:
         settings.add_row(key, escape(value))
     console.print(settings)
     checks = Table(title="checks", title_justify="left")
-    for column in ("area", "check", "status", "detail"):
+    for column in ("area", "check", "status"):
         checks.add_column(column)
+    checks.add_column("detail", overflow="fold")  # a long path broken over lines, never cut off
     styles = {"ok": "green", "fail": "bold red", "info": "dim"}
     for finding in report.findings:
         checks.add_row(

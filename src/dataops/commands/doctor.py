@@ -112,6 +112,15 @@ def _reachability(settings: Settings, missing: list[str]) -> Finding:
         return Finding("database", settings.target, "fail", str(error))
 
 
+def _history() -> Finding:
+    from dataops.history.store import HistoryStore
+
+    try:
+        return Finding("history", "run history", "ok", HistoryStore().describe())
+    except DataOpsError as error:
+        return Finding("history", "run history", "fail", str(error))
+
+
 def _tools() -> list[Finding]:
     findings = [
         Finding("optional", package, "info", _version(package) or "not installed")
@@ -149,6 +158,7 @@ def diagnose(settings: Settings) -> DoctorReport:
     if settings.engine == "sqlserver":
         report.findings.append(_odbc_driver(str(output.get("driver", "ODBC Driver 18 for SQL Server"))))
     report.findings.append(_reachability(settings, missing))
+    report.findings.append(_history())
     report.findings += _tools()
     report.findings = [
         Finding(f.area, f.name, f.status, _scrub(f.detail, secrets)) for f in report.findings

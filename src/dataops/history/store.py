@@ -284,6 +284,26 @@ class HistoryStore:
             _write(db, run)
         return run
 
+    def describe(self) -> str:
+        """For `dataops doctor`: where the store is and what it holds, read without creating or
+        upgrading anything. Raises DataOpsError when it cannot be used."""
+        if not self._exists():
+            assert self._location.path is not None
+            folder = next(p for p in (self._location.path, *self._location.path.parents) if p.exists())
+            if not os.access(folder, os.W_OK):
+                raise DataOpsError(f"the run history at {self.shown_url} cannot be created: {folder} is not writable")
+            return f"{self.shown_url}: no run recorded yet (the first run creates it)"
+        with self.transaction(write=False) as db:
+            if not db.has_table("dataops_schema") or not _has_runs(db):
+                return f"{self.shown_url}: no run recorded yet"
+            [(version,)] = db.execute("select max(version) from dataops_schema")
+            [(runs,)] = db.execute("select count(*) from dataops_runs")
+        if version > SCHEMA_VERSION:
+            raise DataOpsError(f"the run history at {self.shown_url} has schema version {version}, newer than "
+                               f"this dataops ({SCHEMA_VERSION}): upgrade dataops")
+        upgrade = f" (the next run upgrades it to v{SCHEMA_VERSION})" if version < SCHEMA_VERSION else ""
+        return f"{self.shown_url}: schema v{version}{upgrade}, {runs:,} runs"
+
     def runs(self, target: str | None = None, limit: int = 20, kind: str | None = None) -> list[RunSummaryRow]:
         """The newest runs first, of one target (or all)."""
         columns = list(RunSummaryRow.__dataclass_fields__)
