@@ -266,6 +266,10 @@ def test_a_crash_in_the_worker_is_an_internal_error_whose_traceback_is_in_the_lo
     logged = log.read_text()
     assert "the quality checks crashed:\nTraceback (most recent call last):" in logged
     assert "in validate" in logged and logged.rstrip().endswith("(a half-upgraded install)")
+    # The next run's worker adds to the log: the traceback the error named is still there.
+    QualityWorker(log).finish()
+    after = log.read_text()
+    assert after.startswith(logged) and after.count(" quality worker of dataops pid ") == 2
 
 
 def test_a_worker_that_dies_without_answering_is_an_internal_error_naming_its_log(settings: Settings) -> None:

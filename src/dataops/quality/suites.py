@@ -463,7 +463,11 @@ class QualityWorker:
     def __init__(self, log_path: Path) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
-        self._log = log_path.open("wb")
+        # Appended to, never replaced: the traceback a crashed run names must outlive the next run.
+        self._log = log_path.open("ab")
+        started = datetime.now().astimezone().isoformat(timespec="seconds")
+        self._log.write(f"--- {started} quality worker of dataops pid {os.getpid()}\n".encode())
+        self._log.flush()
         self._asked = False
         self._process = subprocess.Popen(
             [sys.executable, "-m", "dataops.quality.worker"],
