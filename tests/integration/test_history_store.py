@@ -107,7 +107,7 @@ def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> 
     store.record(run("new", 5))
 
     with store.transaction() as db:
-        assert schema_version(db) == SCHEMA_VERSION == 4
+        assert schema_version(db) == SCHEMA_VERSION == 5
         assert db.has_table("dataops_row_counts") and db.has_table("dataops_leases")
         assert db.execute("select count(*) from dataops_nodes where age_seconds is not null or score is not null") == [
             (0,)]

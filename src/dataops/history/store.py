@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from dataops.core.config import warehouse_dir
 from dataops.core.errors import DataOpsError
-from dataops.history.records import RunRecord, RunSummaryRow
+from dataops.history.records import PublishRecord, RunRecord, RunSummaryRow
 
 HISTORY_URL_ENV_VAR = "DATAOPS_HISTORY_URL"
 DEFAULT_FILE = "history.sqlite"
@@ -120,8 +120,35 @@ def _v4(db: Database) -> None:
     db.execute("alter table dataops_nodes add column score float")
 
 
+def _v5(db: Database) -> None:
+    """What each run did to the published version, as columns (filled in from the documents of the
+    runs recorded before), and indexes that answer the exporter's scrape without reading a single
+    document: on SQLite a column after `document` is behind its overflow pages."""
+    db.execute("alter table dataops_runs add column publish_status varchar(16)")
+    db.execute("alter table dataops_runs add column published_version integer")
+    status, version = _publish_from_document(db.dialect)
+    db.execute(f"update dataops_runs set publish_status = {status}, published_version = {version}")
+    db.execute(
+        "create index ix_dataops_runs_latest on dataops_runs (target, started_at, kind, status, finished_at, "
+        "quality_score, publish_status, published_version)"
+    )
+    db.execute("create index ix_dataops_nodes_kind_status on dataops_nodes (kind, status, name, run_id)")
+
+
+def _publish_from_document(dialect: str) -> tuple[str, str]:
+    """SQL for a run's publish status and the version consumers read after it (the new one when it
+    published or rolled back, the one that stayed when it did not), read from its document."""
+    if dialect == "sqlite":
+        return ("json_extract(document, '$.publish.status')",
+                "coalesce(json_extract(document, '$.publish.version'), "
+                "json_extract(document, '$.publish.previous_version'))")
+    publish = "(document::json -> 'publish')"
+    return (f"{publish} ->> 'status'",
+            f"coalesce(({publish} ->> 'version')::integer, ({publish} ->> 'previous_version')::integer)")
+
+
 # Version N is reached by running MIGRATIONS[N - 1]; append, never edit, once released.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -257,6 +284,26 @@ class HistoryStore:
         """False for a SQLite store not created yet: reading one must not create it."""
         return self._location.path is None or self._location.path.exists()
 
+    def describe(self) -> str:
+        """For `dataops doctor`: where the store is and what it holds, read without creating or
+        upgrading anything. Raises DataOpsError when it cannot be used."""
+        if not self._exists():
+            assert self._location.path is not None
+            folder = next(p for p in (self._location.path, *self._location.path.parents) if p.exists())
+            if not os.access(folder, os.W_OK):
+                raise DataOpsError(f"the run history at {self.shown_url} cannot be created: {folder} is not writable")
+            return f"{self.shown_url}: no run recorded yet (the first run creates it)"
+        with self.transaction(write=False) as db:
+            if not db.has_table("dataops_schema") or not _has_runs(db):
+                return f"{self.shown_url}: no run recorded yet"
+            [(version,)] = db.execute("select max(version) from dataops_schema")
+            [(runs,)] = db.execute("select count(*) from dataops_runs")
+        if version > SCHEMA_VERSION:
+            raise DataOpsError(f"the run history at {self.shown_url} has schema version {version}, newer than "
+                               f"this dataops ({SCHEMA_VERSION}): upgrade dataops")
+        upgrade = f" (the next run upgrades it to v{SCHEMA_VERSION})" if version < SCHEMA_VERSION else ""
+        return f"{self.shown_url}: schema v{version}{upgrade}, {runs:,} runs"
+
     def open_for_writing(self) -> None:
         """Make sure runs can be recorded (the store reachable, writable, its schema current)
         before a run starts, rather than after it has built everything."""
@@ -284,26 +331,6 @@ class HistoryStore:
             _write(db, run)
         return run
 
-    def describe(self) -> str:
-        """For `dataops doctor`: where the store is and what it holds, read without creating or
-        upgrading anything. Raises DataOpsError when it cannot be used."""
-        if not self._exists():
-            assert self._location.path is not None
-            folder = next(p for p in (self._location.path, *self._location.path.parents) if p.exists())
-            if not os.access(folder, os.W_OK):
-                raise DataOpsError(f"the run history at {self.shown_url} cannot be created: {folder} is not writable")
-            return f"{self.shown_url}: no run recorded yet (the first run creates it)"
-        with self.transaction(write=False) as db:
-            if not db.has_table("dataops_schema") or not _has_runs(db):
-                return f"{self.shown_url}: no run recorded yet"
-            [(version,)] = db.execute("select max(version) from dataops_schema")
-            [(runs,)] = db.execute("select count(*) from dataops_runs")
-        if version > SCHEMA_VERSION:
-            raise DataOpsError(f"the run history at {self.shown_url} has schema version {version}, newer than "
-                               f"this dataops ({SCHEMA_VERSION}): upgrade dataops")
-        upgrade = f" (the next run upgrades it to v{SCHEMA_VERSION})" if version < SCHEMA_VERSION else ""
-        return f"{self.shown_url}: schema v{version}{upgrade}, {runs:,} runs"
-
     def runs(self, target: str | None = None, limit: int = 20, kind: str | None = None) -> list[RunSummaryRow]:
         """The newest runs first, of one target (or all)."""
         columns = list(RunSummaryRow.__dataclass_fields__)
@@ -324,18 +351,36 @@ class HistoryStore:
             found = db.execute("select document from dataops_runs where run_id = ?", [run_id]) if _has_runs(db) else []
         if not found:
             return None
-        try:
-            return RunRecord.from_dict(json.loads(found[0][0]))
-        except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
-            raise DataOpsError(
-                f"the record of run {run_id} in {self.shown_url} cannot be read ({error}): it was written by "
-                "a newer dataops (upgrade dataops) or damaged"
-            ) from error
+        return _read_document(self.shown_url, run_id, found[0][0])
 
     def latest(self, target: str, kind: str | None = "run") -> RunRecord | None:
         found = self.runs(target, limit=1, kind=kind)
         return self.get(found[0].run_id) if found else None
 
+    # What the exporter reads at each scrape ---------------------------------------------------
+
+    def target_summaries(self) -> list[TargetSummary] | None:
+        """Every target's totals and latest run, read in one transaction from the indexes and one
+        document per target. None when there is no store to read (no file, or no run recorded
+        yet); DataOpsError when it cannot be read."""
+        if not self._exists():
+            return None
+        with self.transaction(write=False) as db:
+            if not _has_runs(db):
+                return None
+            publish_status, published_version = _publish_columns(db)
+            counts: dict[str, dict[tuple[str, str | None], int]] = {}
+            for target, status, published, runs in db.execute(
+                # Ended runs only: one in flight is recorded as crashed until it ends, and a total
+                # must never go down.
+                f"select target, status, {publish_status}, count(*) from dataops_runs "
+                f"where kind = 'run' and finished_at is not null group by target, status, {publish_status}"
+            ):
+                counts.setdefault(str(target), {})[(str(status), published)] = int(runs)
+            failures = _node_failures(db)
+            columns = (publish_status, published_version)
+            return [_summary(db, self.shown_url, target, runs, failures.get(target, {}), columns)
+                    for target, runs in sorted(counts.items())]
 
     # Leases -----------------------------------------------------------------------------------
 
@@ -393,11 +438,98 @@ def _write(db: Database, run: RunRecord) -> None:
         "models_built": run.models_built, "tests_failed": run.tests_failed,
         "quality_score": run.quality_score, "cpu_seconds": run.cpu_seconds,
         "peak_memory_bytes": run.peak_memory_bytes, "document": json.dumps(document, default=str),
+        "publish_status": run.publish.status if run.publish else None,
+        "published_version": _published_version(run.publish),
     }])
     db.insert_many("dataops_nodes", [{"run_id": run.run_id, **node.__dict__} for node in run.nodes])
     db.insert_many("dataops_row_counts", [
         {"run_id": run.run_id, "relation": name, "rows": rows} for name, rows in run.row_counts.items()
     ])
+
+
+def _published_version(publish: PublishRecord | None) -> int | None:
+    """The version consumers read once the run was over (as `_publish_from_document` has it)."""
+    if publish is None:
+        return None
+    return publish.version if publish.version is not None else publish.previous_version
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    """One target as the exporter sees it: totals over its whole history, and its latest runs."""
+
+    target: str
+    runs: dict[tuple[str, str | None], int]  # runs of kind `run` by (status, publish status)
+    latest: RunRecord | None  # the newest run of kind `run` that has ended
+    last_success_at: datetime | None  # when the newest run that passed or warned ended
+    quality_score: float | None  # of the newest ended run that has one
+    published_version: int | None  # what consumers read, after the newest publish record
+    node_failures: dict[tuple[str, str], int]  # runs in which a (node kind, name) failed
+
+
+# dbt's statuses that count as a failure: a model that errored, a test that failed or errored.
+_FAILED_NODES = "(n.kind = 'model' and n.status = 'error') or (n.kind in ('test', 'unit_test') and n.status in " \
+    "('fail', 'error'))"
+
+
+def _node_failures(db: Database) -> dict[str, dict[tuple[str, str], int]]:
+    failures: dict[str, dict[tuple[str, str], int]] = {}
+    for target, kind, name, runs in db.execute(
+        "select r.target, n.kind, n.name, count(distinct n.run_id) from dataops_nodes n "
+        "join dataops_runs r on r.run_id = n.run_id "
+        f"where r.kind = 'run' and r.finished_at is not null and ({_FAILED_NODES}) "
+        "group by r.target, n.kind, n.name"
+    ):
+        failures.setdefault(str(target), {})[(str(kind), str(name))] = int(runs)
+    return failures
+
+
+def _summary(
+    db: Database, store: str, target: str, runs: dict[tuple[str, str | None], int],
+    failures: dict[tuple[str, str], int], publish_columns: tuple[str, str],
+) -> TargetSummary:
+    """The latest of each kind walks the target's runs newest first in `ix_dataops_runs_latest`."""
+    publish_status, published_version = publish_columns
+    def newest(column: str, condition: str, kinds: str = "'run'") -> Any:
+        found = db.execute(
+            f"select {column} from dataops_runs where target = ? and kind in ({kinds}) and {condition} "
+            "order by started_at desc, run_id desc limit 1", [target])
+        return found[0][0] if found else None
+
+    ended = "finished_at is not null"
+    latest_id = newest("run_id", ended)
+    latest = None
+    if latest_id is not None:
+        [(document,)] = db.execute("select document from dataops_runs where run_id = ?", [latest_id])
+        latest = _read_document(store, str(latest_id), document)
+    success = newest("finished_at", f"{ended} and status in ('passed', 'warned')")
+    score = newest("quality_score", f"{ended} and quality_score is not null")
+    version = newest(published_version, f"{publish_status} is not null", kinds="'run', 'rollback'")
+    return TargetSummary(
+        target=target, runs=runs, latest=latest,
+        last_success_at=datetime.fromisoformat(str(success)) if success else None,
+        quality_score=float(score) if score is not None else None,
+        published_version=int(version) if version is not None else None, node_failures=failures,
+    )
+
+
+def _publish_columns(db: Database) -> tuple[str, str]:
+    """The publish status and version columns; read from the documents in a store that an older
+    dataops wrote (schema before v5), which a read must not upgrade."""
+    found = db.execute("select version from dataops_schema") if db.has_table("dataops_schema") else []
+    if found and int(found[0][0]) >= 5:
+        return "publish_status", "published_version"
+    return _publish_from_document(db.dialect)
+
+
+def _read_document(store: str, run_id: str, document: str) -> RunRecord:
+    try:
+        return RunRecord.from_dict(json.loads(document))
+    except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+        raise DataOpsError(
+            f"the record of run {run_id} in {store} cannot be read ({error}): it was written by "
+            "a newer dataops (upgrade dataops) or damaged"
+        ) from error
 
 
 def _has_runs(db: Database) -> bool:
