@@ -304,6 +304,30 @@ def docs_serve(
 
 
 @app.command()
+def exporter(
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine, 0.0.0.0 "
+                                      "serves every interface (a container).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one).", min=0, max=65535)] = 9108,
+) -> None:
+    """Serve the run history as Prometheus metrics at http://HOST:PORT/metrics (Ctrl-C stops).
+
+    Read at every scrape from DATAOPS_HISTORY_URL (default: the SQLite file beside the warehouse):
+    counters are totals over the history, so they survive a restart. A history that cannot be read
+    is `dataops_history_up 0`; the reason is printed when that starts.
+    """
+    from dataops.ops.exporter import ExporterServer
+
+    def notify(line: str) -> None:
+        error_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    with ExporterServer(host, port, notify=notify) as server:
+        console.print(f"Serving the run history at {server.store} as Prometheus metrics on {server.url} "
+                      "(Ctrl-C stops)", markup=False, highlight=False, soft_wrap=True)
+        server.serve_until_stopped()
+    console.print("exporter stopped", highlight=False)
+
+
+@app.command()
 def versions(target: TargetOption = None) -> None:
     """List the kept versions of the marts, newest first: version, run, published at, rows per mart."""
     from dataops.publish.versions import list_versions
