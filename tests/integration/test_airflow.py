@@ -39,6 +39,7 @@ from dataops.airflow.local import (
 from dataops.core.config import load_settings
 from dataops.history.store import DEFAULT_FILE, HISTORY_URL_ENV_VAR, HistoryStore
 from dataops.ops.monitor import check_history
+from statsd_listener import StatsdListener  # tests/statsd_listener.py
 
 pytestmark = pytest.mark.integration
 
@@ -136,17 +137,25 @@ class DagRuns:
     env: dict[str, str]
     pipeline: DagTestResult | None
     after: dict[str, DagTestResult] = field(default_factory=dict)
+    # The StatsD datagrams Airflow sent during the job, when it was run with statsd_on
+    # (tests/integration/test_airflow_statsd.py maps them).
+    statsd: tuple[str, ...] = ()
 
 
 def _dag_runs(
-    mode: str | None, faults: tuple[str, ...] | None, then: tuple[str, ...] = ()
+    mode: str | None, faults: tuple[str, ...] | None, then: tuple[str, ...] = (), statsd: bool = False
 ) -> Callable[[Path], background.Run]:
     """A job: compile for its warehouse (as at deploy time), load generated data with `faults`
-    into it and run the pipeline DAG (faults None: no data, no pipeline run), then the DAGs `then`."""
+    into it and run the pipeline DAG (faults None: no data, no pipeline run), then the DAGs `then`.
+    With `statsd`, Airflow sends its StatsD metrics to a listener of the job's, which keeps them."""
 
     def prepare(folder: Path) -> background.Run:
         home, metadata = folder / "airflow", _metadata(folder.parent)
-        env = _environment(home, folder / "warehouse", **({"DATAOPS_COSMOS_MODE": mode} if mode else {}))
+        listener = StatsdListener() if statsd else None
+        env = _environment(
+            home, folder / "warehouse", **({"DATAOPS_COSMOS_MODE": mode} if mode else {}),
+            **(listener.airflow_env() if listener else {}),
+        )
 
         def run() -> DagRuns:
             compile_manifest(env)
@@ -154,8 +163,14 @@ def _dag_runs(
                 _write_generated(env, folder / "data", faults)
                 _load(env, folder / "data")
             _airflow_home(metadata, home)
-            pipeline = dag_test(env, "adventureworks_pipeline") if faults is not None else None
-            return DagRuns(home, env, pipeline, {dag_id: dag_test(env, dag_id) for dag_id in then})
+            if listener:
+                listener.start()
+            try:
+                pipeline = dag_test(env, "adventureworks_pipeline") if faults is not None else None
+                after = {dag_id: dag_test(env, dag_id) for dag_id in then}
+            finally:
+                datagrams = listener.stop() if listener else ()
+            return DagRuns(home, env, pipeline, after, datagrams)
 
         return run
 
@@ -166,10 +181,13 @@ MODES = ("watcher", "build")
 # One order with a negative TotalDue (and its lines, consistently): only the revenue rule breaks.
 NEGATIVE_ORDER = ("negative_total",)
 for _mode in MODES:
-    background.job(f"airflow-clean-{_mode}")(_dag_runs(_mode, faults=()))
+    # The watcher jobs also catch Airflow's StatsD metrics: a DAG run that succeeds, one that
+    # fails, and their tasks' (tests/integration/test_airflow_statsd.py).
+    background.job(f"airflow-clean-{_mode}")(_dag_runs(_mode, faults=(), statsd=_mode == "watcher"))
     # After the bad watcher run, dbt_monitoring: it reads that run, and fails naming the test.
     background.job(f"airflow-bad-{_mode}")(
-        _dag_runs(_mode, faults=NEGATIVE_ORDER, then=("dbt_monitoring",) if _mode == "watcher" else ())
+        _dag_runs(_mode, faults=NEGATIVE_ORDER, then=("dbt_monitoring",) if _mode == "watcher" else (),
+                  statsd=_mode == "watcher")
     )
 # Only the deploy-time compile, which is no run, then dbt_monitoring.
 background.job("airflow-never-ran")(_dag_runs(None, faults=None, then=("dbt_monitoring",)))

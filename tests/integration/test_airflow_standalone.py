@@ -1,7 +1,9 @@
 """Airflow as `make airflow` runs it: `airflow standalone`, started by dataops.airflow.local, in a
 throwaway AIRFLOW_HOME on free ports. It listens on exactly what `make airflow` says it does, and
 data_quality_checks, started by the pipeline's marts asset or by hand, never checks while a
-pipeline run is in flight.
+pipeline run is in flight. It sends its StatsD metrics to a listener of the tests: the DAG-run,
+scheduler and dag-processor metrics that `airflow dags test` never sends, which the dashboard and
+the alert rules use (monitoring/statsd/mapping.yml, tests/integration/test_airflow_statsd.py).
 
 These tests need the machine to themselves (a reschedule-mode sensor on a loaded machine may be
 failed by Airflow 3.3, see dataops.airflow.dags.QUALITY_WAIT): they run last, once no background
@@ -28,11 +30,22 @@ from typing import Any
 
 import psutil
 import pytest
+import test_airflow  # noqa: F401  registers the watcher jobs whose StatsD packets the last test reads
+import yaml
 
 import background  # tests/background.py, loaded by tests/conftest.py
 from dataops.airflow.dags import marts_asset, warehouse_pool
 from dataops.airflow.local import ALL_INTERFACES, BIN, Ports, airflow_env, listeners, load_throwaway, prepare
 from dataops.core.config import load_settings
+from statsd_listener import StatsdListener  # tests/statsd_listener.py
+from statsd_mapping import (  # tests/statsd_mapping.py
+    ALERT_RULES_FILE,
+    DASHBOARD_FILE,
+    MAPPING_FILE,
+    Mapper,
+    airflow_metrics_used,
+    map_datagrams,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.alone, pytest.mark.background("airflow-standalone-home")]
 
@@ -52,6 +65,7 @@ class Standalone:
     ports: Ports
     process: subprocess.Popen[bytes]
     output: Path
+    statsd: StatsdListener
 
     @property
     def database(self) -> Path:
@@ -117,8 +131,11 @@ def standalone(background_jobs: background.Background) -> Iterator[Standalone]:
     root = background_jobs.result("airflow-standalone-home")
     background_jobs.wait()  # the machine to itself
     ports = Ports(_free_port(), _free_port(), _free_port())
-    env = airflow_env(root / "airflow", root / "warehouse", ports=ports, DATAOPS_TASK_RETRIES="0")
+    statsd = StatsdListener()
+    env = airflow_env(root / "airflow", root / "warehouse", ports=ports, DATAOPS_TASK_RETRIES="0",
+                      **statsd.airflow_env())
     output = root / "standalone.log"
+    statsd.start()
     with output.open("wb") as sink:
         # A session of its own: stopping it stops every Airflow component it started.
         process = subprocess.Popen(
@@ -126,7 +143,7 @@ def standalone(background_jobs: background.Background) -> Iterator[Standalone]:
         )
     try:
         _wait_for(lambda: _healthy(ports.api), "every component to be healthy", 240, process, output)
-        yield Standalone(env, ports, process, output)
+        yield Standalone(env, ports, process, output, statsd)
     finally:
         # Ctrl-C, as `make airflow` is stopped; then whatever is left.
         os.killpg(process.pid, signal.SIGINT)
@@ -134,6 +151,7 @@ def standalone(background_jobs: background.Background) -> Iterator[Standalone]:
             process.wait(timeout=60)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        statsd.stop()
 
 
 def _listening(pid: int) -> set[tuple[str, int]]:
@@ -171,6 +189,24 @@ def _utc(text: str) -> datetime:
 def _finished(rows: list[tuple[Any, ...]], count: int) -> list[tuple[Any, ...]]:
     done = [row for row in rows if row[2] in ("success", "failed")]
     return rows if len(rows) == count and len(done) == count else []
+
+
+def test_dbt_monitoring_fails_under_the_scheduler_while_the_target_never_ran(standalone: Standalone) -> None:
+    # Before the pipeline's run below: the history is empty, so the check fails. A DAG run the
+    # scheduler fails is what sends airflow.dagrun.duration.failed.<dag_id> (the last test).
+    runs = "select run_id, run_type, state, end_date from dag_run where dag_id = ?"
+    _wait_for(lambda: standalone.rows("select 1 from dag where dag_id = 'dbt_monitoring'"),
+              "the dag-processor to parse the DAGs", 120, standalone.process, standalone.output)
+    standalone.airflow("dags", "trigger", "dbt_monitoring")
+    standalone.airflow("dags", "unpause", "dbt_monitoring")
+    try:
+        finished = _wait_for(
+            lambda: [row for row in standalone.rows(runs, "dbt_monitoring") if row[2] in ("success", "failed")],
+            "dbt_monitoring to finish", 300, standalone.process, standalone.output,
+        )
+    finally:
+        standalone.airflow("dags", "pause", "dbt_monitoring")
+    assert {state for _, _, state, _ in finished} == {"failed"}
 
 
 def test_quality_checks_run_on_the_pipeline_s_asset_and_never_beside_a_pipeline_run(standalone: Standalone) -> None:
@@ -244,3 +280,43 @@ def test_quality_checks_run_on_the_pipeline_s_asset_and_never_beside_a_pipeline_
     # And the scheduler ran them with the whole warehouse pool.
     pools = standalone.rows("select distinct pool, pool_slots from task_instance where dag_id = 'data_quality_checks'")
     assert pools == [(pool.name, pool.slots)]
+
+
+# Metrics only Airflow's own components send, and the DAG runs' durations the scheduler sends as
+# each run it ran ends (successful quality runs, the failed dbt_monitoring run above).
+SCHEDULER_SENT = {
+    "airflow_scheduler_heartbeat": {},
+    "airflow_dag_processing_import_errors": {},
+    "airflow_pool_open_slots": {"pool": "default_pool"},
+    "airflow_executor_open_slots": {"executor": "LocalExecutor"},
+    "airflow_dagrun_duration_success_count": {"dag_id": "data_quality_checks"},
+    "airflow_dagrun_duration_failed_count": {"dag_id": "dbt_monitoring"},
+}
+
+
+@pytest.mark.background("airflow-clean-watcher")
+@pytest.mark.background("airflow-bad-watcher")
+def test_every_airflow_metric_of_the_dashboard_and_the_alert_rules_comes_from_a_real_packet(
+    standalone: Standalone, background_jobs: background.Background
+) -> None:
+    # After the tests above: the scheduler has run and ended the DAG runs they started.
+    mapper = Mapper.from_file(MAPPING_FILE)
+    heartbeats = _wait_for(
+        lambda: (found := map_datagrams(mapper, standalone.statsd.datagrams())).get("airflow_scheduler_heartbeat")
+        and found,
+        "the scheduler's StatsD heartbeat", 60, standalone.process, standalone.output,
+    )
+    for name, labels in SCHEDULER_SENT.items():
+        assert name in heartbeats, f"airflow standalone sent nothing that maps to {name}"
+        assert any(set(labels.items()) <= set(series.labels) for _, series in heartbeats[name]), (name, labels)
+
+    sources = {
+        "airflow standalone": standalone.statsd.datagrams(),
+        **{job: background_jobs.result(job).statsd for job in ("airflow-clean-watcher", "airflow-bad-watcher")},
+    }
+    produced = {name: source for source, datagrams in sources.items() for name in map_datagrams(mapper, datagrams)}
+    alert_rules = yaml.safe_load(ALERT_RULES_FILE.read_text(encoding="utf-8")) if ALERT_RULES_FILE.exists() else None
+    used = airflow_metrics_used(json.loads(DASHBOARD_FILE.read_text(encoding="utf-8")), alert_rules)
+    assert "airflow_dagrun_duration_success_count" in used  # the dashboard's DAG success rate
+    unproven = {name: sorted(where) for name, where in used.items() if name not in produced}
+    assert unproven == {}, f"no real Airflow packet maps to these: {unproven}"
