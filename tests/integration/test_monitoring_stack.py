@@ -389,12 +389,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {name: value for name, value in os.environ.items()
            if name not in {"DATAOPS_HISTORY_URL", "DATAOPS_TARGET", "DATAOPS_DUCKDB_PATH"}}
     env["DATAOPS_WAREHOUSE_DIR"] = str(folder / "warehouse")
+    probe = subprocess.run(Stack.dataops_command("exporter", "--help"), env=env, capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("`dataops exporter` does not exist yet (src/dataops/ops/exporter.py)")
     stack = Stack(folder, env, _Webhook(), _AirflowMetrics())
     _serve(stack.webhook)
     _serve(stack.airflow)
-    if stack.dataops("exporter", "--help").returncode != 0:
-        pytest.skip("`dataops exporter` does not exist yet (src/dataops/ops/exporter.py)")
-    # Two DAG runs Airflow had before Prometheus first looks: the success rate has a base.
+    # A DAG run Airflow had before Prometheus first looks: the success rate has a base.
     stack.airflow.send("airflow.dagrun.duration.success.adventureworks_pipeline:61000|ms",
                        "airflow.ti_successes:9|c", "airflow.ti_failures:0|c")
     ports = {"exporter": _free_port(), "prometheus": _free_port(), "alertmanager": _free_port(),
@@ -424,6 +425,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def observed(stack: Stack) -> Observed:
     clean = stack.dataops("run", "--scale", SCALE, "--no-docs")
+    if clean.returncode != 0:  # the scenario needs it: say why at once, not as a timeout later
+        pytest.fail(f"the first clean run exited {clean.returncode}:\n{clean.stdout[-3000:]}{clean.stderr[-3000:]}")
     stack.wait("Prometheus has the clean run",
                lambda: stack.query(f'dataops_last_run_status{{target="{TARGET}",status="passed"}} == 1'))
     bad_data = stack.folder / "bad-data"
@@ -431,6 +434,9 @@ def observed(stack: Stack) -> Observed:
     assert generated.returncode == 0, generated.stderr
     bad = stack.dataops("run", "--data", str(bad_data), "--no-docs")
     bad_ended = time.monotonic()
+    if bad.returncode != 1 or FAILING_TEST not in bad.stdout:
+        pytest.fail(f"the run with {FAULT} exited {bad.returncode} without naming {FAILING_TEST}:\n"
+                    f"{bad.stdout[-3000:]}")
     firing = stack.wait("DBTTestFailure reaches the critical channel",
                         lambda: _titled(stack.webhook.messages("/slack-critical"), "DBTTestFailure", "firing"))
     firing_seconds = time.monotonic() - bad_ended
