@@ -129,7 +129,7 @@ def _v5(db: Database) -> None:
     status, version = _publish_from_document(db.dialect)
     db.execute(f"update dataops_runs set publish_status = {status}, published_version = {version}")
     db.execute(
-        "create index ix_dataops_runs_latest on dataops_runs (target, started_at, kind, status, finished_at, "
+        "create index ix_dataops_runs_latest on dataops_runs (target, started_at, run_id, kind, status, finished_at, "
         "quality_score, publish_status, published_version)"
     )
     db.execute("create index ix_dataops_nodes_kind_status on dataops_nodes (kind, status, name, run_id)")
