@@ -491,6 +491,35 @@ def test_every_exporter_metric_the_rules_use_is_exported(observed: Observed) -> 
     assert sorted(used - exported) == []
 
 
+def _counters(exposition: str) -> dict[str, str]:
+    """Every counter sample of an exposition (`name{labels}` -> value), the `_created` ones aside."""
+    counters = {line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE ") and
+                line.endswith(" counter")}
+    samples = {}
+    for line in exposition.splitlines():
+        name = re.split(r"[{ ]", line, maxsplit=1)[0]
+        if not line.startswith("#") and (name in counters or name.removesuffix("_total") in counters):
+            series, value = line.rsplit(" ", 1)
+            samples[series] = value
+    return samples
+
+
+def test_counters_are_the_same_scraped_twice_and_after_a_restart(stack: Stack, observed: Observed) -> None:
+    first = _counters(_get(f"{stack.exporter_url}/metrics").decode())
+    second = _counters(_get(f"{stack.exporter_url}/metrics").decode())
+    assert first and first == second
+    assert first[f'dbt_test_failures_total{{target="{TARGET}",test="{FAILING_TEST}"}}'] == "1.0"
+    port = _free_port()
+    restarted = subprocess.Popen(Stack.dataops_command("exporter", "--port", str(port)), env=stack.env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        again = _wait_for("the restarted exporter answers", lambda: _get(f"http://127.0.0.1:{port}/metrics"))
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=10)
+    assert _counters(again.decode()) == first
+
+
 def _dashboard_queries() -> dict[str, list[str]]:
     dashboards = sorted(DASHBOARDS.glob("*.json"))
     if not dashboards:
