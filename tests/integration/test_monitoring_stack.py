@@ -10,7 +10,10 @@ alert-rules.yml (a copy of prometheus.yml with the targets rewritten to the loca
 one-second intervals), the real Alertmanager with the repository's alertmanager.yml (only its
 route timers shortened), and a webhook receiver standing in for Slack: a run with a failing test
 makes DBTTestFailure arrive naming the test, with the unpublished run's warning inhibited, and the
-clean run after it resolves it. Every Grafana panel's query then returns data from that Prometheus.
+clean run after it resolves it. The exporter's counters are the same scraped twice and after a
+restart; a failed Airflow DAG run (StatsD lines through monitoring/statsd/mapping.yml, served as
+statsd-exporter would) pages too; a critical alert holds back the warnings of its own target or DAG
+only; and every Grafana panel's query returns data from that Prometheus.
 """
 
 from __future__ import annotations
@@ -567,3 +570,28 @@ def test_every_grafana_panel_query_returns_data(stack: Stack, airflow_runs: None
             if not values or any(value != value for value in values):  # no series, or NaN
                 empty.append((title, expression, result))
     assert empty == []
+
+
+def test_a_critical_holds_back_the_warnings_of_its_own_target_and_dag_only(stack: Stack) -> None:
+    """alertmanager.yml's inhibition, in the real Alertmanager: alerts posted to its API (names of
+    their own, so the channels' other tests never see them)."""
+    probes = [("ProbeCritical", "critical", {"target": "prod"}), ("ProbeCritical", "critical", {"dag_id": "a"}),
+              ("ProbeWarning", "warning", {"target": "prod"}), ("ProbeWarning", "warning", {"target": "staging"}),
+              ("ProbeWarning", "warning", {"dag_id": "a"}), ("ProbeWarning", "warning", {"dag_id": "b"})]
+    body = json.dumps([{"labels": {"alertname": name, "severity": severity, **labels}}
+                       for name, severity, labels in probes]).encode()
+    request = urllib.request.Request(f"{stack.alertmanager_url}/api/v2/alerts", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+    def warnings() -> dict[str, str]:
+        found = {json.dumps({k: v for k, v in alert["labels"].items() if k in {"target", "dag_id"}}):
+                 alert["status"]["state"] for alert in stack.alertmanager_alerts()
+                 if alert["labels"]["alertname"] == "ProbeWarning"}
+        return found if len(found) == 4 else {}
+
+    assert stack.wait("the probe warnings reach Alertmanager", warnings) == {
+        '{"target": "prod"}': "suppressed", '{"target": "staging"}': "active",
+        '{"dag_id": "a"}': "suppressed", '{"dag_id": "b"}': "active",
+    }
