@@ -119,7 +119,8 @@ def test_each_service_reads_its_files_where_its_command_looks(merged: dict[str, 
     assert files
     secrets = {secret["target"]: secret["source"] for secret in services["alertmanager"]["secrets"]}
     for file in files:
-        source = secrets[f"/etc/alertmanager/{file}"]
+        # Absolute: Alertmanager reads a relative api_url_file from its working directory.
+        source = secrets[file]
         assert "environment" in merged["secrets"][source], source
 
 
