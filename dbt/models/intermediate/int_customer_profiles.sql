@@ -23,7 +23,9 @@ ranked_emails as (
 ),
 
 primary_emails as (
-    select person_id, email_address
+    select
+        person_id,
+        email_address
     from ranked_emails
     where email_rank = 1
 ),

@@ -3,7 +3,12 @@ with lines as (
 ),
 
 orders as (
-    select order_id, customer_id, order_date, sales_channel from {{ ref('stg_orders') }}
+    select
+        order_id,
+        customer_id,
+        order_date,
+        sales_channel
+    from {{ ref('stg_orders') }}
 )
 
 select

@@ -3,7 +3,10 @@ with orders as (
 ),
 
 line_counts as (
-    select order_id, count(*) as line_count, sum(order_quantity) as units
+    select
+        order_id,
+        count(*) as line_count,
+        sum(order_quantity) as units
     from {{ ref('stg_order_lines') }}
     group by order_id
 )
