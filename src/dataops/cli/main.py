@@ -193,6 +193,49 @@ def run(
 
 
 @app.command()
+def deploy(
+    target: TargetOption = None,
+    full: Annotated[bool, typer.Option("--full", help="Build every model, not only what changed.")] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="Folder holding the manifest.json of the last deployment to the target (default: the "
+                     "one kept with it under the target's artifacts)."),
+    ] = None,
+    wait: WaitOption = False,
+) -> None:
+    """Deploy the project to a target: pre-deployment checks (doctor, compile, project checks), a slim
+    build of what changed since the last deployment (state:modified+; the first deploy or --full
+    builds everything), every check, the atomic publish, docs, a deployment record and a notification.
+
+    Exit code 0 when deployed (or nothing changed), 1 when a check failed (nothing published), 2 on a
+    usage or configuration error, 3 on an internal error.
+    """
+    settings = load_settings(target)
+    from dataops.quality.suites import QualityWorker
+
+    worker = QualityWorker.for_settings(settings)  # first: its import overlaps the checks and the build
+    from dataops.commands.deploy import Deployment, DeployOptions
+
+    with render.ProgressReporter(console) as reporter:
+        report = Deployment(settings, reporter, quality_worker=worker).run(
+            DeployOptions(full=full, state=state, wait=wait))
+    render.deploy_summary(console, report)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def changes(
+    base: Annotated[str, typer.Option(help="The branch, tag or commit to compare with.")] = "main",
+    target: TargetOption = None,
+) -> None:
+    """Print the "Models Affected" list of the branch for the pull request template: state:modified+
+    against the dbt project of the base commit, as markdown."""
+    from dataops.commands.changes import branch_changes, markdown
+
+    sys.stdout.write(markdown(branch_changes(load_settings(target), base)))
+
+
+@app.command()
 def check(target: TargetOption = None) -> None:
     """Check the dbt project's structure (tests, naming, docs, freshness) from its manifest."""
     from dataops.project.checks import CHECKS, run_checks

@@ -13,8 +13,9 @@ from rich.table import Table
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+    from dataops.commands.deploy import DeployReport
     from dataops.commands.doctor import DoctorReport
-    from dataops.history.records import PublishRecord, RunRecord, RunSummaryRow
+    from dataops.history.records import DeploymentRecord, PublishRecord, RunRecord, RunSummaryRow
     from dataops.project.checks import Check, Violation
     from dataops.project.compile import CompileReport
     from dataops.project.progress import NodeProgress
@@ -352,6 +353,44 @@ def history_run(console: Console, record: RunRecord) -> None:
             "rows: " + ", ".join(f"{name} {rows:,}" for name, rows in record.row_counts.items()),
             style="dim", highlight=False,
         )
+    if record.deployment is not None:
+        _deployment_lines(console, record.deployment)
+
+
+def _deployment_lines(console: Console, deployment: DeploymentRecord) -> None:
+    style = "bold green" if deployment.outcome in ("deployed", "unchanged") else "bold red"
+    commit = (deployment.git_commit or "unknown")[:12] + (" + uncommitted changes" if deployment.dirty else "")
+    lines = [
+        f"deployment: [{style}]{deployment.outcome}[/], {deployment.build} build ({escape(deployment.reason)})",
+        f"commit {commit} of {deployment.commit_time or '?'} on {deployment.branch or '?'} by "
+        f"{escape(deployment.author or '?')}",
+        "changed models: " + (", ".join(m.rsplit(".", 1)[-1] for m in deployment.changed_models) or "none")
+        + f"; {len(deployment.nodes_built)} models built; tests {deployment.tests_passed} passed, "
+        f"{deployment.tests_failed} failed",
+        f"artifacts: {deployment.artifacts or 'none kept'}",
+        f"notification: {escape(deployment.notification or 'none')}",
+    ]
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def deploy_summary(console: Console, report: DeployReport) -> None:
+    """The pipeline's summary when it ran (else the deployment's own stages), then the deployment."""
+    record = report.record
+    if report.summary is not None:
+        run_summary(console, report.summary)
+    else:
+        console.print(_stages_table(f"dataops deploy {record.run_id} on {record.target}", record.stages))
+        if record.error:
+            console.print(f"[bold red]stopped by:[/] {escape(record.error)}", highlight=False)
+    assert record.deployment is not None
+    console.print(_stages_table("pre-deployment", [s for s in record.stages if s.name in ("checks", "plan")]))
+    _deployment_lines(console, record.deployment)
+    console.print(f"rollback: {escape(report.rollback)}", highlight=False, soft_wrap=True)
+    verdict = "[bold green]DEPLOYED[/]" if record.deployment.outcome == "deployed" else (
+        "[bold green]NOTHING TO DEPLOY[/]" if record.deployment.outcome == "unchanged" else "[bold red]NOT DEPLOYED[/]")
+    console.print(f"{verdict} to {record.target} in {_duration(record.deployment.seconds)}; exit code "
+                  f"{record.exit_code}")
 
 
 def _publish_lines(console: Console, target: str, publish: PublishRecord) -> None:

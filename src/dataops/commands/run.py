@@ -73,6 +73,19 @@ class SilentReporter:
 
 
 @dataclass(frozen=True)
+class SlimBuild:
+    """A build of what changed only (`dataops deploy`): dbt builds `state:modified+` against the
+    manifest in `state_dir`, into a candidate that first gets a copy of every other mart from the
+    published version, and the run is published like a full one. The caller has checked that the
+    published version and the warehouse are as that manifest built them; `confirm` checks it again
+    once the run holds the target, before anything is built, and raises when it no longer holds."""
+
+    state_dir: Path
+    rebuilt_marts: frozenset[str]
+    confirm: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
 class RunOptions:
     data_dir: Path | None = None
     scale: float | None = None
@@ -85,6 +98,10 @@ class RunOptions:
     allow_breaking: bool = False
     # Another run holds the target: wait for it, rather than stop with a usage error.
     wait: bool = False
+    # What the history records the run as (`deploy` for dataops deploy), and under which id.
+    kind: str = "run"
+    run_id: str | None = None
+    slim: SlimBuild | None = None
 
 
 class Pipeline:
@@ -111,7 +128,7 @@ class Pipeline:
         run: the record names the error, and the error goes on to the caller."""
         # A store that cannot be used fails the run before it builds anything, not after.
         self.history.open_for_writing()
-        run_id = new_run_id()
+        run_id = options.run_id or new_run_id()
         # A run refused because another holds the target did nothing: it is not recorded.
         try:
             with hold_target(self.settings, run_id, options.wait, on_wait=self.reporter.waiting_for,
@@ -131,12 +148,14 @@ class Pipeline:
             started_at=datetime.now(UTC),
             trigger=options.trigger,
             git_commit=git_commit(),
+            kind=options.kind,
         )
         # Recorded before it starts, as crashed with no end: a run killed outright (SIGKILL, the
         # machine gone) never gets to record how it ended, and must not vanish from the history.
         self.history.record(RunRecord(
-            run_id=run_id, target=summary.target, kind="run", trigger=summary.trigger, started_at=summary.started_at,
-            finished_at=None, status="crashed", exit_code=int(ExitCode.INTERNAL), git_commit=summary.git_commit,
+            run_id=run_id, target=summary.target, kind=summary.kind, trigger=summary.trigger,
+            started_at=summary.started_at, finished_at=None, status="crashed", exit_code=int(ExitCode.INTERNAL),
+            git_commit=summary.git_commit,
         ))
         try:
             self._run(summary, options)
@@ -170,7 +189,7 @@ class Pipeline:
             ("load", lambda s: self._load(s, options)),
             ("parse", self._parse),
             ("freshness", self._freshness),
-            ("build", lambda s: self._build(s, options.select)),
+            ("build", lambda s: self._build(s, options.select, options.slim)),
         ]
         if options.quality:
             if self._quality_worker is None:
@@ -261,7 +280,9 @@ class Pipeline:
         summary.findings.extend(findings)
         return stage_status(findings), freshness_detail(outcomes)
 
-    def _build(self, summary: RunSummary, select: list[str]) -> tuple[StageStatus, str]:
+    def _build(self, summary: RunSummary, select: list[str], slim: SlimBuild | None = None) -> tuple[StageStatus, str]:
+        if slim is not None:
+            return self._slim_build(summary, slim)
         copied = self._fill_candidate() if select else []
         result = self.project.build(select or None)
         counts, findings, nodes = interpret_build(result)
@@ -273,12 +294,26 @@ class Pipeline:
             detail += f"; first copied from the published version, missing in the candidate: {', '.join(copied)}"
         return stage_status(findings), detail
 
-    def _fill_candidate(self) -> list[str]:
+    def _fill_candidate(self, leave_out: frozenset[str] = frozenset()) -> list[str]:
         """A partial build's tests and the quality suites read the marts it does not rebuild: in a
         candidate that publishing emptied, those are the published version's."""
         assert self.project.manifest is not None
-        marts = [mart.name for mart in marts_of(self.project.manifest, self.settings)]
+        marts = [mart.name for mart in marts_of(self.project.manifest, self.settings) if mart.name not in leave_out]
         return connect(self.settings).fill_candidate(self.settings.candidate_schema, marts)
+
+    def _slim_build(self, summary: RunSummary, slim: SlimBuild) -> tuple[StageStatus, str]:
+        if slim.confirm is not None:
+            slim.confirm()
+        copied = self._fill_candidate(leave_out=slim.rebuilt_marts)
+        result = self.project.build(["state:modified+"], state=slim.state_dir)
+        counts, findings, nodes = interpret_build(result)
+        summary.counts = counts
+        summary.findings.extend(findings)
+        summary.nodes.extend(nodes)
+        detail = f"state:modified+ only: {build_detail(counts)}"
+        if copied:
+            detail += f"; unchanged, copied from the published version: {', '.join(copied)}"
+        return stage_status(findings), detail
 
     def _quality(self, summary: RunSummary) -> tuple[StageStatus, str]:
         assert self._quality_worker is not None

@@ -1,5 +1,5 @@
 """What the history keeps of a run: one versioned record, the same whoever started the run (the CLI,
-an Airflow DAG, a quality-only run, later a deploy or a publish). Plain data, no heavy imports: the
+an Airflow DAG, a quality-only run, a deploy, later a publish). Plain data, no heavy imports: the
 monitor and the exporter read it without loading dbt.
 
 `RunRecord.to_dict()` is the stable JSON shape of `dataops history --format json`: fields are only
@@ -95,6 +95,40 @@ class PublishRecord:
     diffs: list[DiffRecord] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """What a `dataops deploy` deployed (the `deployment` part of a run of kind `deploy`): the code
+    (commit, its time, branch, author; `dirty` when the working tree had uncommitted changes), the
+    build (`slim`: state:modified+ against the deployment `state_of`, else `full`, with the reason),
+    what changed and what was built, and the outcome: `deployed` (published_version is the new
+    version), `failed` (nothing published: previous_version stayed) or `unchanged` (nothing to build)."""
+
+    outcome: str
+    build: str
+    reason: str = ""
+    git_commit: str | None = None
+    commit_time: str | None = None
+    branch: str | None = None
+    author: str | None = None
+    dirty: bool = False
+    state_of: str | None = None
+    changed_models: list[str] = field(default_factory=list)
+    nodes_built: list[str] = field(default_factory=list)
+    tests_passed: int = 0
+    tests_failed: int = 0
+    seconds: float | None = None
+    published_version: int | None = None
+    previous_version: int | None = None
+    # The folder that keeps this deployment's manifest.json and run_results.json, that manifest's
+    # dbt invocation id, and a digest of the dbt vars it was built with: what the next deployment's
+    # slim build compares with.
+    artifacts: str | None = None
+    manifest_id: str | None = None
+    vars_digest: str | None = None
+    # Whether the deployment's message was sent (or why not).
+    notification: str = ""
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -115,6 +149,7 @@ class RunRecord:
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
     publish: PublishRecord | None = None
+    deployment: DeploymentRecord | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -157,6 +192,7 @@ class RunRecord:
             "nodes": [NodeRecord(**_known(NodeRecord, node)) for node in fields.get("nodes", [])],
             "findings": [FindingRecord(**_known(FindingRecord, f)) for f in fields.get("findings", [])],
             "publish": _publish(fields.get("publish")),
+            "deployment": _deployment(fields.get("deployment")),
         })
 
 
@@ -166,6 +202,11 @@ def _publish(document: dict[str, Any] | None) -> PublishRecord | None:
     fields = _known(PublishRecord, document)
     diffs = [DiffRecord(**_known(DiffRecord, diff)) for diff in fields.get("diffs", [])]
     return PublishRecord(**{**fields, "diffs": diffs})
+
+
+def _deployment(document: dict[str, Any] | None) -> DeploymentRecord | None:
+    # Records written before deploys existed have no `deployment` key: None, like a run's.
+    return DeploymentRecord(**_known(DeploymentRecord, document)) if document is not None else None
 
 
 def _known(kind: type, document: dict[str, Any]) -> dict[str, Any]:

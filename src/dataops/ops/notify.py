@@ -1,5 +1,6 @@
-"""Slack-compatible webhook notifications for the Airflow DAGs: task failures (as an
-`on_failure_callback`) and the pipeline's final summary.
+"""Slack-compatible webhook notifications for the Airflow DAGs (task failures, as an
+`on_failure_callback`, and the pipeline's final summary) and for `dataops deploy` (each deployment,
+succeeded or failed).
 
 The webhook URL is a secret (Slack and most chat tools put the token in its path), so it comes only
 from the environment and is never logged or put in an error message: errors name the host only.
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from dataops.core.errors import DataOpsError
+from dataops.history.records import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -227,3 +229,55 @@ def notify_success(dag_id: str, run_id: str, summary_lines: Iterable[str], url: 
     """Send the final summary; False when no webhook is configured. Unlike notify_failure it
     raises DataOpsError: sending is this task's whole job, so Airflow should retry it and report it."""
     return send(format_success(dag_id, run_id, summary_lines), url=url)
+
+
+def _diffs_line(record: RunRecord) -> str:
+    diffs = record.publish.diffs if record.publish else []
+    if not diffs:
+        return "no data diff (nothing published to compare with)"
+    return "; ".join(f"{d.mart} +{d.added:,} -{d.removed:,} ~{d.changed:,}" for d in diffs)
+
+
+def format_deployment(record: RunRecord, rollback: str) -> tuple[str, list[dict[str, Any]]]:
+    """A deployment's message, as text (the fallback Slack shows in notifications) and blocks:
+    environment, commit, changed models, tests, the data diff, duration, and how to roll back."""
+    deployment = record.deployment
+    if deployment is None:
+        raise ValueError(f"run {record.run_id} is not a deployment")
+    succeeded = deployment.outcome in ("deployed", "unchanged")
+    icon = ":large_green_circle:" if succeeded else ":red_circle:"
+    version = (f"v{deployment.published_version} published" if deployment.outcome == "deployed"
+               else "nothing published" + (f", consumers keep v{deployment.previous_version}"
+                                           if deployment.previous_version else ""))
+    headline = f"{icon} dataops deploy to {record.target} {deployment.outcome}: {version}"
+    commit = (deployment.git_commit or "unknown commit")[:12] + (" (uncommitted changes)" if deployment.dirty else "")
+    changed = ", ".join(name.rsplit(".", 1)[-1] for name in deployment.changed_models) or "none"
+    facts = [
+        ("Environment", record.target),
+        ("Commit", f"{commit} on {deployment.branch or 'no branch'} by {deployment.author or 'unknown'}"),
+        ("Build", f"{deployment.build}: {deployment.reason}; {len(deployment.nodes_built)} models built"),
+        ("Changed models", changed),
+        ("Tests", f"{deployment.tests_passed} passed, {deployment.tests_failed} failed"),
+        ("Data diff", _diffs_line(record)),
+        ("Duration", f"{deployment.seconds:.1f} s" if deployment.seconds is not None else "unknown"),
+        ("Rollback", rollback),
+    ]
+    if record.error:
+        facts.append(("Error", _one_line(record.error)))
+    elif not succeeded and record.publish is not None:
+        facts.append(("Stopped by", record.publish.reason))
+    lines = [f"*{name}:* {_escape(str(value))}" for name, value in facts]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": headline.split(" ", 1)[1][:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"run {_escape(record.run_id)}"}]},
+    ]
+    text = "\n".join([_escape(headline), *(f"• {line}" for line in lines)])
+    return text, blocks
+
+
+def notify_deployment(record: RunRecord, rollback: str, url: str | None = None) -> bool:
+    """Send a deployment's message; False when no webhook is configured. DataOpsError when it
+    could not be delivered (the deploy reports that, and its outcome stays what it was)."""
+    text, blocks = format_deployment(record, rollback)
+    return send(text, blocks, url=url)

@@ -64,7 +64,7 @@ class DbtProject:
             return str(self.settings.compile_dir)
         return str(self.settings.artifacts_dir / "dbt")
 
-    def _common_args(self) -> list[str]:
+    def _common_args(self, command: list[str]) -> list[str]:
         return [
             "--project-dir", str(self.project_dir),
             "--profiles-dir", str(self.project_dir),
@@ -72,7 +72,8 @@ class DbtProject:
             "--target-path", self.target_path,
             "--log-path", str(self.settings.artifacts_dir / "logs"),
             "--vars", json.dumps(self.vars),
-            "--threads", str(self.settings.threads),
+            # `dbt ls` runs nothing, and refuses the option.
+            *(["--threads", str(self.settings.threads)] if command != ["ls"] else []),
         ]
 
     def _relay_event(self, event: EventMsg) -> None:
@@ -89,7 +90,7 @@ class DbtProject:
         runner = dbtRunner(manifest=self.manifest, callbacks=[self._relay_event])
         # dbt's own console output is replaced by our progress and summary; its log file stays.
         quiet = ["--log-level", "none", "--log-level-file", "info"]
-        args = [*command, *self._common_args(), *quiet, *extra]
+        args = [*command, *self._common_args(command), *quiet, *extra]
         with _environment({**self.settings.dbt_env, **self.extra_env}):
             try:
                 result = runner.invoke(args)
@@ -115,16 +116,16 @@ class DbtProject:
         self._require_manifest()
         return self._invoke(["source", "freshness"])
 
-    def build(self, select: list[str] | None = None) -> dbtRunnerResult:
+    def build(self, select: list[str] | None = None, state: Path | None = None) -> dbtRunnerResult:
         """`dbt build`. A selection criterion that matches nothing is a usage error, raised while
         dbt selects and before it builds anything: dbt itself only warns, then builds nothing and
-        succeeds."""
+        succeeds. `state`: the folder of the manifest that `state:` selectors compare with."""
         self._require_manifest()
         if not select:
             return self._invoke(["build"])
         strict = json.dumps({"error": ["NoNodesForSelectionCriteria"]})
         try:
-            return self._invoke(["build"], "--select", *select, "--warn-error-options", strict)
+            return self._invoke(["build"], "--select", *select, "--warn-error-options", strict, *_state_args(state))
         except DataOpsError as error:
             unmatched = _UNMATCHED_SELECTION.search(str(error))
             if unmatched is None:
@@ -133,6 +134,16 @@ class DbtProject:
                 f"--select {' '.join(select)}: {unmatched.group(0)}; nothing was built "
                 "(list the project's nodes with `dbt ls`)"
             ) from error
+
+    def selected(self, select: list[str], state: Path | None = None, resource_type: str = "model") -> list[str]:
+        """The unique ids of the nodes of `resource_type` that `dbt ls --select` picks (e.g.
+        `state:modified+` against the manifest in `state`), sorted; none is an empty list."""
+        self._require_manifest()
+        result = self._invoke(["ls"], "--select", *select, "--resource-type", resource_type, "--output", "json",
+                              "--output-keys", "unique_id", *_state_args(state))
+        if not result.success or not isinstance(result.result, list):
+            raise DataOpsError(f"dbt ls --select {' '.join(select)} failed; see the dbt log for the cause")
+        return sorted(json.loads(line)["unique_id"] for line in result.result)
 
     def compile_offline(self) -> dbtRunnerResult:
         """Compile every node without connecting: no relation cache, no introspective queries."""
@@ -149,3 +160,7 @@ class DbtProject:
         self._require_manifest()
         assert self.manifest is not None
         return self.manifest.writable_manifest().to_dict()
+
+
+def _state_args(state: Path | None) -> list[str]:
+    return ["--state", str(state)] if state is not None else []
