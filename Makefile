@@ -29,8 +29,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/dataops run --scale 1
 
+# ruff on the Python, SQLFluff on the dbt models (rendered for SQL Server offline, see .sqlfluff),
+# the GitHub workflows and actions against the schemas check-jsonschema ships (no network).
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff check src tests scripts airflow
+	$(BIN)/python scripts/sqlfluff_dbt.py lint dbt/models
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
 
 check: $(STAMP)
 	$(BIN)/dataops check

@@ -489,14 +489,21 @@ def _workflow(name: str) -> dict[str, Any]:
 
 
 def _steps(job: dict[str, Any]) -> list[dict[str, Any]]:
-    return job["steps"]
+    """The job's steps, a local composite action's (`uses: ./.github/actions/X`) in its place."""
+    steps = []
+    for step in job["steps"]:
+        uses = step.get("uses", "")
+        if uses.startswith("./"):
+            steps += load_yaml(f"{uses[2:]}/action.yml")["runs"]["steps"]
+        else:
+            steps.append(step)
+    return steps
 
 
 def test_ci_workflow_runs_make_test_on_python_3_11() -> None:
     workflow = _workflow("ci.yml")
     assert {"push", "pull_request"} <= set(workflow["on"])
-    (job,) = workflow["jobs"].values()
-    steps = _steps(job)
+    steps = _steps(workflow["jobs"]["test"])
     assert any(step.get("uses", "").startswith("actions/checkout@") for step in steps)
     setup = next(step for step in steps if step.get("uses", "").startswith("actions/setup-python@"))
     assert str(setup["with"]["python-version"]) == "3.11"
@@ -521,8 +528,8 @@ def test_sqlserver_workflow_runs_the_pipeline_on_a_sql_server_service() -> None:
     expected = [
         "msodbcsql18",
         "mssql-tools18",
-        "CREATE DATABASE [AdventureWorks]",
         "make install",
+        "CREATE DATABASE [AdventureWorks]",
         ".venv/bin/dataops load --target sqlserver_dev --scale 0.1",
         ".venv/bin/dataops run --target sqlserver_dev",
     ]
@@ -547,7 +554,7 @@ def test_no_workflow_passes_a_password_on_a_command_line(name: str) -> None:
         places += [
             (f"{job_name}.steps[{index}]", list(_shell_commands(step["run"])),
              {**workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})})
-            for index, step in enumerate(job.get("steps", [])) if "run" in step
+            for index, step in enumerate(_steps(job) if "steps" in job else []) if "run" in step
         ]
         for where, argvs, env in places:
             assert passwords_on_command_lines(argvs) == [], f"{name}: {where} passes a password on a command line"
