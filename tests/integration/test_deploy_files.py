@@ -271,7 +271,12 @@ def test_a_yaml_syntax_error_fails_config(
 PASSWORD_OPTIONS = {"sqlcmd": ("-P",), "airflow": ("--password",)}
 SHELL_OPERATORS = set("();<>|&")
 # Every Compose project of the repository, as it is started.
-COMPOSE_PROJECTS = {**COMBINATIONS, "airflow": ["docker-compose.airflow.yml"]}
+COMPOSE_PROJECTS = {
+    **COMBINATIONS,
+    "airflow": ["docker-compose.airflow.yml"],
+    # The monitoring stack is an overlay on the Airflow deployment (tests/integration/test_monitoring_compose.py).
+    "monitoring": ["docker-compose.airflow.yml", "docker-compose.monitoring.yml"],
+}
 
 
 def _shell_commands(text: str) -> Iterator[list[str]]:
