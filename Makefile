@@ -10,7 +10,7 @@ help:
 	@echo "make run        set up, then run the pipeline on generated data (embedded DuckDB)"
 	@echo "make test       set up, then lint, secrets scan, T-SQL validation and the whole test suite"
 	@echo "make test-fast  unit tests only"
-	@echo "make benchmark  measure generation + load, quality vs build, Airflow vs dataops, the run history, an exporter scrape, publish vs build into BENCHMARKS.md"
+	@echo "make benchmark  measure generation + load, quality vs build, Airflow vs dataops, the run history, an exporter scrape, publish vs build, slim vs full deploy into BENCHMARKS.md"
 	@echo "make detection-matrix  inject every fault class, run the pipeline, write DETECTION.md"
 	@echo "make airflow    Airflow standalone on http://127.0.0.1:8080 with the project's DAGs (Ctrl-C stops)"
 	@echo "make dag-test   airflow dags test adventureworks_pipeline in a throwaway AIRFLOW_HOME"
@@ -61,6 +61,7 @@ benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark_history.py --write BENCHMARKS.md
 	$(BIN)/python scripts/benchmark_exporter.py --write BENCHMARKS.md
 	$(BIN)/python scripts/benchmark_publish.py --write BENCHMARKS.md
+	$(BIN)/python scripts/benchmark_deploy.py --write BENCHMARKS.md
 
 airflow: $(STAMP)
 	$(BIN)/python scripts/airflow_local.py standalone

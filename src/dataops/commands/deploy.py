@@ -259,9 +259,14 @@ class Deployment:
         return None, f"doctor healthy, {len(compiled.nodes)} nodes compiled, project checks passed"
 
     def run(self, options: DeployOptions) -> DeployReport:
-        if options.state is not None:
-            read_state(options.state)  # a wrong --state is a usage error before anything runs
-        self.history.open_for_writing()
+        try:
+            if options.state is not None:
+                read_state(options.state)  # a wrong --state is a usage error before anything runs
+            self.history.open_for_writing()
+        except BaseException:
+            if self.quality_worker is not None:
+                self.quality_worker.finish()
+            raise
         run_id = new_run_id()
         started, clock = datetime.now(UTC), time.perf_counter()
         provenance = _provenance()
