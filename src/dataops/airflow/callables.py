@@ -76,9 +76,13 @@ def publish_marts(run: PipelineRun, ti: Any, settings: Settings | None = None) -
     from dataops.project.results import row_counts
     from dataops.publish.audit import marts_of
     from dataops.publish.versions import publish_candidate
+    from dataops.warehouse import release_dbt_connections
 
     settings = settings or load_settings()
     run_id = run.record_id(settings.target)
+    # `airflow dags test` runs every task in one process, and Cosmos's dbt tasks leave dbt-duckdb's
+    # connection open: the warehouse cannot be opened beside it in another configuration.
+    release_dbt_connections(settings)
     with holding_target(run, settings), recorded_stage(run, settings, "publish") as stage:
         history = HistoryStore()
         record = history.get(run_id)

@@ -277,8 +277,10 @@ def finish(
     a DAG run whose tasks failed with no finding or error to say why, or that recorded no result
     at all, is no pass."""
     from dataops.project.results import RunSummary, row_counts
+    from dataops.warehouse import release_dbt_connections
 
     usage = Usage.start()
+    release_dbt_connections(settings)  # left open by a dbt task of the same process (see publish_marts)
     # Counted before the store's write lock is taken, not while it is held. A run that published has
     # no candidate left (it became the version): its marts are counted in what it published.
     models = models_of_manifest(settings)
