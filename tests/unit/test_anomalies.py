@@ -240,3 +240,23 @@ def test_the_training_runs_are_the_targets_finished_passed_or_warned_runs_of_the
     empty = HistoryStore(f"sqlite:///{tmp_path / 'new.sqlite'}")
     empty.open_for_writing()
     assert training_history(empty, "dev", "x", NOW, DEFAULTS) == TrainingHistory()
+
+
+def test_runs_refused_for_a_whole_window_keep_their_last_good_runs_as_training(tmp_path: Path) -> None:
+    # A drop refused at level error fails every run that repeats it: once the last good runs are
+    # older than the window, the check must keep judging against them, not pass as `not enough history`.
+    store = HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    for day in range(20, 28):
+        store.record(_record(f"good-{day}", NOW - timedelta(days=day), rows=100 + day))
+    for day in range(1, 15):
+        store.record(_record(f"refused-{day}", NOW - timedelta(days=day), status="failed", rows=60))
+    training = training_history(store, "dev", "this-run", NOW, DEFAULTS)
+    assert training.runs == DEFAULTS.min_training_runs
+    assert training.rows[ORDERS] == [float(100 + day) for day in range(26, 19, -1)]  # the newest seven, oldest first
+    assert judge_volume(ORDERS, 60, training.rows[ORDERS], DEFAULTS).status == ANOMALOUS
+
+    # A target that merely did not run for a while (no failed run in the window) has no training runs.
+    quiet = HistoryStore(f"sqlite:///{tmp_path / 'quiet.sqlite'}")
+    for day in range(20, 28):
+        quiet.record(_record(f"good-{day}", NOW - timedelta(days=day), rows=100 + day))
+    assert training_history(quiet, "dev", "this-run", NOW, DEFAULTS).runs == 0

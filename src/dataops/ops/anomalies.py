@@ -44,7 +44,7 @@ from typing import Literal
 from dataops.core.config import AnomalySettings, Severity
 from dataops.core.findings import Finding
 from dataops.history.records import NodeRecord
-from dataops.history.store import HistoryStore
+from dataops.history.store import Database, HistoryStore
 
 Kind = Literal["volume", "freshness"]
 PASS, ANOMALOUS, NOT_ENOUGH_HISTORY = "pass", "anomalous", "not enough history"
@@ -219,18 +219,33 @@ def training_history(
     store: HistoryStore, target: str, run_id: str, started_at: datetime, config: AnomalySettings
 ) -> TrainingHistory:
     """The target's training runs (see the module's docstring) started in the `training_days`
-    before `started_at`, other than `run_id` (a DAG run's record is in the store while it runs)."""
+    before `started_at`, other than `run_id` (a DAG run's record is in the store while it runs).
+
+    Fail closed: when the window holds too few training runs because the target's runs in it
+    failed (an anomaly refused at level error fails every run that repeats it), the training
+    reaches back to the last `min_training_runs` that passed, however old. Otherwise a refused
+    drop would pass as `not enough history` once the last good runs left the window."""
     trained = (
         "r.target = ? and r.kind = 'run' and r.status in (?, ?) and r.finished_at is not null "
         "and r.started_at >= ? and r.started_at < ? and r.run_id <> ?"
     )
-    bounds = [target, *TRAINED_STATUSES, _stored(started_at - timedelta(days=config.training_days)),
-              _stored(started_at), run_id]
+    window_start = _stored(started_at - timedelta(days=config.training_days))
+    bounds = [target, *TRAINED_STATUSES, window_start, _stored(started_at), run_id]
     history = TrainingHistory()
     with store.transaction(write=False) as db:
         if not db.has_table("dataops_runs"):
             return history
         history.runs = int(db.execute(f"select count(*) from dataops_runs r where {trained}", bounds)[0][0])
+        if history.runs < config.min_training_runs and _failed_in(db, target, window_start, started_at, run_id):
+            older = db.execute(
+                "select r.started_at from dataops_runs r where r.target = ? and r.kind = 'run' and r.status in (?, ?) "
+                "and r.finished_at is not null and r.started_at < ? and r.run_id <> ? "
+                "order by r.started_at desc limit ?",
+                [target, *TRAINED_STATUSES, _stored(started_at), run_id, config.min_training_runs],
+            )
+            if len(older) == config.min_training_runs:
+                bounds[3] = str(older[-1][0])
+                history.runs = config.min_training_runs
         for relation, rows in db.execute(
             "select c.relation, c.rows from dataops_row_counts c join dataops_runs r on r.run_id = c.run_id "
             f"where {trained} order by r.started_at", bounds
@@ -244,6 +259,12 @@ def training_history(
             history.ages.setdefault(str(unique_id), []).append(
                 Sample(datetime.fromisoformat(str(started)), float(age)))
     return history
+
+
+def _failed_in(db: Database, target: str, since: str, until: datetime, run_id: str) -> bool:
+    return bool(db.execute(
+        "select 1 from dataops_runs where target = ? and kind = 'run' and status = 'failed' and started_at >= ? "
+        "and started_at < ? and run_id <> ? limit 1", [target, since, _stored(until), run_id]))
 
 
 def _duration(seconds: float) -> str:
