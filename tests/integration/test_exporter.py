@@ -324,6 +324,22 @@ def test_a_rollback_is_the_published_version(history_url: str, tmp_path: Path) -
     assert value(scrape, "dataops_last_run_published", target="dev") == 1
 
 
+def test_a_deployment_is_a_run_of_the_pipeline_and_its_publish_counts(history_url: str, tmp_path: Path) -> None:
+    store = HistoryStore(history_url)
+    store.record(record("r0", 0))
+    refused = PublishRecord("not published", previous_version=1, reason="not published: stopped by a test")
+    store.record(replace(record("deploy-1", 1, status="failed", test_status="fail"), kind="deploy", publish=refused))
+    store.record(replace(record("deploy-2", 2), kind="deploy", publish=PublishRecord(
+        "published", version=2, previous_version=1)))
+    scrape = _scrape(_env(DATAOPS_HISTORY_URL=history_url, DATAOPS_WAREHOUSE_DIR=str(tmp_path)))
+
+    assert value(scrape, "dataops_published_version", target="dev") == 2
+    assert value(scrape, "dataops_runs_total", target="dev", status="passed") == 2
+    assert value(scrape, "dataops_runs_total", target="dev", status="failed") == 1
+    assert value(scrape, "dbt_test_failures_total", target="dev", test=TESTS[0]) == 1
+    assert value(scrape, "dataops_runs_not_published_total", target="dev") == 1
+
+
 def test_a_store_of_schema_v4_is_read_as_it_is_and_filled_in_when_upgraded(history_url: str, tmp_path: Path) -> None:
     """An older dataops's store: the exporter reads the publish records from the documents and
     changes nothing; the next run recorded upgrades it and fills the columns in from them."""

@@ -15,6 +15,10 @@ from typing import Any, Literal
 
 RECORD_FORMAT = "dataops.run/v1"
 LISTING_FORMAT = "dataops.history/v1"
+# The kinds of record that are a run of the pipeline (a deployment runs it too): what the monitor,
+# the exporter and the anomaly detection judge. Rollbacks and quality-only runs are not.
+PIPELINE_KINDS = ("run", "deploy")
+PIPELINE_KINDS_SQL = ", ".join(f"'{kind}'" for kind in PIPELINE_KINDS)
 
 RunStatus = Literal["passed", "warned", "failed", "crashed"]
 

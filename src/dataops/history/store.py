@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from dataops.core.config import warehouse_dir
 from dataops.core.errors import DataOpsError
-from dataops.history.records import PublishRecord, RunRecord, RunSummaryRow
+from dataops.history.records import PIPELINE_KINDS, PIPELINE_KINDS_SQL, PublishRecord, RunRecord, RunSummaryRow
 
 HISTORY_URL_ENV_VAR = "DATAOPS_HISTORY_URL"
 DEFAULT_FILE = "history.sqlite"
@@ -331,17 +331,25 @@ class HistoryStore:
             _write(db, run)
         return run
 
-    def runs(self, target: str | None = None, limit: int = 20, kind: str | None = None) -> list[RunSummaryRow]:
-        """The newest runs first, of one target (or all)."""
+    def runs(
+        self, target: str | None = None, limit: int = 20, kind: str | tuple[str, ...] | None = None
+    ) -> list[RunSummaryRow]:
+        """The newest runs first, of one target (or all), of one kind or several (or all)."""
         columns = list(RunSummaryRow.__dataclass_fields__)
-        conditions = [(name, value) for name, value in (("target", target), ("kind", kind)) if value is not None]
-        where = " and ".join(f"{name} = ?" for name, _ in conditions)
-        sql = (f"select {', '.join(columns)} from dataops_runs {'where ' + where if where else ''} "
+        kinds = (kind,) if isinstance(kind, str) else kind
+        where, values = [], []
+        if target is not None:
+            where.append("target = ?")
+            values.append(target)
+        if kinds:
+            where.append(f"kind in ({', '.join('?' for _ in kinds)})")
+            values.extend(kinds)
+        sql = (f"select {', '.join(columns)} from dataops_runs {'where ' + ' and '.join(where) if where else ''} "
                "order by started_at desc, run_id desc limit ?")
         if not self._exists():
             return []
         with self.transaction(write=False) as db:
-            rows = db.execute(sql, [*(value for _, value in conditions), limit]) if _has_runs(db) else []
+            rows = db.execute(sql, [*values, limit]) if _has_runs(db) else []
         return [RunSummaryRow(**dict(zip(columns, row, strict=True))) for row in rows]
 
     def get(self, run_id: str) -> RunRecord | None:
@@ -353,7 +361,7 @@ class HistoryStore:
             return None
         return _read_document(self.shown_url, run_id, found[0][0])
 
-    def latest(self, target: str, kind: str | None = "run") -> RunRecord | None:
+    def latest(self, target: str, kind: str | tuple[str, ...] | None = PIPELINE_KINDS) -> RunRecord | None:
         found = self.runs(target, limit=1, kind=kind)
         return self.get(found[0].run_id) if found else None
 
@@ -374,7 +382,8 @@ class HistoryStore:
                 # Ended runs only: one in flight is recorded as crashed until it ends, and a total
                 # must never go down.
                 f"select target, status, {publish_status}, count(*) from dataops_runs "
-                f"where kind = 'run' and finished_at is not null group by target, status, {publish_status}"
+                f"where kind in ({PIPELINE_KINDS_SQL}) and finished_at is not null "
+                f"group by target, status, {publish_status}"
             ):
                 counts.setdefault(str(target), {})[(str(status), published)] = int(runs)
             failures = _node_failures(db)
@@ -477,7 +486,7 @@ def _node_failures(db: Database) -> dict[str, dict[tuple[str, str], int]]:
     for target, kind, name, runs in db.execute(
         "select r.target, n.kind, n.name, count(distinct n.run_id) from dataops_nodes n "
         "join dataops_runs r on r.run_id = n.run_id "
-        f"where r.kind = 'run' and r.finished_at is not null and ({_FAILED_NODES}) "
+        f"where r.kind in ({PIPELINE_KINDS_SQL}) and r.finished_at is not null and ({_FAILED_NODES}) "
         "group by r.target, n.kind, n.name"
     ):
         failures.setdefault(str(target), {})[(str(kind), str(name))] = int(runs)
@@ -490,7 +499,7 @@ def _summary(
 ) -> TargetSummary:
     """The latest of each kind walks the target's runs newest first in `ix_dataops_runs_latest`."""
     publish_status, published_version = publish_columns
-    def newest(column: str, condition: str, kinds: str = "'run'") -> Any:
+    def newest(column: str, condition: str, kinds: str = PIPELINE_KINDS_SQL) -> Any:
         found = db.execute(
             f"select {column} from dataops_runs where target = ? and kind in ({kinds}) and {condition} "
             "order by started_at desc, run_id desc limit 1", [target])
@@ -504,7 +513,7 @@ def _summary(
         latest = _read_document(store, str(latest_id), document)
     success = newest("finished_at", f"{ended} and status in ('passed', 'warned')")
     score = newest("quality_score", f"{ended} and quality_score is not null")
-    version = newest(published_version, f"{publish_status} is not null", kinds="'run', 'rollback'")
+    version = newest(published_version, f"{publish_status} is not null", kinds=f"{PIPELINE_KINDS_SQL}, 'rollback'")
     return TargetSummary(
         target=target, runs=runs, latest=latest,
         last_success_at=datetime.fromisoformat(str(success)) if success else None,

@@ -43,7 +43,7 @@ from typing import Literal
 
 from dataops.core.config import AnomalySettings, Severity
 from dataops.core.findings import Finding
-from dataops.history.records import NodeRecord
+from dataops.history.records import PIPELINE_KINDS_SQL, NodeRecord
 from dataops.history.store import Database, HistoryStore
 
 Kind = Literal["volume", "freshness"]
@@ -226,7 +226,7 @@ def training_history(
     reaches back to the last `min_training_runs` that passed, however old. Otherwise a refused
     drop would pass as `not enough history` once the last good runs left the window."""
     trained = (
-        "r.target = ? and r.kind = 'run' and r.status in (?, ?) and r.finished_at is not null "
+        f"r.target = ? and r.kind in ({PIPELINE_KINDS_SQL}) and r.status in (?, ?) and r.finished_at is not null "
         "and r.started_at >= ? and r.started_at < ? and r.run_id <> ?"
     )
     window_start = _stored(started_at - timedelta(days=config.training_days))
@@ -238,8 +238,8 @@ def training_history(
         history.runs = int(db.execute(f"select count(*) from dataops_runs r where {trained}", bounds)[0][0])
         if history.runs < config.min_training_runs and _failed_in(db, target, window_start, started_at, run_id):
             older = db.execute(
-                "select r.started_at from dataops_runs r where r.target = ? and r.kind = 'run' and r.status in (?, ?) "
-                "and r.finished_at is not null and r.started_at < ? and r.run_id <> ? "
+                f"select r.started_at from dataops_runs r where r.target = ? and r.kind in ({PIPELINE_KINDS_SQL}) "
+                "and r.status in (?, ?) and r.finished_at is not null and r.started_at < ? and r.run_id <> ? "
                 "order by r.started_at desc limit ?",
                 [target, *TRAINED_STATUSES, _stored(started_at), run_id, config.min_training_runs],
             )
@@ -263,8 +263,8 @@ def training_history(
 
 def _failed_in(db: Database, target: str, since: str, until: datetime, run_id: str) -> bool:
     return bool(db.execute(
-        "select 1 from dataops_runs where target = ? and kind = 'run' and status = 'failed' and started_at >= ? "
-        "and started_at < ? and run_id <> ? limit 1", [target, since, _stored(until), run_id]))
+        f"select 1 from dataops_runs where target = ? and kind in ({PIPELINE_KINDS_SQL}) and status = 'failed' "
+        "and started_at >= ? and started_at < ? and run_id <> ? limit 1", [target, since, _stored(until), run_id]))
 
 
 def _duration(seconds: float) -> str:

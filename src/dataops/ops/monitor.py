@@ -13,7 +13,7 @@ from itertools import pairwise
 from dataops.core.config import PIPELINE_SCHEDULE, Settings
 from dataops.core.errors import DataOpsError
 from dataops.core.findings import Finding, errors_in, warnings_in
-from dataops.history.records import RunRecord
+from dataops.history.records import PIPELINE_KINDS, RunRecord
 from dataops.history.store import HistoryStore
 
 # Presets Airflow accepts, so the interval does not need croniter for the common schedules.
@@ -111,7 +111,7 @@ def _judged_run(
     as it was left (crashed)."""
     in_flight = None
     # One pipeline DAG run at a time: a few rows are enough to get past the one in flight.
-    for row in store.runs(target, limit=3, kind="run"):
+    for row in store.runs(target, limit=3, kind=PIPELINE_KINDS):
         if row.seconds is None and now - datetime.fromisoformat(row.started_at) <= allowed:
             in_flight = in_flight or row.run_id
             continue
