@@ -33,6 +33,7 @@ run: $(STAMP)
 # the GitHub workflows and actions against the schemas check-jsonschema ships (no network).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts airflow
+	$(BIN)/ruff format --check src tests scripts airflow
 	$(BIN)/python scripts/sqlfluff_dbt.py lint dbt/models
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml

@@ -1,7 +1,7 @@
 """make airflow / make dag-test: Airflow on this machine, with the project's DAGs and settings.
 
-    python scripts/airflow_local.py standalone           # make airflow
-    python scripts/airflow_local.py dag-test [--scale N]  # make dag-test
+python scripts/airflow_local.py standalone           # make airflow
+python scripts/airflow_local.py dag-test [--scale N]  # make dag-test
 """
 
 from __future__ import annotations

@@ -125,16 +125,30 @@ def measure_quality(scale: float, seed: int) -> dict[str, float]:
 
 def _subprocess(function: str, scale: float, seed: int, warehouse: str) -> dict[str, float]:
     output = subprocess.run(
-        [sys.executable, __file__, "--call", function, "--one", str(scale), "--seed", str(seed),
-         "--warehouse", warehouse],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--call",
+            function,
+            "--one",
+            str(scale),
+            "--seed",
+            str(seed),
+            "--warehouse",
+            warehouse,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def render_quality(results: list[dict[str, float]]) -> str:
-    intro = (f"Reproduce with `make benchmark`. Target: quality <= {QUALITY_SHARE_TARGET:.0%} of build time; "
-             "peak memory must not grow with table size.")
+    intro = (
+        f"Reproduce with `make benchmark`. Target: quality <= {QUALITY_SHARE_TARGET:.0%} of build time; "
+        "peak memory must not grow with table size."
+    )
     lines = [
         "*quality* is the stage as `dataops run` has it: 12 expectations over `customer_analytics` and "
         "`fct_orders` run as SQL in DuckDB and the results JSON written, by the quality worker process that the "
@@ -225,8 +239,12 @@ def measure_airflow(scale: float, seed: int, modes: list[str], repeats: int) -> 
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as scratch:
         env = airflow_env(Path(scratch) / "airflow", Path(scratch) / "warehouse", DATAOPS_TASK_RETRIES="0")
-        subprocess.run([str(BIN / "dataops"), "load", "--scale", str(scale), "--seed", str(seed)], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(BIN / "dataops"), "load", "--scale", str(scale), "--seed", str(seed)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         prepare(env)
         runs = sorted(_wall([str(BIN / "dataops"), "run", "--no-docs"], env) for _ in range(repeats))
         seconds, code = runs[len(runs) // 2]
@@ -238,12 +256,20 @@ def measure_airflow(scale: float, seed: int, modes: list[str], repeats: int) -> 
                 result = dag_test(mode_env, "adventureworks_pipeline")
                 assert result.run_span is not None
                 duration = (result.run_span[1] - result.run_span[0]).total_seconds()
-                measured.append({"seconds": result.seconds, "run_s": duration, "ok": result.succeeded,
-                                 "tasks": len(result.task_spans), "phases": _phases(result)})
+                measured.append(
+                    {
+                        "seconds": result.seconds,
+                        "run_s": duration,
+                        "ok": result.succeeded,
+                        "tasks": len(result.task_spans),
+                        "phases": _phases(result),
+                    }
+                )
             measured.sort(key=lambda row: float(row["run_s"]))  # type: ignore[arg-type]
             default = " (default)" if mode == DEFAULT_COSMOS_MODE else ""
-            rows.append({"how": f"Airflow DAG, Cosmos `{mode}`{default}", "runs": len(measured),
-                         **measured[len(measured) // 2]})
+            rows.append(
+                {"how": f"Airflow DAG, Cosmos `{mode}`{default}", "runs": len(measured), **measured[len(measured) // 2]}
+            )
     return rows
 
 
@@ -265,8 +291,10 @@ def render_airflow(scale: float, rows: list[dict[str, object]]) -> str:
         seconds = float(row["seconds"])  # type: ignore[arg-type]
         run_s = row.get("run_s")
         duration = f"{float(run_s):.1f} s | {float(run_s) / base:.1f}x" if run_s else "- | -"  # type: ignore[arg-type]
-        lines.append(f"| {row['how']} | {row['runs']} | {row.get('tasks', '-')} | {seconds:.1f} s | "
-                     f"{seconds / base:.1f}x | {duration} | {'yes' if row['ok'] else 'NO'} |")
+        lines.append(
+            f"| {row['how']} | {row['runs']} | {row.get('tasks', '-')} | {seconds:.1f} s | "
+            f"{seconds / base:.1f}x | {duration} | {'yes' if row['ok'] else 'NO'} |"
+        )
     dags = rows[1:]
     best = min(dags, key=lambda r: float(r["run_s"]))  # type: ignore[arg-type]
     best_run = float(best["run_s"]) / base  # type: ignore[arg-type]
@@ -328,13 +356,15 @@ AIRFLOW_FINDINGS = [
 
 def machine() -> str:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor() or "unknown CPU",
     )
     memory_kib = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
     )
     import duckdb
     import numpy
@@ -350,20 +380,24 @@ def machine() -> str:
 def _section(name: str, title: str, intro: str, body: list[str]) -> str:
     """A BENCHMARKS.md section between the markers `_emit` replaces: the title, what is measured and
     the target, when and on which machine, then the figures."""
-    return "\n".join([
-        f"<!-- benchmark:{name} -->",
-        f"## {title}",
-        "",
-        f"{intro} Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
-        "",
-        *body,
-        f"<!-- /benchmark:{name} -->",
-    ])
+    return "\n".join(
+        [
+            f"<!-- benchmark:{name} -->",
+            f"## {title}",
+            "",
+            f"{intro} Measured {datetime.now(UTC):%Y-%m-%d} on: {machine()}.",
+            "",
+            *body,
+            f"<!-- /benchmark:{name} -->",
+        ]
+    )
 
 
 def render(results: list[dict[str, float]]) -> str:
-    intro = (f"Reproduce with `make benchmark` (`python scripts/benchmark.py`). Target: scale 100 under "
-             f"{TARGET_SECONDS:.0f} s.")
+    intro = (
+        f"Reproduce with `make benchmark` (`python scripts/benchmark.py`). Target: scale 100 under "
+        f"{TARGET_SECONDS:.0f} s."
+    )
     lines = [
         "| scale | orders | order lines | all rows | generate | load | total | peak RSS | warehouse |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -406,9 +440,11 @@ def main() -> int:
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.call:
-        calls = {"build_for_quality": lambda: build_for_quality(args.one, args.seed, args.warehouse),
-                 "quality_memory": lambda: quality_memory(args.warehouse),
-                 "pandas_memory": lambda: pandas_memory(args.warehouse)}
+        calls = {
+            "build_for_quality": lambda: build_for_quality(args.one, args.seed, args.warehouse),
+            "quality_memory": lambda: quality_memory(args.warehouse),
+            "pandas_memory": lambda: pandas_memory(args.warehouse),
+        }
         print(json.dumps(calls[args.call]()))
         return 0
     if args.one is not None:
@@ -426,21 +462,29 @@ def main() -> int:
         for scale in args.scale or [1.0, 10.0]:
             result = measure_quality(scale, args.seed)
             quality_results.append(result)
-            print(f"scale {scale:g}: build {result['build_s']:.2f} s, quality {result['quality_s']:.2f} s "
-                  f"(warm {result['quality_warm_s']:.2f} s), quality peak {result['quality_peak_gib']:.2f} GiB, "
-                  f"pandas {result['pandas_peak_gib']:.2f} GiB", flush=True)
+            print(
+                f"scale {scale:g}: build {result['build_s']:.2f} s, quality {result['quality_s']:.2f} s "
+                f"(warm {result['quality_warm_s']:.2f} s), quality peak {result['quality_peak_gib']:.2f} GiB, "
+                f"pandas {result['pandas_peak_gib']:.2f} GiB",
+                flush=True,
+            )
         section = render_quality(quality_results)
         return _emit(section, args.write)
     results = []
     for scale in args.scale or [1.0, 10.0, 100.0]:
         output = subprocess.run(
             [sys.executable, __file__, "--one", str(scale), "--seed", str(args.seed)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         result = json.loads(output.strip().splitlines()[-1])
         results.append(result)
-        print(f"scale {scale:g}: generate {result['generate_s']:.1f} s + load {result['load_s']:.1f} s "
-              f"= {result['total_s']:.1f} s, peak {result['peak_rss_gib']:.1f} GiB", flush=True)
+        print(
+            f"scale {scale:g}: generate {result['generate_s']:.1f} s + load {result['load_s']:.1f} s "
+            f"= {result['total_s']:.1f} s, peak {result['peak_rss_gib']:.1f} GiB",
+            flush=True,
+        )
     return _emit(render(results), args.write)
 
 

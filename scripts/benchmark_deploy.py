@@ -44,8 +44,9 @@ def _run(command: list[str], env: dict[str, str], cwd: Path, failures: list[str]
     if done.returncode != 0 and failures is not None:
         failures.append(f"`{' '.join(command[:2]).rsplit('/', 1)[-1]}` exited {done.returncode}")
     elif done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
-                         f"{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+        )
     return seconds
 
 
@@ -54,9 +55,14 @@ def _copy_project(root: Path) -> dict[str, str]:
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("target", "logs"))
     shutil.copy2(ROOT / "environments.yml", root / "environments.yml")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DATAOPS_", "GIT_"))}
-    env.update(DATAOPS_PROJECT_ROOT=str(root), DATAOPS_WAREHOUSE_DIR=str(root / "warehouse"),
-               GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com", GIT_COMMITTER_NAME="bench",
-               GIT_COMMITTER_EMAIL="bench@example.com")
+    env.update(
+        DATAOPS_PROJECT_ROOT=str(root),
+        DATAOPS_WAREHOUSE_DIR=str(root / "warehouse"),
+        GIT_AUTHOR_NAME="bench",
+        GIT_AUTHOR_EMAIL="bench@example.com",
+        GIT_COMMITTER_NAME="bench",
+        GIT_COMMITTER_EMAIL="bench@example.com",
+    )
     for command in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "chore: benchmark copy"]):
         subprocess.run(["git", "-C", str(root), *command], env=env, check=True)
     return env
@@ -70,13 +76,21 @@ def _edit(root: Path, change: str) -> None:
 
 
 def _latest_deployment(root: Path) -> dict[str, object]:
-    done = subprocess.run([str(BIN / "dataops"), "history", "--target", "ci", "--limit", "1", "--format", "json"],
-                          env={**os.environ, "DATAOPS_WAREHOUSE_DIR": str(root / "warehouse")},
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [str(BIN / "dataops"), "history", "--target", "ci", "--limit", "1", "--format", "json"],
+        env={**os.environ, "DATAOPS_WAREHOUSE_DIR": str(root / "warehouse")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     run_id = json.loads(done.stdout)["runs"][0]["run_id"]
-    shown = subprocess.run([str(BIN / "dataops"), "history", "show", run_id, "--format", "json"],
-                           env={**os.environ, "DATAOPS_WAREHOUSE_DIR": str(root / "warehouse")},
-                           capture_output=True, text=True, check=True)
+    shown = subprocess.run(
+        [str(BIN / "dataops"), "history", "show", run_id, "--format", "json"],
+        env={**os.environ, "DATAOPS_WAREHOUSE_DIR": str(root / "warehouse")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(shown.stdout)
 
 
@@ -91,15 +105,26 @@ def _guide_script(root: Path, env: dict[str, str], state: str, failures: list[st
     dbt_env = {**env, **settings.dbt_env}
     project = root / "dbt"
     target = root / "guide_target"
-    common = ["--project-dir", str(project), "--profiles-dir", str(project), "--target", "ci",
-              "--target-path", str(target), "--vars", json.dumps(settings.dbt_vars)]
+    common = [
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target",
+        "ci",
+        "--target-path",
+        str(target),
+        "--vars",
+        json.dumps(settings.dbt_vars),
+    ]
     dbt = str(BIN / "dbt")
     steps: dict[str, float] = {}
     deps = [dbt, "deps", "--project-dir", str(project), "--profiles-dir", str(project)]
     steps["dbt deps"] = _run(deps, dbt_env, root, failures)
     steps["dbt compile"] = _run([dbt, "compile", *common], dbt_env, root, failures)
-    steps["dbt test state:modified+"] = _run([dbt, "test", *common, "--select", "state:modified+", "--state", state],
-                                             dbt_env, root, failures)
+    steps["dbt test state:modified+"] = _run(
+        [dbt, "test", *common, "--select", "state:modified+", "--state", state], dbt_env, root, failures
+    )
     started = time.perf_counter()
     shutil.copytree(target, root / "guide_target_backup", dirs_exist_ok=True)
     steps["back up target/"] = time.perf_counter() - started
@@ -129,9 +154,16 @@ def measure(scale: float) -> dict[str, object]:
     assert isinstance(slim_record, dict) and isinstance(full_record, dict)
     if slim_record["build"] != "slim" or full_record["build"] != "full":
         raise SystemExit(f"expected a slim and a full build, got {slim_record['build']} and {full_record['build']}")
-    return {"scale": scale, "first": first, "slim": slim, "full": full, "guide": guide,
-            "slim_models": len(slim_record["nodes_built"]), "full_models": len(full_record["nodes_built"]),
-            "guide_failures": failures}
+    return {
+        "scale": scale,
+        "first": first,
+        "slim": slim,
+        "full": full,
+        "guide": guide,
+        "slim_models": len(slim_record["nodes_built"]),
+        "full_models": len(full_record["nodes_built"]),
+        "guide_failures": failures,
+    }
 
 
 def render(result: dict[str, object]) -> str:
@@ -140,10 +172,12 @@ def render(result: dict[str, object]) -> str:
     assert isinstance(guide, dict)
     guide_total = sum(guide.values())
     share = slim / full
-    intro = (f"Reproduce with `make benchmark` (`python scripts/benchmark_deploy.py`): a copy of the project on a "
-             f"DuckDB `ci` warehouse at scale {result['scale']:g}, each command a process of its own, wall time, "
-             f"after a first deployment ({first:.1f} s). Target: a slim deploy of one changed staging model at most "
-             f"{SHARE_TARGET:.0%} of a full deploy.")
+    intro = (
+        f"Reproduce with `make benchmark` (`python scripts/benchmark_deploy.py`): a copy of the project on a "
+        f"DuckDB `ci` warehouse at scale {result['scale']:g}, each command a process of its own, wall time, "
+        f"after a first deployment ({first:.1f} s). Target: a slim deploy of one changed staging model at most "
+        f"{SHARE_TARGET:.0%} of a full deploy."
+    )
     lines = [
         "| deployment | models built | wall time | share of the full deploy |",
         "|---|---:|---:|---:|",
@@ -160,7 +194,8 @@ def render(result: dict[str, object]) -> str:
         "|---|---:|",
         *(f"| {step} | {seconds:.1f} s |" for step, seconds in guide.items()),
         "",
-        "Steps that failed in the script: " + (", ".join(result["guide_failures"]) or "none")  # type: ignore[arg-type]
+        "Steps that failed in the script: "
+        + (", ".join(result["guide_failures"]) or "none")  # type: ignore[arg-type]
         + " (its `dbt test --select state:modified+` runs before `dbt run`, on whatever the warehouse holds then; "
         "see the dbt log of the run for the errors).",
         "",

@@ -63,19 +63,27 @@ def measure(runs: int, scrapes: int) -> dict[str, float]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HistoryCollector(store))
     exposition = generate_latest(registry)
-    if b"dataops_history_up 1.0" not in exposition or f'status="passed",target="dev"}} {runs}.0'.encode() not in \
-            exposition:
+    if (
+        b"dataops_history_up 1.0" not in exposition
+        or f'status="passed",target="dev"}} {runs}.0'.encode() not in exposition
+    ):
         raise SystemExit("the collector did not read the whole history:\n" + exposition.decode()[:2000])
     figures = {
-        "runs": runs, "fill_s": fill_s, "series": exposition.count(b"\n") - exposition.count(b"\n#"),
+        "runs": runs,
+        "fill_s": fill_s,
+        "series": exposition.count(b"\n") - exposition.count(b"\n#"),
         "bytes": len(exposition),
         "store_s": _median(store.target_summaries, scrapes),
         "collector_s": _median(lambda: generate_latest(registry), scrapes),
         "store_mib": (Path(os.environ["DATAOPS_WAREHOUSE_DIR"]) / "history.sqlite").stat().st_size / 2**20,
     }
     dataops = str(Path(sys.executable).with_name("dataops"))
-    process = subprocess.Popen([dataops, "exporter", "--port", "0"], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [dataops, "exporter", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         assert process.stdout is not None
         url = next(word for word in process.stdout.readline().split() if word.startswith("http://"))

@@ -59,8 +59,14 @@ def measure_recording(repeats: int) -> list[dict[str, float]]:
         total = time.perf_counter() - started
         if summary.exit_code:
             raise SystemExit(f"the benchmark run failed: {summary.findings}")
-        rows.append({"run_s": total, "record_s": spent["record"], "row_counts_s": spent["row_counts"],
-                     "nodes": len(summary.to_record().nodes)})
+        rows.append(
+            {
+                "run_s": total,
+                "record_s": spent["record"],
+                "row_counts_s": spent["row_counts"],
+                "nodes": len(summary.to_record().nodes),
+            }
+        )
     return rows
 
 
@@ -72,8 +78,14 @@ def fill_store(runs: int) -> str:
     model = store.latest("dev")
     assert model is not None
     for index in range(runs):
-        store.record(replace(model, run_id=f"bench-{index:05d}", started_at=model.started_at - timedelta(hours=index),
-                             finished_at=(model.finished_at or model.started_at) - timedelta(hours=index)))
+        store.record(
+            replace(
+                model,
+                run_id=f"bench-{index:05d}",
+                started_at=model.started_at - timedelta(hours=index),
+                finished_at=(model.finished_at or model.started_at) - timedelta(hours=index),
+            )
+        )
     return model.run_id
 
 
@@ -105,7 +117,9 @@ def measure_reading(runs: int, repeats: int = 7) -> dict[str, float]:
         shows.append(time.perf_counter() - started)
     dataops = str(Path(sys.executable).with_name("dataops"))
     return {
-        "runs": runs + 1, "fill_s": fill_s, "answer_s": statistics.median(answers),
+        "runs": runs + 1,
+        "fill_s": fill_s,
+        "answer_s": statistics.median(answers),
         "show_s": statistics.median(shows),
         "command_s": _median_wall([dataops, "history"], repeats),
         "json_s": _median_wall([dataops, "history", "--format", "json"], repeats),
@@ -128,8 +142,10 @@ def render(recording: list[dict[str, float]], reading: dict[str, float]) -> str:
     ]
     for index, row in enumerate(recording, 1):
         share = (row["record_s"] + row["row_counts_s"]) / row["run_s"]
-        lines.append(f"| {index} | {row['run_s']:.1f} s | {row['row_counts_s'] * 1000:.0f} ms | "
-                     f"{row['record_s'] * 1000:.0f} ms | **{share:.2%}** | {row['nodes']:.0f} |")
+        lines.append(
+            f"| {index} | {row['run_s']:.1f} s | {row['row_counts_s'] * 1000:.0f} ms | "
+            f"{row['record_s'] * 1000:.0f} ms | **{share:.2%}** | {row['nodes']:.0f} |"
+        )
     lines += [
         "",
         f"Reading, with {reading['runs']:,.0f} runs in the store ({reading['store_mib']:.0f} MiB; filled in "

@@ -119,10 +119,15 @@ def measure(scale: float, repeats: int, target: str = "dev") -> dict[str, object
     reads = [json.loads(line) for line in output.splitlines() if line.strip()]
     during = [r for r in reads if any(start <= r["at"] <= end for start, end in windows)]
     return {
-        "engine": settings.engine, "scale": scale, "runs": runs, "smoke": timings["smoke"][1:],
-        "reads": len(reads), "errors": sum(1 for r in reads if r["error"]),
+        "engine": settings.engine,
+        "scale": scale,
+        "runs": runs,
+        "smoke": timings["smoke"][1:],
+        "reads": len(reads),
+        "errors": sum(1 for r in reads if r["error"]),
         "read_median": statistics.median(r["s"] for r in reads) if reads else 0.0,
-        "read_max_during": max((r["s"] for r in during), default=0.0), "reads_during": len(during),
+        "read_max_during": max((r["s"] for r in during), default=0.0),
+        "reads_during": len(during),
     }
 
 
@@ -181,8 +186,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, action="append")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--postgres-scale", type=float, action="append",
-                        help="also on PostgreSQL, at these scales (default 1); 0 skips it")
+    parser.add_argument(
+        "--postgres-scale",
+        type=float,
+        action="append",
+        help="also on PostgreSQL, at these scales (default 1); 0 skips it",
+    )
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     results = []

@@ -16,9 +16,12 @@ def main() -> int:
     parser.add_argument("--target", default="ci")
     parser.add_argument("--write", type=Path, default=PROJECT_ROOT / "DETECTION.md")
     args = parser.parse_args()
+
     def report(row: MatrixRow) -> None:
-        print(f"{row.fault:<22} {row.outcome:<5} {row.publish_text:<28} {'ok' if row.as_intended else 'MISSED'}",
-              flush=True)
+        print(
+            f"{row.fault:<22} {row.outcome:<5} {row.publish_text:<28} {'ok' if row.as_intended else 'MISSED'}",
+            flush=True,
+        )
 
     rows = run_matrix(load_settings(args.target), scale=args.scale, on_row=report)
     args.write.write_text(to_markdown(rows, args.scale, args.target), encoding="utf-8")

@@ -143,9 +143,7 @@ def postgres_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def postgres_settings(
-    postgres_env: dict[str, str], warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
+def postgres_settings(postgres_env: dict[str, str], warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The `postgres` target on the session's server, with an empty `adventureworks` database."""
     for name, value in postgres_env.items():
         monkeypatch.setenv(name, value)

@@ -319,9 +319,7 @@ def _start_postgres(
         if process.poll() is not None:
             if "could not bind" in _tail(root):
                 return None
-            raise PostgresServerError(
-                f"postgres exited with code {process.returncode}; server log:\n{_tail(root)}"
-            )
+            raise PostgresServerError(f"postgres exited with code {process.returncode}; server log:\n{_tail(root)}")
         try:
             with _admin_connection(server.env, timeout=2):
                 return server

@@ -12,14 +12,18 @@ Checksums = dict[str, tuple[int, int, tuple[tuple[str, str], ...]]]
 
 
 def checksums_of(connection: duckdb.DuckDBPyConnection) -> Checksums:
-    marts = [row[0] for row in connection.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' ORDER BY 1"
-    ).fetchall()]
+    marts = [
+        row[0]
+        for row in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' ORDER BY 1"
+        ).fetchall()
+    ]
     sums: Checksums = {}
     for mart in marts:
         columns = connection.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'marts' "
-            "AND table_name = ? ORDER BY ordinal_position", [mart]
+            "AND table_name = ? ORDER BY ordinal_position",
+            [mart],
         ).fetchall()
         rows, digest = connection.execute(f'SELECT count(*), sum(hash(t::VARCHAR)) FROM marts."{mart}" t').fetchone()
         sums[mart] = (rows, int(digest or 0), tuple(columns))

@@ -162,8 +162,9 @@ class Mapper:
         observer_type = entry.get("observer_type", entry.get("timer_type", default_observer))
         if observer_type not in OBSERVER_TYPES:
             raise MappingError(f"unknown observer_type {observer_type!r} in {match!r}")
-        return _Rule(match, regex, name, labels, "observer" if metric_type == "timer" else metric_type,
-                     action, observer_type)
+        return _Rule(
+            match, regex, name, labels, "observer" if metric_type == "timer" else metric_type, action, observer_type
+        )
 
     def _captures(self, rule: _Rule, event: Event) -> tuple[str, ...] | None:
         if rule.metric_type is not None and rule.metric_type != event.kind:
@@ -272,11 +273,12 @@ def declared_outputs(path: Path = MAPPING_FILE) -> dict[str, tuple[frozenset[str
     start = next(index for index in range(start, len(lines)) if lines[index].startswith("#   airflow_")) - 1
     outputs: dict[str, tuple[frozenset[str], str]] = {}
     pending: list[tuple[str, frozenset[str]]] = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.startswith("#   "):
             break
-        entries = [(name, frozenset(filter(None, (labels or "").split(",")))) for name, labels in
-                   _OUTPUT_ENTRY.findall(line)]
+        entries = [
+            (name, frozenset(filter(None, (labels or "").split(",")))) for name, labels in _OUTPUT_ENTRY.findall(line)
+        ]
         pending.extend(entries)
         kind = next((word for word in ("histogram", "counter", "gauge") if re.search(rf"\b{word}s?\b", line)), None)
         if kind is not None:
@@ -289,5 +291,8 @@ def declared_outputs(path: Path = MAPPING_FILE) -> dict[str, tuple[frozenset[str
 
 def exposed(outputs: dict[str, tuple[frozenset[str], str]]) -> set[str]:
     """The names Prometheus stores for the declared outputs (a histogram's three series)."""
-    return {name for output, (labels, kind) in outputs.items()
-            for name in Series(output, kind, tuple((label, "") for label in labels), True).exposed_names}
+    return {
+        name
+        for output, (labels, kind) in outputs.items()
+        for name in Series(output, kind, tuple((label, "") for label in labels), True).exposed_names
+    }

@@ -153,7 +153,9 @@ def _dag_runs(
         home, metadata = folder / "airflow", _metadata(folder.parent)
         listener = StatsdListener() if statsd else None
         env = _environment(
-            home, folder / "warehouse", **({"DATAOPS_COSMOS_MODE": mode} if mode else {}),
+            home,
+            folder / "warehouse",
+            **({"DATAOPS_COSMOS_MODE": mode} if mode else {}),
             **(listener.airflow_env() if listener else {}),
         )
 
@@ -186,8 +188,12 @@ for _mode in MODES:
     background.job(f"airflow-clean-{_mode}")(_dag_runs(_mode, faults=(), statsd=_mode == "watcher"))
     # After the bad watcher run, dbt_monitoring: it reads that run, and fails naming the test.
     background.job(f"airflow-bad-{_mode}")(
-        _dag_runs(_mode, faults=NEGATIVE_ORDER, then=("dbt_monitoring",) if _mode == "watcher" else (),
-                  statsd=_mode == "watcher")
+        _dag_runs(
+            _mode,
+            faults=NEGATIVE_ORDER,
+            then=("dbt_monitoring",) if _mode == "watcher" else (),
+            statsd=_mode == "watcher",
+        )
     )
 # Only the deploy-time compile, which is no run, then dbt_monitoring.
 background.job("airflow-never-ran")(_dag_runs(None, faults=None, then=("dbt_monitoring",)))
@@ -263,8 +269,13 @@ def test_quality_runs_on_the_pipeline_s_marts_asset_and_shares_the_warehouse_poo
     assert (check["pool"], check["pool_slots"], check["mode"]) == (pool.name, pool.slots, "reschedule")
     assert {t["pool"] for t in bag["dags"]["dbt_monitoring"]["tasks"].values()} == {"default_pool"}
     # The pool exists, as the scheduler needs it to, with those slots (one: DuckDB).
-    listed = subprocess.run([str(BIN / "airflow"), "pools", "get", pool.name, "-o", "json"],
-                            env=env, check=True, capture_output=True, text=True).stdout
+    listed = subprocess.run(
+        [str(BIN / "airflow"), "pools", "get", pool.name, "-o", "json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     [row] = _json_rows(listed)
     assert int(row["slots"]) == pool.slots == 1
 
@@ -287,8 +298,9 @@ def _marts_events(airflow_home: Path, run_id: str) -> list[tuple[str, str]]:
 
 
 def _dataops_json(env: dict[str, str], *args: str) -> Any:
-    output = subprocess.run([str(BIN / "dataops"), *args, "--format", "json"], env=env, check=True,
-                            capture_output=True, text=True).stdout
+    output = subprocess.run(
+        [str(BIN / "dataops"), *args, "--format", "json"], env=env, check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(output)
 
 
@@ -331,7 +343,10 @@ def test_the_pipeline_dag_runs_every_task_and_builds_the_marts(background_outcom
     assert _marts_events(airflow_home, result.run_id) == [("adventureworks_pipeline", "publish")]
     rows = subprocess.run(
         [str(BIN / "dataops"), "query", "select count(*) as n from marts.customer_analytics", "--format", "json"],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     customers = json.loads(rows)[0]["n"]
     assert customers > 1000
@@ -412,7 +427,9 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(background
         [test] = [node for node in record["nodes"] if node["name"] == "assert_no_negative_revenue"]
         assert (test["kind"], test["level"], test["status"]) == ("test", "error", "fail")
         assert [(stage["name"], stage["status"]) for stage in record["stages"]] == [
-            ("freshness", "ok"), ("build", "failed"), ("publish", "skipped")
+            ("freshness", "ok"),
+            ("build", "failed"),
+            ("publish", "skipped"),
         ]
         # dbt_monitoring, run by the job after the pipeline, reads it, and fails naming the test.
         monitoring = background_outcome.after["dbt_monitoring"]

@@ -57,8 +57,14 @@ AIRFLOW_SECRETS = [
 DBT_PROD_REQUIRED = ["DBT_PROD_SERVER", "DBT_PROD_DATABASE", "DBT_PROD_USER", "DBT_PROD_PASSWORD"]
 
 SERVICES = {
-    "postgres", "redis", "airflow-init", "airflow-api-server", "airflow-scheduler",
-    "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+    "postgres",
+    "redis",
+    "airflow-init",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
 }
 # Each long-running Airflow component and the command it runs.
 COMMANDS = {
@@ -124,8 +130,9 @@ def values() -> dict[str, str]:
 @pytest.fixture
 def project(values: dict[str, str], isolated_env: dict[str, str], empty_env_file: Path) -> dict[str, Any]:
     """The merged configuration, as Compose prints it with the required variables set."""
-    result = compose(ROOT / COMPOSE_FILE, "config", "--format", "json",
-                     env={**isolated_env, **values}, env_file=empty_env_file)
+    result = compose(
+        ROOT / COMPOSE_FILE, "config", "--format", "json", env={**isolated_env, **values}, env_file=empty_env_file
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -214,14 +221,17 @@ def _set(path: list[str], value: Any) -> Callable[[dict[str, Any]], None]:
 BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "a worker with neither image nor build": (_drop("image", "build"), "neither an image nor a build context"),
     "a healthcheck test that is a number": (
-        _set(["services", "airflow-scheduler", "healthcheck", "test"], 42), "healthcheck.test"
+        _set(["services", "airflow-scheduler", "healthcheck", "test"], 42),
+        "healthcheck.test",
     ),
     "healthcheck retries that is not a number": (
-        _set(["services", "airflow-api-server", "healthcheck", "retries"], "many"), "retries"
+        _set(["services", "airflow-api-server", "healthcheck", "retries"], "many"),
+        "retries",
     ),
     "replicas that is not a number": (_set(["services", "airflow-worker", "deploy", "replicas"], "two"), "replicas"),
     "a dependency on a service that does not exist": (
-        _set(["services", "airflow-worker", "depends_on", "flower"], {"condition": "service_healthy"}), "flower"
+        _set(["services", "airflow-worker", "depends_on", "flower"], {"condition": "service_healthy"}),
+        "flower",
     ),
     "an unknown depends_on condition": (
         _set(["services", "airflow-scheduler", "depends_on", "airflow-init", "condition"], "service_finished"),
@@ -279,9 +289,17 @@ def test_the_services_are_the_celery_deployment(project: dict[str, Any]) -> None
 def test_every_airflow_component_runs_the_same_image_with_celery(project: dict[str, Any]) -> None:
     airflow = airflow_services(project)
     assert set(airflow) == SERVICES - {"postgres", "redis"}
-    shared = ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL",
-              "AIRFLOW__CELERY__RESULT_BACKEND", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
-              "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CORE__DAGS_FOLDER")
+    shared = (
+        "AIRFLOW__CORE__EXECUTOR",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__CELERY__BROKER_URL",
+        "AIRFLOW__CELERY__RESULT_BACKEND",
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+        "AIRFLOW__CORE__DAGS_FOLDER",
+    )
     first = next(iter(airflow.values()))["environment"]
     for name, service in airflow.items():
         assert service["build"]["context"] == str(ROOT), name
@@ -325,8 +343,11 @@ def test_metadata_database_is_postgres_and_the_broker_is_redis(project: dict[str
     broker = urlsplit(env["AIRFLOW__CELERY__BROKER_URL"])
     assert database.scheme == "postgresql+psycopg2" and backend.scheme == "db+postgresql"
     for url in (database, backend):
-        assert (url.hostname, url.username, url.path) == ("postgres", postgres["environment"]["POSTGRES_USER"],
-                                                          "/" + postgres["environment"]["POSTGRES_DB"])
+        assert (url.hostname, url.username, url.path) == (
+            "postgres",
+            postgres["environment"]["POSTGRES_USER"],
+            "/" + postgres["environment"]["POSTGRES_DB"],
+        )
         assert url.password == values["AIRFLOW_DB_PASSWORD"]
     assert (broker.scheme, broker.hostname, broker.port) == ("redis", "redis", 6379)
     # Neither backend is published on the host.

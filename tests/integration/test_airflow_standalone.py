@@ -88,8 +88,13 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_for(condition: Callable[[], Any], what: str, timeout: float, process: subprocess.Popen[bytes] | None = None,
-              output: Path | None = None) -> Any:
+def _wait_for(
+    condition: Callable[[], Any],
+    what: str,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    output: Path | None = None,
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -132,8 +137,9 @@ def standalone(background_jobs: background.Background) -> Iterator[Standalone]:
     background_jobs.wait()  # the machine to itself
     ports = Ports(_free_port(), _free_port(), _free_port())
     statsd = StatsdListener()
-    env = airflow_env(root / "airflow", root / "warehouse", ports=ports, DATAOPS_TASK_RETRIES="0",
-                      **statsd.airflow_env())
+    env = airflow_env(
+        root / "airflow", root / "warehouse", ports=ports, DATAOPS_TASK_RETRIES="0", **statsd.airflow_env()
+    )
     output = root / "standalone.log"
     statsd.start()
     with output.open("wb") as sink:
@@ -172,7 +178,10 @@ def test_standalone_listens_exactly_where_make_airflow_says(standalone: Standalo
     ports = {listener.port for listener in claimed}
     sockets = _wait_for(
         lambda: (found := _listening(standalone.process.pid)) and ports <= {port for _, port in found} and found,
-        "the API server and both log servers to listen", 60, standalone.process, standalone.output,
+        "the API server and both log servers to listen",
+        60,
+        standalone.process,
+        standalone.output,
     )
     measured = {(ALL_INTERFACES if address in WILDCARDS else address, port) for address, port in sockets}
     # The API server is on loopback only; the log servers are on every interface, as said.
@@ -195,14 +204,22 @@ def test_dbt_monitoring_fails_under_the_scheduler_while_the_target_never_ran(sta
     # Before the pipeline's run below: the history is empty, so the check fails. A DAG run the
     # scheduler fails is what sends airflow.dagrun.duration.failed.<dag_id> (the last test).
     runs = "select run_id, run_type, state, end_date from dag_run where dag_id = ?"
-    _wait_for(lambda: standalone.rows("select 1 from dag where dag_id = 'dbt_monitoring'"),
-              "the dag-processor to parse the DAGs", 120, standalone.process, standalone.output)
+    _wait_for(
+        lambda: standalone.rows("select 1 from dag where dag_id = 'dbt_monitoring'"),
+        "the dag-processor to parse the DAGs",
+        120,
+        standalone.process,
+        standalone.output,
+    )
     standalone.airflow("dags", "trigger", "dbt_monitoring")
     standalone.airflow("dags", "unpause", "dbt_monitoring")
     try:
         finished = _wait_for(
             lambda: [row for row in standalone.rows(runs, "dbt_monitoring") if row[2] in ("success", "failed")],
-            "dbt_monitoring to finish", 300, standalone.process, standalone.output,
+            "dbt_monitoring to finish",
+            300,
+            standalone.process,
+            standalone.output,
         )
     finally:
         standalone.airflow("dags", "pause", "dbt_monitoring")
@@ -211,18 +228,28 @@ def test_dbt_monitoring_fails_under_the_scheduler_while_the_target_never_ran(sta
 
 def test_quality_checks_run_on_the_pipeline_s_asset_and_never_beside_a_pipeline_run(standalone: Standalone) -> None:
     runs = "select run_id, run_type, state, end_date from dag_run where dag_id = ?"
-    _wait_for(lambda: standalone.rows("select 1 from dag where dag_id = 'data_quality_checks'"),
-              "the dag-processor to parse the DAGs", 120, standalone.process, standalone.output)
+    _wait_for(
+        lambda: standalone.rows("select 1 from dag where dag_id = 'data_quality_checks'"),
+        "the dag-processor to parse the DAGs",
+        120,
+        standalone.process,
+        standalone.output,
+    )
     standalone.airflow("dags", "unpause", "data_quality_checks")
     # The pipeline runs beside the scheduler (`airflow dags test`: its tasks in one process, its
     # run and asset event in the same metadata database); the quality DAG runs under the scheduler.
     pipeline = subprocess.Popen(
         [str(BIN / "airflow"), "dags", "test", "adventureworks_pipeline"],
-        env=standalone.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=standalone.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for(lambda: [row for row in standalone.rows(runs, "adventureworks_pipeline") if row[2] == "running"],
-                  "the pipeline run to start", 120)
+        _wait_for(
+            lambda: [row for row in standalone.rows(runs, "adventureworks_pipeline") if row[2] == "running"],
+            "the pipeline run to start",
+            120,
+        )
         # By hand while the pipeline runs: the checks must wait until it is done.
         standalone.airflow("dags", "trigger", "data_quality_checks")
         log, _ = pipeline.communicate(timeout=600)
@@ -232,11 +259,16 @@ def test_quality_checks_run_on_the_pipeline_s_asset_and_never_beside_a_pipeline_
     [(pipeline_run, _, pipeline_state, pipeline_end)] = standalone.rows(runs, "adventureworks_pipeline")
     assert pipeline_state == "success"
 
-    quality = _wait_for(lambda: _finished(standalone.rows(runs, "data_quality_checks"), 2),
-                        "the manual and the asset-triggered quality runs to finish", 300,
-                        standalone.process, standalone.output)
+    quality = _wait_for(
+        lambda: _finished(standalone.rows(runs, "data_quality_checks"), 2),
+        "the manual and the asset-triggered quality runs to finish",
+        300,
+        standalone.process,
+        standalone.output,
+    )
     assert sorted((run_type, state) for _, run_type, state, _ in quality) == [
-        ("asset_triggered", "success"), ("manual", "success")
+        ("asset_triggered", "success"),
+        ("manual", "success"),
     ]
     by_type = {run_type: run_id for run_id, run_type, _, _ in quality}
     # The asset-triggered run was started by the pipeline run's event on the marts asset.
@@ -253,7 +285,8 @@ def test_quality_checks_run_on_the_pipeline_s_asset_and_never_beside_a_pipeline_
     # its record says it started to when its task ended, is clear of every such task.
     pool = warehouse_pool(settings)
     pipeline_tasks = [
-        (_utc(start), _utc(end)) for start, end in standalone.rows(
+        (_utc(start), _utc(end))
+        for start, end in standalone.rows(
             "select start_date, end_date from task_instance where dag_id = 'adventureworks_pipeline' and pool = ?",
             pool.name,
         )
@@ -302,9 +335,13 @@ def test_every_airflow_metric_of_the_dashboard_and_the_alert_rules_comes_from_a_
     # After the tests above: the scheduler has run and ended the DAG runs they started.
     mapper = Mapper.from_file(MAPPING_FILE)
     heartbeats = _wait_for(
-        lambda: (found := map_datagrams(mapper, standalone.statsd.datagrams())).get("airflow_scheduler_heartbeat")
-        and found,
-        "the scheduler's StatsD heartbeat", 60, standalone.process, standalone.output,
+        lambda: (
+            (found := map_datagrams(mapper, standalone.statsd.datagrams())).get("airflow_scheduler_heartbeat") and found
+        ),
+        "the scheduler's StatsD heartbeat",
+        60,
+        standalone.process,
+        standalone.output,
     )
     for name, labels in SCHEDULER_SENT.items():
         assert name in heartbeats, f"airflow standalone sent nothing that maps to {name}"

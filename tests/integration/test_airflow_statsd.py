@@ -65,8 +65,12 @@ def test_every_packet_is_plain_statsd_and_each_name_has_one_type_and_one_label_s
         # The mapping drops what it does not name, so nothing reaches Prometheus unmapped.
         assert all(series.mapped for _, series in pairs), (name, pairs[0][0])
     # The new-style names arrive without their tags (plain StatsD): dropped, never exported bare.
-    bare = [event.name for datagram in datagrams for event in parse_datagram(datagram)
-            if event.name in ("airflow.ti.finish", "airflow.ti.start", "airflow.task.duration")]
+    bare = [
+        event.name
+        for datagram in datagrams
+        for event in parse_datagram(datagram)
+        if event.name in ("airflow.ti.finish", "airflow.ti.start", "airflow.task.duration")
+    ]
     assert bare, "Airflow 3.3 sends each metric under its tagless new name too"
     assert all(mapper.map(event) is None for d in datagrams for event in parse_datagram(d) if event.name in bare)
 

@@ -47,8 +47,11 @@ def _fewer_orders(tables: dict[str, pa.Table], share: float) -> dict[str, pa.Tab
     kept = pc.invert(pc.less(pc.remainder(ids, 10), round(share * 10)))
     remaining = orders.filter(kept)
     lines = tables[LINES]
-    return {**tables, ORDERS: remaining,
-            LINES: lines.filter(pc.is_in(lines.column("SalesOrderID"), remaining.column("SalesOrderID")))}
+    return {
+        **tables,
+        ORDERS: remaining,
+        LINES: lines.filter(pc.is_in(lines.column("SalesOrderID"), remaining.column("SalesOrderID"))),
+    }
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,14 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         model = store.get(baseline.run_id)
         assert model is not None and model.finished_at is not None
         for day in range(1, TRAINING_COPIES + 1):
-            store.record(replace(model, run_id=f"training-{day}", started_at=model.started_at - timedelta(days=day),
-                                 finished_at=model.finished_at - timedelta(days=day)))
+            store.record(
+                replace(
+                    model,
+                    run_id=f"training-{day}",
+                    started_at=model.started_at - timedelta(days=day),
+                    finished_at=model.finished_at - timedelta(days=day),
+                )
+            )
 
         strict = replace(settings, anomalies=replace(settings.anomalies, level="error"))
         at_error = Pipeline(strict, history=store).run(RunOptions(data_dir=root / "fewer", docs=False))
@@ -96,13 +105,22 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         env = {**os.environ, "DATAOPS_WAREHOUSE_DIR": str(root / "warehouse")}
         at_warn = subprocess.run(
             [sys.executable, "-m", "dataops", "run", "--data", str(root / "fewer"), "--no-docs", "--target", "dev"],
-            capture_output=True, text=True, env=env, timeout=600,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
         )
         warned = store.latest("dev")
         error_record = store.get(at_error.run_id)
         assert warned is not None and error_record is not None
-        yield Observed(model, error_record, rendered, warned, at_warn,
-                       {name: (clean[name].num_rows, fewer[name].num_rows) for name in (ORDERS, LINES)})
+        yield Observed(
+            model,
+            error_record,
+            rendered,
+            warned,
+            at_warn,
+            {name: (clean[name].num_rows, fewer[name].num_rows) for name in (ORDERS, LINES)},
+        )
     finally:
         patch.undo()
 
@@ -130,7 +148,8 @@ def test_forty_percent_fewer_orders_at_level_error_is_flagged_and_not_published(
     assert unchanged and all(n.status == PASS and n.level == "ok" for n in unchanged), unchanged
     assert any(n.unique_id.startswith("anomaly.freshness.") for n in unchanged)
     assert {(f.level, f.check) for f in record.findings if "anomaly" in f.check} == {
-        ("error", f"volume anomaly of {relation}") for relation in DROPPED}
+        ("error", f"volume anomaly of {relation}") for relation in DROPPED
+    }
     assert record.status == "failed" and record.exit_code == 1
     assert record.publish is not None and record.publish.status == "not published"
     assert record.publish.reason.startswith("not published: stopped by volume anomaly of "), record.publish.reason
@@ -153,4 +172,5 @@ def test_forty_percent_fewer_orders_in_dev_is_a_warning_and_published(observed: 
     assert record.status == "warned"
     assert record.publish is not None and (record.publish.status, record.publish.version) == ("published", 2)
     assert {(f.level, f.check) for f in record.findings if "anomaly" in f.check} == {
-        ("warn", f"volume anomaly of {relation}") for relation in DROPPED}
+        ("warn", f"volume anomaly of {relation}") for relation in DROPPED
+    }

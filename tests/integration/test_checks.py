@@ -24,9 +24,13 @@ def _model(manifest: Manifest, name: str) -> dict[str, Any]:
 def _drop_tests_of(model_name: str) -> Callable[[Manifest], None]:
     def mutate(manifest: Manifest) -> None:
         model_id = _model(manifest, model_name)["unique_id"]
-        for key in [k for k, n in manifest["nodes"].items() if model_id in n["depends_on"]["nodes"]
-                    and n["resource_type"] == "test"]:
+        for key in [
+            k
+            for k, n in manifest["nodes"].items()
+            if model_id in n["depends_on"]["nodes"] and n["resource_type"] == "test"
+        ]:
             del manifest["nodes"][key]
+
     return mutate
 
 
@@ -37,6 +41,7 @@ def _drop_unique_test(model_name: str) -> Callable[[Manifest], None]:
             metadata = node.get("test_metadata") or {}
             if metadata.get("name") == "unique" and node["depends_on"]["nodes"] == [model_id]:
                 del manifest["nodes"][key]
+
     return mutate
 
 
@@ -45,6 +50,7 @@ def _rename(model_name: str, new_name: str) -> Callable[[Manifest], None]:
         model = _model(manifest, model_name)
         model["name"] = new_name
         model["fqn"][-1] = new_name
+
     return mutate
 
 

@@ -39,8 +39,16 @@ def _assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str
 def test_run_generated_data_prints_a_summary_and_exits_0(env: dict[str, str]) -> None:
     result = dataops("run", "--scale", "0.1", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    for expected in ("load", "freshness", "build", "quality", "data quality score", "100.0%", "PASSED",
-                     "published v1 to dev"):
+    for expected in (
+        "load",
+        "freshness",
+        "build",
+        "quality",
+        "data quality score",
+        "100.0%",
+        "PASSED",
+        "published v1 to dev",
+    ):
         assert expected in result.stdout
     # One progress line per stage, and no stray line of a stage that never advanced.
     progress = [line.split()[0] for line in result.stdout.splitlines()[:7]]
@@ -49,8 +57,10 @@ def test_run_generated_data_prints_a_summary_and_exits_0(env: dict[str, str]) ->
 
     # Piped (as here), a table keeps whole column names, however many columns.
     piped = dataops(
-        "query", "select customer_id, customer_type, customer_name, email, lifetime_value, customer_segment, "
-        "first_order_date, last_order_date, order_count from marts.customer_analytics limit 3", env=env,
+        "query",
+        "select customer_id, customer_type, customer_name, email, lifetime_value, customer_segment, "
+        "first_order_date, last_order_date, order_count from marts.customer_analytics limit 3",
+        env=env,
     )
     assert piped.returncode == 0, piped.stderr
     header = piped.stdout.splitlines()[1]
@@ -69,7 +79,11 @@ def _assert_the_run_is_in_the_history(env: dict[str, str]) -> None:
     assert document["format"] == "dataops.history/v1"
     [row] = document["runs"]
     assert (row["target"], row["trigger"], row["status"], row["models_built"], row["tests_failed"]) == (
-        "dev", "cli", "passed", 17, 0
+        "dev",
+        "cli",
+        "passed",
+        17,
+        0,
     )
     shown = dataops("history", "show", row["run_id"], "--format", "json", env=env)
     assert shown.returncode == 0, shown.stderr
@@ -82,8 +96,11 @@ def _assert_the_run_is_in_the_history(env: dict[str, str]) -> None:
     _assert_user_error(dataops("history", "show", "no-such-run", env=env), "no run no-such-run")
 
     query = dataops(
-        "query", "select customer_segment, count(*) as customers from marts.customer_analytics "
-        "group by 1 order by 1", "--format", "json", env=env,
+        "query",
+        "select customer_segment, count(*) as customers from marts.customer_analytics group by 1 order by 1",
+        "--format",
+        "json",
+        env=env,
     )
     assert query.returncode == 0, query.stderr
     segments = {row["customer_segment"] for row in json.loads(query.stdout)}
@@ -96,7 +113,10 @@ def _assert_docs_are_served(env: dict[str, str]) -> None:
 
     server = subprocess.Popen(
         [sys.executable, "-m", "dataops", "docs", "serve", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert server.stdout is not None
@@ -129,11 +149,16 @@ def test_a_selector_that_matches_nothing_is_a_usage_error_and_builds_nothing(env
     record = HistoryStore().latest("dev")
     assert record is not None and (record.status, record.exit_code) == ("failed", 2)
     assert [(s.name, s.status) for s in record.stages] == [
-        ("load", "ok"), ("parse", "ok"), ("freshness", "ok"), ("build", "failed"), ("publish", "skipped")
+        ("load", "ok"),
+        ("parse", "ok"),
+        ("freshness", "ok"),
+        ("build", "failed"),
+        ("publish", "skipped"),
     ]
     assert record.publish is not None
     assert (record.publish.status, record.publish.reason) == (
-        "not published", "not published: stopped by the build stage"
+        "not published",
+        "not published: stopped by the build stage",
     )
     assert not (Path(env["DATAOPS_WAREHOUSE_DIR"]) / "dev_published.duckdb").exists()
     assert not (Path(env["DATAOPS_WAREHOUSE_DIR"]) / "artifacts" / "dev" / "dbt" / "run_results.json").exists()
@@ -150,25 +175,20 @@ def test_a_selector_that_matches_nothing_is_a_usage_error_and_builds_nothing(env
         (["frobnicate"], ["No such command"]),
     ],
 )
-def test_usage_errors_are_one_line_and_exit_2(
-    env: dict[str, str], args: list[str], fragments: list[str]
-) -> None:
+def test_usage_errors_are_one_line_and_exit_2(env: dict[str, str], args: list[str], fragments: list[str]) -> None:
     _assert_user_error(dataops(*args, env=env), *fragments)
 
 
 def _loaded_counts(env: dict[str, str]) -> list[int]:
     sql = " union all ".join(
-        f'select {i} as i, count(*) as n from "{t.schema}"."{t.name}"'
-        for i, t in enumerate(SOURCE_TABLES)
+        f'select {i} as i, count(*) as n from "{t.schema}"."{t.name}"' for i, t in enumerate(SOURCE_TABLES)
     )
     result = dataops("query", f"select n from ({sql}) order by i", "--format", "csv", env=env)
     assert result.returncode == 0, result.stderr
     return [int(n) for n in result.stdout.split()[1:]]
 
 
-def test_bad_source_folders_are_refused_and_nothing_is_half_loaded(
-    env: dict[str, str], tmp_path: Path
-) -> None:
+def test_bad_source_folders_are_refused_and_nothing_is_half_loaded(env: dict[str, str], tmp_path: Path) -> None:
     good = tmp_path / "good"
     generated = dataops("generate", "--scale", "0.02", "--format", "csv", "--out", str(good), env=env)
     assert generated.returncode == 0, generated.stderr
@@ -185,9 +205,7 @@ def test_bad_source_folders_are_refused_and_nothing_is_half_loaded(
     path = wrong_header / "Sales.SalesOrderHeader.csv"
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace("TotalDue", "Total_Due", 1), encoding="utf-8")
-    _assert_user_error(
-        dataops("run", "--data", str(wrong_header), env=env), "Sales.SalesOrderHeader.csv", "line 1"
-    )
+    _assert_user_error(dataops("run", "--data", str(wrong_header), env=env), "Sales.SalesOrderHeader.csv", "line 1")
 
     _assert_user_error(dataops("load", "--from", str(tmp_path / "nowhere"), env=env), "nowhere")
     assert _loaded_counts(env) == before

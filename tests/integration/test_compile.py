@@ -70,9 +70,7 @@ def test_the_same_project_is_valid_duckdb_and_postgres_sql(warehouse_dir: Path) 
         assert report.problems == [], (target, report.problems[:3])
 
 
-def test_sql_server_can_read_sources_in_place_from_adventureworks2014(
-    tmp_path: Path, warehouse_dir: Path
-) -> None:
+def test_sql_server_can_read_sources_in_place_from_adventureworks2014(tmp_path: Path, warehouse_dir: Path) -> None:
     environments = tmp_path / "environments.yml"
     environments.write_text(
         "environments:\n  prod:\n    engine: sqlserver\n    stale_data: error\n"

@@ -38,8 +38,15 @@ class Project:
     env: dict[str, str]
 
     def dataops(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(DATAOPS), *args], cwd=self.root, env={**self.env, **(extra_env or {})},
-                              capture_output=True, text=True, timeout=600, check=False)
+        return subprocess.run(
+            [str(DATAOPS), *args],
+            cwd=self.root,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
 
     def deploy(self, *args: str, extra_env: dict[str, str] | None = None) -> tuple[int, RunRecord]:
         done = self.dataops("deploy", "--target", "ci", *args, extra_env=extra_env)
@@ -74,10 +81,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     for name in ("dbt", "gx"):
         shutil.copytree(PROJECT_ROOT / name, root / name, ignore=shutil.ignore_patterns("target", "logs"))
     shutil.copy2(PROJECT_ROOT / "environments.yml", root / "environments.yml")
-    identity = {"GIT_AUTHOR_NAME": "Dana Deployer", "GIT_AUTHOR_EMAIL": "dana@example.com",
-                "GIT_COMMITTER_NAME": "Dana Deployer", "GIT_COMMITTER_EMAIL": "dana@example.com"}
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DATAOPS_", "GITHUB_", "GIT_")) and key != "AIRFLOW_CONN_DATAOPS_WEBHOOK"}
+    identity = {
+        "GIT_AUTHOR_NAME": "Dana Deployer",
+        "GIT_AUTHOR_EMAIL": "dana@example.com",
+        "GIT_COMMITTER_NAME": "Dana Deployer",
+        "GIT_COMMITTER_EMAIL": "dana@example.com",
+    }
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATAOPS_", "GITHUB_", "GIT_")) and key != "AIRFLOW_CONN_DATAOPS_WEBHOOK"
+    }
     warehouse = root / "warehouse"
     env.update(identity, DATAOPS_PROJECT_ROOT=str(root), DATAOPS_WAREHOUSE_DIR=str(warehouse))
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True, env=env)
@@ -182,8 +196,15 @@ def test_a_deploy_that_breaks_a_test_publishes_nothing_and_says_so(project: Proj
     assert deployment.notification == "sent" and len(receiver.received) == 1
     message = receiver.received[0].json
     assert message["text"].startswith(":red_circle: dataops deploy to ci failed: nothing published, consumers keep v3")
-    for fact in ("*Environment:* ci", "*Changed models:* stg_territories", "failed", "*Data diff:*",
-                 "*Duration:*", "dataops rollback --target ci --to 2", "not_null on stg_territories.territory_id"):
+    for fact in (
+        "*Environment:* ci",
+        "*Changed models:* stg_territories",
+        "failed",
+        "*Data diff:*",
+        "*Duration:*",
+        "dataops rollback --target ci --to 2",
+        "not_null on stg_territories.territory_id",
+    ):
         assert fact in message["text"], fact
     assert [block["type"] for block in message["blocks"]] == ["header", "section", "context"]
     assert record.run_id in json.dumps(message)

@@ -104,9 +104,7 @@ def compose(
     command = [str(compose_binary()), "--env-file", str(env_file)]
     for name in files:
         command += ["-f", str(ROOT / name)]
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
-    )
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
 
 
 def profile_variables(target: str) -> dict[str, bool]:
@@ -173,9 +171,7 @@ def _merged(target: str, env: dict[str, str], env_file: Path) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-def test_dev_runs_the_pipeline_against_the_local_server(
-    isolated_env: dict[str, str], empty_env_file: Path
-) -> None:
+def test_dev_runs_the_pipeline_against_the_local_server(isolated_env: dict[str, str], empty_env_file: Path) -> None:
     password = placeholder()
     project = _merged("sqlserver_dev", {**isolated_env, SA_VAR: password}, empty_env_file)
     services = project["services"]
@@ -249,13 +245,10 @@ def test_a_broken_compose_file_fails_config(
     assert named in result.stderr
 
 
-def test_a_yaml_syntax_error_fails_config(
-    tmp_path: Path, isolated_env: dict[str, str], empty_env_file: Path
-) -> None:
+def test_a_yaml_syntax_error_fails_config(tmp_path: Path, isolated_env: dict[str, str], empty_env_file: Path) -> None:
     broken = tmp_path / "docker-compose.yml"
     broken.write_text((ROOT / DEV_FILE).read_text(encoding="utf-8") + "\n  broken: [unclosed\n")
-    result = compose([broken], "config", "-q", env={**isolated_env, SA_VAR: placeholder()},
-                     env_file=empty_env_file)
+    result = compose([broken], "config", "-q", env={**isolated_env, SA_VAR: placeholder()}, env_file=empty_env_file)
     assert result.returncode != 0
     assert "yaml" in result.stderr.lower()
 
@@ -315,9 +308,11 @@ def passwords_on_command_lines(argvs: list[list[str]]) -> list[str]:
         for words in _command_lines(argv):
             for index, word in enumerate(words):
                 options = PASSWORD_OPTIONS.get(Path(word).name, ())
-                for argument in words[index + 1:]:
-                    if any(argument == option or argument.startswith(option if len(option) == 2 else option + "=")
-                           for option in options):
+                for argument in words[index + 1 :]:
+                    if any(
+                        argument == option or argument.startswith(option if len(option) == 2 else option + "=")
+                        for option in options
+                    ):
                         found.append(shlex.join(words))
     return found
 
@@ -364,9 +359,7 @@ def test_no_compose_service_passes_a_password_on_a_command_line(
     files = COMPOSE_PROJECTS[project]
     values = {name: placeholder() for name in required_variables(files)}
     rendered = _rendered(files, {**isolated_env, **values}, empty_env_file)
-    _check_no_password_on_a_command_line(
-        rendered, [value for name, value in values.items() if SECRET_KEY.search(name)]
-    )
+    _check_no_password_on_a_command_line(rendered, [value for name, value in values.items() if SECRET_KEY.search(name)])
     if project == "sqlserver_dev":
         # The healthcheck and the init service do run sqlcmd: the check above had something to check.
         assert _runs(_service_command_lines(rendered["services"]["sqlserver"]), "sqlcmd")
@@ -557,9 +550,13 @@ def test_no_workflow_passes_a_password_on_a_command_line(name: str) -> None:
             for service_name, service in (job.get("services") or {}).items()
         ]
         places += [
-            (f"{job_name}.steps[{index}]", list(_shell_commands(step["run"])),
-             {**workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})})
-            for index, step in enumerate(_steps(job) if "steps" in job else []) if "run" in step
+            (
+                f"{job_name}.steps[{index}]",
+                list(_shell_commands(step["run"])),
+                {**workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})},
+            )
+            for index, step in enumerate(_steps(job) if "steps" in job else [])
+            if "run" in step
         ]
         for where, argvs, env in places:
             assert passwords_on_command_lines(argvs) == [], f"{name}: {where} passes a password on a command line"
@@ -583,9 +580,16 @@ def test_workflows_hold_no_literal_secret(name: str) -> None:
 
 def _variables_the_project_reads() -> set[str]:
     names = {
-        "DATAOPS_TARGET", "DATAOPS_DUCKDB_PATH", "DATAOPS_WAREHOUSE_DIR",
-        "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE",
-        SA_VAR, "DATAOPS_WEBHOOK_URL",
+        "DATAOPS_TARGET",
+        "DATAOPS_DUCKDB_PATH",
+        "DATAOPS_WAREHOUSE_DIR",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        SA_VAR,
+        "DATAOPS_WEBHOOK_URL",
     }
     for prefix in ("DBT_SQLSERVER_DEV", "DBT_STAGING", "DBT_PROD"):
         names |= {f"{prefix}_{field}" for field in ("SERVER", "PORT", "DATABASE", "USER", "PASSWORD", "DRIVER")}
@@ -633,7 +637,11 @@ def _scan(project: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(
         ["bash", str(project / "scripts" / "check_secrets.sh")],
-        capture_output=True, text=True, env=env, cwd=project, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project,
+        timeout=300,
     )
 
 
@@ -652,7 +660,10 @@ def test_the_secrets_scan_fails_on_a_planted_secret(tmp_path: Path) -> None:
     project = tmp_path / "project"
     listed = subprocess.run(
         ["git", "ls-files", "-z", "-co", "--exclude-standard"],
-        capture_output=True, text=True, cwd=ROOT, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     ).stdout.split("\0")
     for name in filter(None, listed):
         if (ROOT / name).is_file():

@@ -58,7 +58,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         warehouse = DuckDBWarehouse(workspace.duckdb_path, consumer_schema=workspace.consumer_schema)
         history = HistoryStore(f"sqlite:///{workspace.warehouse_dir / DEFAULT_FILE}")
         published[row.fault] = Published(
-            history.latest(workspace.target), checksums(warehouse.published_path),
+            history.latest(workspace.target),
+            checksums(warehouse.published_path),
             [(v.number, v.current) for v in warehouse.versions()],
             sorted(p.name for p in warehouse.versions_dir.glob("v*")),
         )
@@ -79,9 +80,7 @@ def test_every_fault_is_caught_and_clean_data_passes(matrix: Matrix) -> None:
     # Clean data publishes v1, and every fault runs on a copy of that warehouse.
     assert (clean.publish, clean.published_before, clean.published_after) == ("published", None, 1), clean
     missed = [row for row in rows[1:] if not row.as_intended]
-    assert missed == [], "\n".join(
-        f"{r.fault}: ran {r.outcome}, fired {r.fired}, {r.publish_text}" for r in missed
-    )
+    assert missed == [], "\n".join(f"{r.fault}: ran {r.outcome}, fired {r.fired}, {r.publish_text}" for r in missed)
     assert detection_rate(rows) == 1.0
     # Write-audit-publish: every run that fails leaves v1 published; one that only warns publishes v2.
     for row in rows[1:]:
@@ -104,7 +103,9 @@ def test_a_run_that_fails_on_a_fault_publishes_nothing(matrix: Matrix, fault: st
     assert record.run_id != baseline.record.run_id and record.status == "failed", record.status
     assert record.publish is not None, "the run's record does not say what it published"
     assert (record.publish.status, record.publish.version, record.publish.previous_version) == (
-        "not published", None, 1
+        "not published",
+        None,
+        1,
     ), record.publish
     if fault in LOAD_FAULTS:
         assert record.exit_code == 2, record.exit_code

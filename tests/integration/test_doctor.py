@@ -55,9 +55,9 @@ def test_names_each_missing_variable_and_never_shows_the_password(env: dict[str,
 def test_an_unreachable_server_fails_with_its_own_error(env: dict[str, str]) -> None:
     port = _free_port()
     result = doctor(
-        "--target", "postgres",
-        env={**env, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "analyst",
-             "PGPASSWORD": PLANTED_PASSWORD},
+        "--target",
+        "postgres",
+        env={**env, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "analyst", "PGPASSWORD": PLANTED_PASSWORD},
     )
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
@@ -68,7 +68,8 @@ def test_an_unreachable_server_fails_with_its_own_error(env: dict[str, str]) -> 
 
 def test_sql_server_without_an_odbc_driver_says_how_to_install_it(env: dict[str, str]) -> None:
     result = doctor(
-        "--target", "sqlserver_dev",
+        "--target",
+        "sqlserver_dev",
         env={
             **env,
             "DBT_SQLSERVER_DEV_DRIVER": "No Such ODBC Driver 99",
@@ -100,7 +101,8 @@ def test_an_unset_optional_password_reads_not_set_and_the_server_says_it_needs_o
 def test_a_password_set_empty_reads_set_empty(env: dict[str, str]) -> None:
     port = _free_port()
     result = doctor(
-        "--target", "postgres",
+        "--target",
+        "postgres",
         env={**env, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "analyst", "PGPASSWORD": ""},
     )
     output = result.stdout + result.stderr

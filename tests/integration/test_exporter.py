@@ -37,15 +37,20 @@ pytestmark = pytest.mark.integration
 DATAOPS = str(Path(sys.executable).with_name("dataops"))
 # Samples keyed (name, sorted labels), as the text parser gives them.
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-COUNTERS = ("dataops_runs_total", "dataops_runs_not_published_total", "dbt_model_failures_total",
-            "dbt_test_failures_total")
+COUNTERS = (
+    "dataops_runs_total",
+    "dataops_runs_not_published_total",
+    "dbt_model_failures_total",
+    "dbt_test_failures_total",
+)
 FAULTY_TESTS = ("unique on stg_orders.order_id", "assert_no_duplicate_orders")
 
 
 def parse(text: str) -> Samples:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text) for sample in family.samples
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
     }
 
 
@@ -66,8 +71,11 @@ class Exporter:
 
     def __init__(self, env: dict[str, str], *arguments: str) -> None:
         self.process = subprocess.Popen(
-            [DATAOPS, "exporter", "--port", "0", *arguments], env={**env, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [DATAOPS, "exporter", "--port", "0", *arguments],
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -137,8 +145,16 @@ def real_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealHisto
             restarted = parse(exporter.scrape())
         store = HistoryStore()
         records = {run_id: store.get(run_id) for run_id in (clean.run_id, faulty.run_id)}
-        yield RealHistory(clean.run_id, faulty.run_id, after_clean, after_faulty, again, restarted, stopped,
-                          {k: v for k, v in records.items() if v is not None})
+        yield RealHistory(
+            clean.run_id,
+            faulty.run_id,
+            after_clean,
+            after_faulty,
+            again,
+            restarted,
+            stopped,
+            {k: v for k, v in records.items() if v is not None},
+        )
     finally:
         patch.undo()
 
@@ -152,9 +168,11 @@ def test_a_clean_run_is_exported(real_history: RealHistory) -> None:
     assert value(scrape, "dataops_last_run_status", target="dev", status="passed") == 1
     assert record.finished_at is not None and record.seconds is not None
     assert value(scrape, "dataops_last_run_timestamp_seconds", target="dev") == pytest.approx(
-        record.finished_at.timestamp())
+        record.finished_at.timestamp()
+    )
     assert value(scrape, "dataops_last_success_timestamp_seconds", target="dev") == pytest.approx(
-        record.finished_at.timestamp())
+        record.finished_at.timestamp()
+    )
     assert value(scrape, "dataops_last_run_duration_seconds", target="dev") == pytest.approx(record.seconds)
     assert value(scrape, "dataops_quality_score", target="dev") == 1.0
     assert value(scrape, "dataops_published_version", target="dev") == 1
@@ -162,8 +180,11 @@ def test_a_clean_run_is_exported(real_history: RealHistory) -> None:
     assert value(scrape, "dataops_runs_not_published_total", target="dev") == 0
     # Every model, at its status; every test and model at 0 failures, so that a first failure is an increase.
     assert value(scrape, "dbt_models_total", target="dev") == 17
-    statuses = {dict(labels)["model"] for labels, v in named(scrape, "dbt_model_status").items()
-                if dict(labels)["status"] == "success" and v == 1}
+    statuses = {
+        dict(labels)["model"]
+        for labels, v in named(scrape, "dbt_model_status").items()
+        if dict(labels)["status"] == "success" and v == 1
+    }
     assert len(statuses) == 17 and "customer_analytics" in statuses
     assert len(named(scrape, "dbt_model_execution_time_seconds")) == 17
     build = next(stage.seconds for stage in record.stages if stage.name == "build")
@@ -172,10 +193,15 @@ def test_a_clean_run_is_exported(real_history: RealHistory) -> None:
     assert len(tests) == record.count("test") + record.count("unit_test") and set(tests.values()) == {0}
     assert set(named(scrape, "dbt_model_failures_total").values()) == {0}
     # Rows and freshness as the run counted them.
-    assert value(scrape, "dataops_mart_rows", target="dev", mart="customer_analytics") == record.row_counts[
-        "marts.customer_analytics"] > 0
-    assert value(scrape, "dataops_source_rows", target="dev", source="Sales.Customer") == record.row_counts[
-        "Sales.Customer"]
+    assert (
+        value(scrape, "dataops_mart_rows", target="dev", mart="customer_analytics")
+        == record.row_counts["marts.customer_analytics"]
+        > 0
+    )
+    assert (
+        value(scrape, "dataops_source_rows", target="dev", source="Sales.Customer")
+        == record.row_counts["Sales.Customer"]
+    )
     ages = named(scrape, "dataops_source_freshness_age_seconds")
     assert len(ages) == 10 and all(0 <= age < 400 * 86400 for age in ages.values())
     assert set(named(scrape, "dbt_source_freshness_error").values()) == {0}
@@ -194,7 +220,8 @@ def test_a_failing_run_counts_its_failed_tests_once(real_history: RealHistory) -
     clean = real_history.records[real_history.clean_run]
     assert clean.finished_at is not None
     assert value(scrape, "dataops_last_success_timestamp_seconds", target="dev") == pytest.approx(
-        clean.finished_at.timestamp())
+        clean.finished_at.timestamp()
+    )
     assert value(scrape, "dataops_last_run_published", target="dev") == 0
     assert value(scrape, "dataops_runs_not_published_total", target="dev") == 1
     assert value(scrape, "dataops_published_version", target="dev") == 1
@@ -203,18 +230,22 @@ def test_a_failing_run_counts_its_failed_tests_once(real_history: RealHistory) -
     assert {v for v in named(scrape, "dbt_test_failures_total").values()} == {0, 1}
     # Stale orders: dbt's freshness check errors on that source, and its age says by how much.
     assert value(scrape, "dbt_source_freshness_error", target="dev", source="Sales.SalesOrderHeader") == 1
-    assert value(scrape, "dataops_source_freshness_age_seconds", target="dev",
-                 source="Sales.SalesOrderHeader") >= 29 * 86400
+    assert (
+        value(scrape, "dataops_source_freshness_age_seconds", target="dev", source="Sales.SalesOrderHeader")
+        >= 29 * 86400
+    )
 
 
 def test_counters_are_the_same_on_every_scrape_and_after_a_restart(real_history: RealHistory) -> None:
     assert counters(real_history.after_faulty)
     assert counters(real_history.again) == counters(real_history.after_faulty)
     assert counters(real_history.restarted) == counters(real_history.after_faulty)
-    without_timing = {k: v for k, v in real_history.restarted.items()
-                      if k[0] != "dataops_exporter_scrape_duration_seconds"}
-    assert without_timing == {k: v for k, v in real_history.again.items()
-                              if k[0] != "dataops_exporter_scrape_duration_seconds"}
+    without_timing = {
+        k: v for k, v in real_history.restarted.items() if k[0] != "dataops_exporter_scrape_duration_seconds"
+    }
+    assert without_timing == {
+        k: v for k, v in real_history.again.items() if k[0] != "dataops_exporter_scrape_duration_seconds"
+    }
 
 
 def test_ctrl_c_stops_the_exporter_cleanly(real_history: RealHistory) -> None:
@@ -230,41 +261,110 @@ MODELS = ("stg_orders", "fct_orders")
 TESTS = ("unique on fct_orders.order_id", "not_null on fct_orders.order_id")
 
 
-def record(run_id: str, hour: int, status: str = "passed", test_status: str = "pass", model_status: str = "success",
-           anomalies: list[NodeRecord] | None = None, publish: PublishRecord | None = None) -> RunRecord:
+def record(
+    run_id: str,
+    hour: int,
+    status: str = "passed",
+    test_status: str = "pass",
+    model_status: str = "success",
+    anomalies: list[NodeRecord] | None = None,
+    publish: PublishRecord | None = None,
+) -> RunRecord:
     started = START + timedelta(hours=hour)
-    nodes = [NodeRecord(f"model.adventureworks.{name}", "model", name, model_status if name == "fct_orders"
-                        else "success", "ok", 1.5) for name in MODELS]
-    nodes += [NodeRecord(f"test.adventureworks.t{index}", "test", name, test_status if index == 0 else "pass",
-                         "ok", 0.1) for index, name in enumerate(TESTS)]
-    nodes += [NodeRecord("source.adventureworks.sales.SalesOrderHeader", "source",
-                         "freshness of sales.SalesOrderHeader", "pass", "ok", 0.1, age_seconds=3600.0)]
+    nodes = [
+        NodeRecord(
+            f"model.adventureworks.{name}",
+            "model",
+            name,
+            model_status if name == "fct_orders" else "success",
+            "ok",
+            1.5,
+        )
+        for name in MODELS
+    ]
+    nodes += [
+        NodeRecord(f"test.adventureworks.t{index}", "test", name, test_status if index == 0 else "pass", "ok", 0.1)
+        for index, name in enumerate(TESTS)
+    ]
+    nodes += [
+        NodeRecord(
+            "source.adventureworks.sales.SalesOrderHeader",
+            "source",
+            "freshness of sales.SalesOrderHeader",
+            "pass",
+            "ok",
+            0.1,
+            age_seconds=3600.0,
+        )
+    ]
     return RunRecord(
-        run_id=run_id, target="dev", kind="run", trigger=Trigger("cli"), started_at=started,
-        finished_at=started + timedelta(seconds=30), status=status, exit_code=0 if status == "passed" else 1,
-        stages=[StageRecord("build", "ok", 12.5)], nodes=nodes + (anomalies or []),
-        row_counts={"Sales.SalesOrderHeader": 31_465, "marts.fct_orders": 31_465}, quality_score=0.9,
+        run_id=run_id,
+        target="dev",
+        kind="run",
+        trigger=Trigger("cli"),
+        started_at=started,
+        finished_at=started + timedelta(seconds=30),
+        status=status,
+        exit_code=0 if status == "passed" else 1,
+        stages=[StageRecord("build", "ok", 12.5)],
+        nodes=nodes + (anomalies or []),
+        row_counts={"Sales.SalesOrderHeader": 31_465, "marts.fct_orders": 31_465},
+        quality_score=0.9,
         publish=publish or PublishRecord("published", version=hour + 1, previous_version=hour or None),
     )
 
 
 ANOMALIES = [
-    NodeRecord("anomaly.volume.Sales.SalesOrderHeader", "anomaly", "volume anomaly of Sales.SalesOrderHeader",
-               "anomalous", "warn", score=-5.2, message="18,879 rows; mean 31,465, stddev 120 over 8 runs"),
-    NodeRecord("anomaly.volume.marts.fct_orders", "anomaly", "volume anomaly of marts.fct_orders", "pass", "ok",
-               score=0.4, message="31,465 rows; mean 31,400, stddev 150 over 8 runs"),
-    NodeRecord("anomaly.freshness.Sales.SalesOrderHeader", "anomaly", "freshness anomaly of Sales.SalesOrderHeader",
-               "not enough history", "skipped", message="3 training runs, 7 needed"),
+    NodeRecord(
+        "anomaly.volume.Sales.SalesOrderHeader",
+        "anomaly",
+        "volume anomaly of Sales.SalesOrderHeader",
+        "anomalous",
+        "warn",
+        score=-5.2,
+        message="18,879 rows; mean 31,465, stddev 120 over 8 runs",
+    ),
+    NodeRecord(
+        "anomaly.volume.marts.fct_orders",
+        "anomaly",
+        "volume anomaly of marts.fct_orders",
+        "pass",
+        "ok",
+        score=0.4,
+        message="31,465 rows; mean 31,400, stddev 150 over 8 runs",
+    ),
+    NodeRecord(
+        "anomaly.freshness.Sales.SalesOrderHeader",
+        "anomaly",
+        "freshness anomaly of Sales.SalesOrderHeader",
+        "not enough history",
+        "skipped",
+        message="3 training runs, 7 needed",
+    ),
 ]
 
 # A history of three runs: a test failed in the second and errored in the third, a model errored
 # in the third, which flagged a volume anomaly and was not published.
 HISTORY = [
     record("r0", 0),
-    record("r1", 1, status="failed", test_status="fail", publish=PublishRecord(
-        "not published", previous_version=1, reason="not published: stopped by unique on fct_orders.order_id")),
-    record("r2", 2, status="failed", test_status="error", model_status="error", anomalies=ANOMALIES,
-           publish=PublishRecord("not published", previous_version=1, reason="stopped")),
+    record(
+        "r1",
+        1,
+        status="failed",
+        test_status="fail",
+        publish=PublishRecord(
+            "not published", previous_version=1, reason="not published: stopped by unique on fct_orders.order_id"
+        ),
+    ),
+    record(
+        "r2",
+        2,
+        status="failed",
+        test_status="error",
+        model_status="error",
+        anomalies=ANOMALIES,
+        publish=PublishRecord("not published", previous_version=1, reason="stopped"),
+    ),
 ]
 
 
@@ -300,22 +400,26 @@ def test_failures_count_fail_and_error_and_anomalies_are_exported(history_url: s
     assert value(scrape, "dataops_runs_not_published_total", target="dev") == 2
     assert value(scrape, "dataops_published_version", target="dev") == 1
     assert value(scrape, "dataops_anomaly", target="dev", kind="volume", relation="Sales.SalesOrderHeader") == 1
-    assert value(scrape, "dataops_anomaly_score", target="dev", kind="volume",
-                 relation="Sales.SalesOrderHeader") == -5.2
+    assert (
+        value(scrape, "dataops_anomaly_score", target="dev", kind="volume", relation="Sales.SalesOrderHeader") == -5.2
+    )
     assert value(scrape, "dataops_anomaly", target="dev", kind="volume", relation="marts.fct_orders") == 0
     assert value(scrape, "dataops_anomaly_score", target="dev", kind="volume", relation="marts.fct_orders") == 0.4
     # Not enough history: not an anomaly, and no score to export.
     assert value(scrape, "dataops_anomaly", target="dev", kind="freshness", relation="Sales.SalesOrderHeader") == 0
-    assert ("dataops_anomaly_score", (("kind", "freshness"), ("relation", "Sales.SalesOrderHeader"),
-                                      ("target", "dev"))) not in scrape
+    assert (
+        "dataops_anomaly_score",
+        (("kind", "freshness"), ("relation", "Sales.SalesOrderHeader"), ("target", "dev")),
+    ) not in scrape
 
 
 def test_a_rollback_is_the_published_version(history_url: str, tmp_path: Path) -> None:
     store = HistoryStore(history_url)
     for hour in range(3):
         store.record(record(f"r{hour}", hour))
-    rollback = replace(record("rb", 4), kind="rollback", nodes=[], publish=PublishRecord(
-        "rolled back", version=2, previous_version=3))
+    rollback = replace(
+        record("rb", 4), kind="rollback", nodes=[], publish=PublishRecord("rolled back", version=2, previous_version=3)
+    )
     store.record(rollback)
     scrape = _scrape(_env(DATAOPS_HISTORY_URL=history_url, DATAOPS_WAREHOUSE_DIR=str(tmp_path)))
 
@@ -329,8 +433,9 @@ def test_a_deployment_is_a_run_of_the_pipeline_and_its_publish_counts(history_ur
     store.record(record("r0", 0))
     refused = PublishRecord("not published", previous_version=1, reason="not published: stopped by a test")
     store.record(replace(record("deploy-1", 1, status="failed", test_status="fail"), kind="deploy", publish=refused))
-    store.record(replace(record("deploy-2", 2), kind="deploy", publish=PublishRecord(
-        "published", version=2, previous_version=1)))
+    store.record(
+        replace(record("deploy-2", 2), kind="deploy", publish=PublishRecord("published", version=2, previous_version=1))
+    )
     scrape = _scrape(_env(DATAOPS_HISTORY_URL=history_url, DATAOPS_WAREHOUSE_DIR=str(tmp_path)))
 
     assert value(scrape, "dataops_published_version", target="dev") == 2
@@ -349,12 +454,25 @@ def test_a_store_of_schema_v4_is_read_as_it_is_and_filled_in_when_upgraded(histo
             migration(db)
         db.execute("insert into dataops_schema (version) values (4)")
         for each in HISTORY[:2]:
-            db.insert_many("dataops_runs", [{
-                "run_id": each.run_id, "target": each.target, "kind": each.kind, "trigger": "cli",
-                "started_at": each.started_at.isoformat(), "finished_at": (each.finished_at or START).isoformat(),
-                "seconds": each.seconds, "status": each.status, "exit_code": each.exit_code, "models_built": 2,
-                "tests_failed": 0, "document": json.dumps(each.to_dict(), default=str),
-            }])
+            db.insert_many(
+                "dataops_runs",
+                [
+                    {
+                        "run_id": each.run_id,
+                        "target": each.target,
+                        "kind": each.kind,
+                        "trigger": "cli",
+                        "started_at": each.started_at.isoformat(),
+                        "finished_at": (each.finished_at or START).isoformat(),
+                        "seconds": each.seconds,
+                        "status": each.status,
+                        "exit_code": each.exit_code,
+                        "models_built": 2,
+                        "tests_failed": 0,
+                        "document": json.dumps(each.to_dict(), default=str),
+                    }
+                ],
+            )
     env = _env(DATAOPS_HISTORY_URL=history_url, DATAOPS_WAREHOUSE_DIR=str(tmp_path))
     old = _scrape(env)
     assert value(old, "dataops_published_version", target="dev") == 1
@@ -371,6 +489,7 @@ def test_a_store_of_schema_v4_is_read_as_it_is_and_filled_in_when_upgraded(histo
 
 
 # No history to read ----------------------------------------------------------------------------
+
 
 def test_a_missing_history_is_up_0_and_is_not_created(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "history.sqlite"
@@ -420,24 +539,36 @@ def test_only_metrics_is_served(tmp_path: Path) -> None:
 
 # Bad arguments ---------------------------------------------------------------------------------
 
+
 def test_a_port_in_use_is_exit_2_naming_it(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         started = time.perf_counter()
-        result = subprocess.run([DATAOPS, "exporter", "--port", str(port)], env=_env(DATAOPS_WAREHOUSE_DIR=str(
-            tmp_path)), capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [DATAOPS, "exporter", "--port", str(port)],
+            env=_env(DATAOPS_WAREHOUSE_DIR=str(tmp_path)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2, result
-    assert result.stderr.strip() == (f"error: port {port} on 127.0.0.1 is in use (another exporter?): stop it, or "
-                                     "choose another --port")
+    assert result.stderr.strip() == (
+        f"error: port {port} on 127.0.0.1 is in use (another exporter?): stop it, or choose another --port"
+    )
     assert time.perf_counter() - started < 30
 
 
 @pytest.mark.parametrize("host", ["no-such-host.invalid", "192.0.2.1"])
 def test_a_host_not_of_this_machine_is_exit_2(host: str, tmp_path: Path) -> None:
-    result = subprocess.run([DATAOPS, "exporter", "--host", host, "--port", "0"],
-                            env=_env(DATAOPS_WAREHOUSE_DIR=str(tmp_path)), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [DATAOPS, "exporter", "--host", host, "--port", "0"],
+        env=_env(DATAOPS_WAREHOUSE_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2, result
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"error: --host {host!r}" if "invalid" in host else f"error: --host {host} ")

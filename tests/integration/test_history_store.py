@@ -39,18 +39,34 @@ def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 def run(run_id: str, minutes: int = 0, status: str = "passed", target: str = "dev") -> RunRecord:
     started = START + timedelta(minutes=minutes)
     return RunRecord(
-        run_id=run_id, target=target, kind="run", trigger=Trigger("airflow", "adventureworks_pipeline", "manual__1"),
-        started_at=started, finished_at=started + timedelta(seconds=42), status=status,
-        exit_code=0 if status in ("passed", "warned") else 1, git_commit="0123abc",
+        run_id=run_id,
+        target=target,
+        kind="run",
+        trigger=Trigger("airflow", "adventureworks_pipeline", "manual__1"),
+        started_at=started,
+        finished_at=started + timedelta(seconds=42),
+        status=status,
+        exit_code=0 if status in ("passed", "warned") else 1,
+        git_commit="0123abc",
         stages=[StageRecord("build", "ok", 40.5, "17 models")],
         nodes=[
             NodeRecord("model.adventureworks.fct_orders", "model", "fct_orders", "success", "ok", 1.2, 31_465),
-            NodeRecord("test.adventureworks.unique_fct_orders_order_id.1", "test", "unique on fct_orders.order_id",
-                       "fail" if status == "failed" else "pass", "error" if status == "failed" else "ok",
-                       0.1, None, 2 if status == "failed" else 0, "2 failing rows" if status == "failed" else ""),
+            NodeRecord(
+                "test.adventureworks.unique_fct_orders_order_id.1",
+                "test",
+                "unique on fct_orders.order_id",
+                "fail" if status == "failed" else "pass",
+                "error" if status == "failed" else "ok",
+                0.1,
+                None,
+                2 if status == "failed" else 0,
+                "2 failing rows" if status == "failed" else "",
+            ),
         ],
         row_counts={"Sales.Customer": 19_820, "marts.customer_analytics": 19_820},
-        quality_score=0.98, cpu_seconds=12.5, peak_memory_bytes=512 * 2**20,
+        quality_score=0.98,
+        cpu_seconds=12.5,
+        peak_memory_bytes=512 * 2**20,
     )
 
 
@@ -99,8 +115,18 @@ def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> 
         db.execute(
             "insert into dataops_runs (run_id, target, kind, trigger, started_at, status, exit_code, models_built, "
             "tests_failed, document) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ["old", "dev", "run", "cli", "2026-01-01T00:00:00.000000+00:00", "passed", 0, 1, 0,
-             json.dumps(old.to_dict(), default=str)],
+            [
+                "old",
+                "dev",
+                "run",
+                "cli",
+                "2026-01-01T00:00:00.000000+00:00",
+                "passed",
+                0,
+                1,
+                0,
+                json.dumps(old.to_dict(), default=str),
+            ],
         )
 
     store = HistoryStore(history_url)
@@ -110,10 +136,12 @@ def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> 
         assert schema_version(db) == SCHEMA_VERSION == 5
         assert db.has_table("dataops_row_counts") and db.has_table("dataops_leases")
         assert db.execute("select count(*) from dataops_nodes where age_seconds is not null or score is not null") == [
-            (0,)]
+            (0,)
+        ]
         [(cpu, rows)] = db.execute(
             "select r.cpu_seconds, count(c.relation) from dataops_runs r join dataops_row_counts c "
-            "on c.run_id = r.run_id where r.run_id = ? group by r.cpu_seconds", ["new"]
+            "on c.run_id = r.run_id where r.run_id = ? group by r.cpu_seconds",
+            ["new"],
         )
     assert (cpu, rows) == (12.5, 2)
     assert [row.run_id for row in store.runs("dev")] == ["new", "old"]
@@ -147,8 +175,11 @@ for index in range(25):
 def test_four_processes_recording_at_once_lose_nothing(history_url: str) -> None:
     # The store is brand new: the writers also race to create its schema.
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, history_url, f"w{n}", str(Path(__file__).parent)],
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, history_url, f"w{n}", str(Path(__file__).parent)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for n in range(4)
     ]
     errors = [writer.communicate(timeout=300)[1] for writer in writers]

@@ -26,8 +26,14 @@ MONITORING = {"prometheus", "alertmanager", "grafana", "statsd-exporter", "datao
 
 def _config(env: dict[str, str], env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     files = [argument for name in FILES for argument in ("-f", str(ROOT / name))]
-    return subprocess.run([str(compose_binary()), "--env-file", str(env_file), *files, "config", *args],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [str(compose_binary()), "--env-file", str(env_file), *files, "config", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +92,18 @@ def _port_of(service: dict[str, Any]) -> set[str]:
 def test_every_target_prometheus_scrapes_and_alerts_is_a_service_on_its_port(merged: dict[str, Any]) -> None:
     services = merged["services"]
     prometheus = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text(encoding="utf-8"))
-    targets = [target for job in prometheus["scrape_configs"] for config in job.get("static_configs", [])
-               for target in config["targets"]]
-    targets += [target for manager in prometheus["alerting"]["alertmanagers"]
-                for config in manager["static_configs"] for target in config["targets"]]
+    targets = [
+        target
+        for job in prometheus["scrape_configs"]
+        for config in job.get("static_configs", [])
+        for target in config["targets"]
+    ]
+    targets += [
+        target
+        for manager in prometheus["alerting"]["alertmanagers"]
+        for config in manager["static_configs"]
+        for target in config["targets"]
+    ]
     assert {"dataops-exporter:9108", "statsd-exporter:9102", "alertmanager:9093", "prometheus:9090"} <= set(targets)
     for target in targets:
         host, _, port = target.partition(":")

@@ -63,8 +63,9 @@ WAIT = 60.0  # seconds for anything the stack does; one-second intervals make it
 
 def _tool(path: str) -> str:
     if not Path(path).exists():
-        pytest.skip(f"{path} is not installed (Debian packages prometheus and prometheus-alertmanager; "
-                    ".ci/run installs them)")
+        pytest.skip(
+            f"{path} is not installed (Debian packages prometheus and prometheus-alertmanager; .ci/run installs them)"
+        )
     return path
 
 
@@ -125,14 +126,29 @@ def test_each_severity_reaches_its_receiver() -> None:
     wrong = []
     for case in cases:
         labels = [f"{name}={value}" for name, value in case["labels"].items()]
-        result = _run(amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}",
-                      f"--verify.receivers={case['receiver']}", *labels)
+        result = _run(
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"--verify.receivers={case['receiver']}",
+            *labels,
+        )
         if result.returncode != 0:
             wrong.append((case["labels"], case["receiver"], result.stdout.strip()))
     assert wrong == []
     # And the route is not one catch-all: a critical alert never lands in the warning channel.
-    result = _run(amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}",
-                  "--verify.receivers=slack-warning", "severity=critical", "alertname=DBTTestFailure")
+    result = _run(
+        amtool,
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        "--verify.receivers=slack-warning",
+        "severity=critical",
+        "alertname=DBTTestFailure",
+    )
     assert result.returncode != 0, result.stdout
 
 
@@ -178,8 +194,9 @@ def _wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT, logs: 
         if value:
             return value
         if time.monotonic() > deadline:
-            tails = "".join(f"\n--- {log.name}\n" + log.read_text(errors="replace")[-2000:]
-                            for log in logs if log.exists())
+            tails = "".join(
+                f"\n--- {log.name}\n" + log.read_text(errors="replace")[-2000:] for log in logs if log.exists()
+            )
             pytest.fail(f"within {timeout:.0f}s: {what}{tails}", pytrace=False)
         time.sleep(0.25)
 
@@ -249,8 +266,10 @@ class _AirflowMetrics(ThreadingHTTPServer):
 
     def exposition(self) -> bytes:
         with self.lock:
-            lines = [name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else "") + f" {value}"
-                     for (name, labels), value in sorted(self.values.items())]
+            lines = [
+                name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else "") + f" {value}"
+                for (name, labels), value in sorted(self.values.items())
+            ]
         return ("\n".join(lines) + "\n").encode()
 
 
@@ -290,8 +309,9 @@ class Stack:
         log = self.folder / f"{name}.log"
         self.logs.append(log)
         with log.open("wb") as out:
-            self.processes.append(subprocess.Popen(command, cwd=cwd or self.folder, env=self.env, stdout=out,
-                                                   stderr=subprocess.STDOUT))
+            self.processes.append(
+                subprocess.Popen(command, cwd=cwd or self.folder, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            )
 
     @staticmethod
     def dataops_command(*arguments: str) -> list[str]:
@@ -299,8 +319,15 @@ class Stack:
         return [str(Path(sys.executable).parent / "dataops"), *arguments]
 
     def dataops(self, *arguments: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.dataops_command(*arguments), cwd=self.folder, env=self.env, capture_output=True,
-                              text=True, timeout=600, check=False)
+        return subprocess.run(
+            self.dataops_command(*arguments),
+            cwd=self.folder,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
 
     def query(self, expression: str) -> list[dict[str, Any]]:
         url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
@@ -354,8 +381,11 @@ def _test_prometheus_config(folder: Path, ports: dict[str, int]) -> Path:
     document["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}]
     jobs = {job["job_name"]: job for job in document["scrape_configs"]}
     assert set(jobs) == {"dataops-exporter", "airflow", "prometheus"}, jobs
-    for name, port in (("dataops-exporter", ports["exporter"]), ("airflow", ports["airflow"]),
-                       ("prometheus", ports["prometheus"])):
+    for name, port in (
+        ("dataops-exporter", ports["exporter"]),
+        ("airflow", ports["airflow"]),
+        ("prometheus", ports["prometheus"]),
+    ):
         jobs[name]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
     config = folder / "prometheus.yml"
     config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
@@ -364,8 +394,12 @@ def _test_prometheus_config(folder: Path, ports: dict[str, int]) -> Path:
 
 def _titled(messages: list[dict[str, Any]], alertname: str, status: str) -> list[dict[str, Any]]:
     """The Slack attachments of `alertname` in `status` (firing, resolved)."""
-    return [attachment for message in messages for attachment in message.get("attachments", [])
-            if alertname in attachment.get("title", "") and f"[{status.upper()}" in attachment.get("title", "")]
+    return [
+        attachment
+        for message in messages
+        for attachment in message.get("attachments", [])
+        if alertname in attachment.get("title", "") and f"[{status.upper()}" in attachment.get("title", "")
+    ]
 
 
 @dataclass
@@ -389,8 +423,11 @@ class Observed:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus, alertmanager = _tool(PROMETHEUS), _tool(ALERTMANAGER)
     folder = tmp_path_factory.mktemp("monitoring-stack")
-    env = {name: value for name, value in os.environ.items()
-           if name not in {"DATAOPS_HISTORY_URL", "DATAOPS_TARGET", "DATAOPS_DUCKDB_PATH"}}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DATAOPS_HISTORY_URL", "DATAOPS_TARGET", "DATAOPS_DUCKDB_PATH"}
+    }
     env["DATAOPS_WAREHOUSE_DIR"] = str(folder / "warehouse")
     probe = subprocess.run(Stack.dataops_command("exporter", "--help"), env=env, capture_output=True, check=False)
     if probe.returncode != 0:
@@ -399,21 +436,40 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     _serve(stack.webhook)
     _serve(stack.airflow)
     # A DAG run Airflow had before Prometheus first looks: the success rate has a base.
-    stack.airflow.send("airflow.dagrun.duration.success.adventureworks_pipeline:61000|ms",
-                       "airflow.ti_successes:9|c", "airflow.ti_failures:0|c")
-    ports = {"exporter": _free_port(), "prometheus": _free_port(), "alertmanager": _free_port(),
-             "airflow": stack.airflow.server_address[1]}
+    stack.airflow.send(
+        "airflow.dagrun.duration.success.adventureworks_pipeline:61000|ms",
+        "airflow.ti_successes:9|c",
+        "airflow.ti_failures:0|c",
+    )
+    ports = {
+        "exporter": _free_port(),
+        "prometheus": _free_port(),
+        "alertmanager": _free_port(),
+        "airflow": stack.airflow.server_address[1],
+    }
     try:
         am_folder = folder / "alertmanager"
         am_folder.mkdir()
         am_config = _test_alertmanager_config(am_folder, stack.webhook)
-        stack.start("alertmanager", alertmanager, f"--config.file={am_config}",
-                    f"--storage.path={am_folder / 'data'}", f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
-                    "--cluster.listen-address=", cwd=am_folder)
-        stack.start("exporter", *stack.dataops_command("exporter", "--host", "127.0.0.1",
-                                                       "--port", str(ports["exporter"])))
-        stack.start("prometheus", prometheus, f"--config.file={_test_prometheus_config(folder, ports)}",
-                    f"--storage.tsdb.path={folder / 'tsdb'}", f"--web.listen-address=127.0.0.1:{ports['prometheus']}")
+        stack.start(
+            "alertmanager",
+            alertmanager,
+            f"--config.file={am_config}",
+            f"--storage.path={am_folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+            "--cluster.listen-address=",
+            cwd=am_folder,
+        )
+        stack.start(
+            "exporter", *stack.dataops_command("exporter", "--host", "127.0.0.1", "--port", str(ports["exporter"]))
+        )
+        stack.start(
+            "prometheus",
+            prometheus,
+            f"--config.file={_test_prometheus_config(folder, ports)}",
+            f"--storage.tsdb.path={folder / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+        )
         stack.exporter_url = f"http://127.0.0.1:{ports['exporter']}"
         stack.prometheus_url = f"http://127.0.0.1:{ports['prometheus']}"
         stack.alertmanager_url = f"http://127.0.0.1:{ports['alertmanager']}"
@@ -430,33 +486,54 @@ def observed(stack: Stack) -> Observed:
     clean = stack.dataops("run", "--scale", SCALE, "--no-docs")
     if clean.returncode != 0:  # the scenario needs it: say why at once, not as a timeout later
         pytest.fail(f"the first clean run exited {clean.returncode}:\n{clean.stdout[-3000:]}{clean.stderr[-3000:]}")
-    stack.wait("Prometheus has the clean run",
-               lambda: stack.query(f'dataops_last_run_status{{target="{TARGET}",status="passed"}} == 1'))
+    stack.wait(
+        "Prometheus has the clean run",
+        lambda: stack.query(f'dataops_last_run_status{{target="{TARGET}",status="passed"}} == 1'),
+    )
     bad_data = stack.folder / "bad-data"
     generated = stack.dataops("generate", "--scale", SCALE, "--inject", FAULT, "--out", str(bad_data))
     assert generated.returncode == 0, generated.stderr
     bad = stack.dataops("run", "--data", str(bad_data), "--no-docs")
     bad_ended = time.monotonic()
     if bad.returncode != 1 or FAILING_TEST not in bad.stdout:
-        pytest.fail(f"the run with {FAULT} exited {bad.returncode} without naming {FAILING_TEST}:\n"
-                    f"{bad.stdout[-3000:]}")
-    firing = stack.wait("DBTTestFailure reaches the critical channel",
-                        lambda: _titled(stack.webhook.messages("/slack-critical"), "DBTTestFailure", "firing"))
+        pytest.fail(
+            f"the run with {FAULT} exited {bad.returncode} without naming {FAILING_TEST}:\n{bad.stdout[-3000:]}"
+        )
+    firing = stack.wait(
+        "DBTTestFailure reaches the critical channel",
+        lambda: _titled(stack.webhook.messages("/slack-critical"), "DBTTestFailure", "firing"),
+    )
     firing_seconds = time.monotonic() - bad_ended
     not_published = stack.wait(
         "DataOpsRunNotPublished reaches Alertmanager",
-        lambda: [alert for alert in stack.alertmanager_alerts() if alert["labels"]["alertname"] == NOT_PUBLISHED
-                 and alert["labels"].get("target") == TARGET],
+        lambda: [
+            alert
+            for alert in stack.alertmanager_alerts()
+            if alert["labels"]["alertname"] == NOT_PUBLISHED and alert["labels"].get("target") == TARGET
+        ],
     )[0]
     time.sleep(3)  # a group_wait and a group_interval: a warning that was not held back would be here
     warnings = list(stack.webhook.messages("/slack-warning"))
     exported = _get(f"{stack.exporter_url}/metrics").decode()
     fixed = stack.dataops("run", "--scale", SCALE, "--no-docs")
     fixed_ended = time.monotonic()
-    resolved = stack.wait("the resolved DBTTestFailure reaches the critical channel",
-                          lambda: _titled(stack.webhook.messages("/slack-critical"), "DBTTestFailure", "resolved"))
-    return Observed(clean.returncode, bad.returncode, bad.stdout + bad.stderr, fixed.returncode, firing,
-                    firing_seconds, not_published, warnings, resolved, time.monotonic() - fixed_ended, exported)
+    resolved = stack.wait(
+        "the resolved DBTTestFailure reaches the critical channel",
+        lambda: _titled(stack.webhook.messages("/slack-critical"), "DBTTestFailure", "resolved"),
+    )
+    return Observed(
+        clean.returncode,
+        bad.returncode,
+        bad.stdout + bad.stderr,
+        fixed.returncode,
+        firing,
+        firing_seconds,
+        not_published,
+        warnings,
+        resolved,
+        time.monotonic() - fixed_ended,
+        exported,
+    )
 
 
 def test_the_runs_are_what_the_scenario_needs(observed: Observed) -> None:
@@ -496,8 +573,9 @@ def test_every_exporter_metric_the_rules_use_is_exported(observed: Observed) -> 
 
 def _counters(exposition: str) -> dict[str, str]:
     """Every counter sample of an exposition (`name{labels}` -> value), the `_created` ones aside."""
-    counters = {line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE ") and
-                line.endswith(" counter")}
+    counters = {
+        line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE ") and line.endswith(" counter")
+    }
     samples = {}
     for line in exposition.splitlines():
         name = re.split(r"[{ ]", line, maxsplit=1)[0]
@@ -513,8 +591,12 @@ def test_counters_are_the_same_scraped_twice_and_after_a_restart(stack: Stack, o
     assert first and first == second
     assert first[f'dbt_test_failures_total{{target="{TARGET}",test="{FAILING_TEST}"}}'] == "1.0"
     port = _free_port()
-    restarted = subprocess.Popen(Stack.dataops_command("exporter", "--port", str(port)), env=stack.env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    restarted = subprocess.Popen(
+        Stack.dataops_command("exporter", "--port", str(port)),
+        env=stack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         again = _wait_for("the restarted exporter answers", lambda: _get(f"http://127.0.0.1:{port}/metrics"))
     finally:
@@ -536,25 +618,39 @@ def _dashboard_queries() -> dict[str, list[str]]:
     return queries
 
 
-_GRAFANA_VARIABLES = {"$target": TARGET, "${target}": TARGET, "$__rate_interval": "1m", "$__interval": "1m",
-                      "$__range": "1h"}
+_GRAFANA_VARIABLES = {
+    "$target": TARGET,
+    "${target}": TARGET,
+    "$__rate_interval": "1m",
+    "$__interval": "1m",
+    "$__range": "1h",
+}
 
 
 @pytest.fixture(scope="module")
 def airflow_runs(stack: Stack, observed: Observed) -> None:
     """A failed DAG run and a success after the base ones, scraped twice at least, so the Airflow
     panels' increases are real and the failure is news to Prometheus."""
-    stack.airflow.send("airflow.dagrun.duration.failed.adventureworks_pipeline:42000|ms",
-                       "airflow.dagrun.duration.success.adventureworks_pipeline:58000|ms",
-                       "airflow.ti_failures:1|c", "airflow.ti_successes:8|c")
-    stack.wait("Prometheus has scraped the new Airflow runs twice",
-               lambda: stack.query("count_over_time(airflow_dagrun_duration_failed_count[1m]) >= 2")
-               and stack.query("increase(airflow_dagrun_duration_success_count[1m]) > 0"))
+    stack.airflow.send(
+        "airflow.dagrun.duration.failed.adventureworks_pipeline:42000|ms",
+        "airflow.dagrun.duration.success.adventureworks_pipeline:58000|ms",
+        "airflow.ti_failures:1|c",
+        "airflow.ti_successes:8|c",
+    )
+    stack.wait(
+        "Prometheus has scraped the new Airflow runs twice",
+        lambda: (
+            stack.query("count_over_time(airflow_dagrun_duration_failed_count[1m]) >= 2")
+            and stack.query("increase(airflow_dagrun_duration_success_count[1m]) > 0")
+        ),
+    )
 
 
 def test_a_failed_dag_run_reaches_the_critical_channel(stack: Stack, airflow_runs: None) -> None:
-    [attachment] = stack.wait("AirflowDAGFailed reaches the critical channel",
-                              lambda: _titled(stack.webhook.messages("/slack-critical"), "AirflowDAGFailed", "firing"))
+    [attachment] = stack.wait(
+        "AirflowDAGFailed reaches the critical channel",
+        lambda: _titled(stack.webhook.messages("/slack-critical"), "AirflowDAGFailed", "firing"),
+    )
     assert "Airflow DAG adventureworks_pipeline failed" in attachment["text"]
 
 
@@ -575,23 +671,39 @@ def test_every_grafana_panel_query_returns_data(stack: Stack, airflow_runs: None
 def test_a_critical_holds_back_the_warnings_of_its_own_target_and_dag_only(stack: Stack) -> None:
     """alertmanager.yml's inhibition, in the real Alertmanager: alerts posted to its API (names of
     their own, so the channels' other tests never see them)."""
-    probes = [("ProbeCritical", "critical", {"target": "prod"}), ("ProbeCritical", "critical", {"dag_id": "a"}),
-              ("ProbeWarning", "warning", {"target": "prod"}), ("ProbeWarning", "warning", {"target": "staging"}),
-              ("ProbeWarning", "warning", {"dag_id": "a"}), ("ProbeWarning", "warning", {"dag_id": "b"})]
-    body = json.dumps([{"labels": {"alertname": name, "severity": severity, **labels}}
-                       for name, severity, labels in probes]).encode()
-    request = urllib.request.Request(f"{stack.alertmanager_url}/api/v2/alerts", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    probes = [
+        ("ProbeCritical", "critical", {"target": "prod"}),
+        ("ProbeCritical", "critical", {"dag_id": "a"}),
+        ("ProbeWarning", "warning", {"target": "prod"}),
+        ("ProbeWarning", "warning", {"target": "staging"}),
+        ("ProbeWarning", "warning", {"dag_id": "a"}),
+        ("ProbeWarning", "warning", {"dag_id": "b"}),
+    ]
+    body = json.dumps(
+        [{"labels": {"alertname": name, "severity": severity, **labels}} for name, severity, labels in probes]
+    ).encode()
+    request = urllib.request.Request(
+        f"{stack.alertmanager_url}/api/v2/alerts",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
 
     def warnings() -> dict[str, str]:
-        found = {json.dumps({k: v for k, v in alert["labels"].items() if k in {"target", "dag_id"}}):
-                 alert["status"]["state"] for alert in stack.alertmanager_alerts()
-                 if alert["labels"]["alertname"] == "ProbeWarning"}
+        found = {
+            json.dumps({k: v for k, v in alert["labels"].items() if k in {"target", "dag_id"}}): alert["status"][
+                "state"
+            ]
+            for alert in stack.alertmanager_alerts()
+            if alert["labels"]["alertname"] == "ProbeWarning"
+        }
         return found if len(found) == 4 else {}
 
     assert stack.wait("the probe warnings reach Alertmanager", warnings) == {
-        '{"target": "prod"}': "suppressed", '{"target": "staging"}': "active",
-        '{"dag_id": "a"}': "suppressed", '{"dag_id": "b"}': "active",
+        '{"target": "prod"}': "suppressed",
+        '{"target": "staging"}': "active",
+        '{"dag_id": "a"}': "suppressed",
+        '{"dag_id": "b"}': "active",
     }

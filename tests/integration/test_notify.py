@@ -128,8 +128,13 @@ def test_the_airflow_connection_in_uri_form_is_used(server: WebhookServer, monke
         # The webhook URL as the host: what most http connections for a webhook look like.
         lambda s: {"conn_type": "http", "host": s.url},
         # Host, port and scheme apart, the token as the password (Airflow's Slack webhook style).
-        lambda s: {"conn_type": "http", "host": "127.0.0.1", "port": s.port, "schema": "http",
-                   "password": s.path.lstrip("/")},
+        lambda s: {
+            "conn_type": "http",
+            "host": "127.0.0.1",
+            "port": s.port,
+            "schema": "http",
+            "password": s.path.lstrip("/"),
+        },
     ],
     ids=["url-as-host", "host-port-token"],
 )
@@ -176,8 +181,13 @@ def failure_context(**overrides: Any) -> dict[str, Any]:
         try_number=2,
         log_url="http://airflow.local/dags/adventureworks_pipeline/grid?task_id=dbt.stg_orders.test&tab=logs",
     )
-    return {"ti": ti, "task_instance": ti, "exception": RuntimeError("unique on stg_orders.order_id:\n3 failing rows"),
-            "logical_date": "2026-11-24T00:00:00+00:00", **overrides}
+    return {
+        "ti": ti,
+        "task_instance": ti,
+        "exception": RuntimeError("unique on stg_orders.order_id:\n3 failing rows"),
+        "logical_date": "2026-11-24T00:00:00+00:00",
+        **overrides,
+    }
 
 
 def test_notify_failure_sends_the_formatted_failure(server: WebhookServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,14 +228,12 @@ def test_failure_text_survives_a_sparse_or_odd_context() -> None:
             raise RuntimeError("no [webserver] base_url configured")
 
     assert notify.format_failure({}) == ":red_circle: dataops: task unknown dag.unknown task failed"
-    assert notify.format_failure({"dag_id": "d", "task": SimpleNamespace(task_id="t"), "run_id": "r1",
-                                  "exception": "boom <b>"}) == (
-        ":red_circle: dataops: task d.t failed in run r1: boom &lt;b&gt;"
-    )
-    assert notify.format_failure({"ti": Exploding(), "dag": SimpleNamespace(dag_id="ignored"),
-                                  "logical_date": "2026-11-24"}) == (
-        ":red_circle: dataops: task d.t failed for 2026-11-24"
-    )
+    assert notify.format_failure(
+        {"dag_id": "d", "task": SimpleNamespace(task_id="t"), "run_id": "r1", "exception": "boom <b>"}
+    ) == (":red_circle: dataops: task d.t failed in run r1: boom &lt;b&gt;")
+    assert notify.format_failure(
+        {"ti": Exploding(), "dag": SimpleNamespace(dag_id="ignored"), "logical_date": "2026-11-24"}
+    ) == (":red_circle: dataops: task d.t failed for 2026-11-24")
 
 
 def test_notify_success_sends_the_summary_and_raises_when_it_cannot(
@@ -233,8 +241,10 @@ def test_notify_success_sends_the_summary_and_raises_when_it_cannot(
 ) -> None:
     monkeypatch.setenv(notify.WEBHOOK_ENV_VAR, server.url)
 
-    assert notify.notify_success("adventureworks_pipeline", "manual__1", ["source freshness passed", "",
-                                                                          "quality passed"]) is True
+    assert (
+        notify.notify_success("adventureworks_pipeline", "manual__1", ["source freshness passed", "", "quality passed"])
+        is True
+    )
     assert server.received[0].json["text"] == (
         ":large_green_circle: dataops: adventureworks_pipeline succeeded in run manual__1\n"
         "• source freshness passed\n• quality passed"

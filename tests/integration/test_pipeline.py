@@ -71,8 +71,13 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
     assert record.finished_at is not None and record.finished_at >= record.started_at
     # Every node's result: models, tests, unit tests, source freshness and expectations.
     kinds = {kind: record.count(kind) for kind in ("model", "test", "unit_test", "source", "expectation")}
-    assert kinds == {"model": MODELS, "test": counts.tests_passed, "unit_test": UNIT_TESTS, "source": 10,
-                     "expectation": 12}
+    assert kinds == {
+        "model": MODELS,
+        "test": counts.tests_passed,
+        "unit_test": UNIT_TESTS,
+        "source": 10,
+        "expectation": 12,
+    }
     assert {node.level for node in record.nodes if node.kind != "anomaly"} == {"ok"}
     # The target's first run: each anomaly check (a source table or mart's rows, a source's age) has
     # no history to be judged against.
@@ -82,7 +87,8 @@ def test_generated_data_builds_clean_and_fresh(settings: Settings) -> None:
     # Each source's age at the check, as freshness judged it: generated data is dated up to now.
     ages = {node.name: node.age_seconds for node in record.nodes if node.kind == "source"}
     assert len(ages) == 10 and all(age is not None and 0 <= age < 400 * 86400 for age in ages.values()), sorted(
-        ages.items(), key=lambda item: -(item[1] or 0))
+        ages.items(), key=lambda item: -(item[1] or 0)
+    )
     assert record.row_counts["marts.customer_analytics"] == customers
     assert record.row_counts["Sales.Customer"] == customers
     assert record.quality_score == 1.0 and record.git_commit
@@ -131,9 +137,10 @@ def test_real_adventureworks_data(settings: Settings, real_data_dir: Path) -> No
     assert ordered == 19_119
     # The 701 stores without a contact person have no e-mail and no orders.
     assert without_email == 701
-    assert _scalar(
-        settings, "select count(*) from marts.customer_analytics where person_id is null and order_count = 0"
-    ) == 701
+    assert (
+        _scalar(settings, "select count(*) from marts.customer_analytics where person_id is null and order_count = 0")
+        == 701
+    )
 
 
 def test_bad_data_fails_the_run_and_names_the_check(settings: Settings) -> None:
@@ -151,8 +158,14 @@ def test_bad_data_fails_the_run_and_names_the_check(settings: Settings) -> None:
     assert list(failed) == ["assert_no_negative_revenue"]
     assert failed["assert_no_negative_revenue"].endswith("failing rows")
     stages = [(s.name, s.status) for s in summary.stages]
-    assert stages == [("load", "ok"), ("parse", "ok"), ("freshness", "ok"), ("build", "failed"),
-                      ("quality", "skipped"), ("publish", "skipped")]
+    assert stages == [
+        ("load", "ok"),
+        ("parse", "ok"),
+        ("freshness", "ok"),
+        ("build", "failed"),
+        ("quality", "skipped"),
+        ("publish", "skipped"),
+    ]
     # Nothing reaches consumers: the run says which check stopped the publish, and no version exists.
     assert summary.publish is not None and summary.publish.status == "not published"
     assert summary.publish.reason == "not published: stopped by assert_no_negative_revenue"

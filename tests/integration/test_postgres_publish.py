@@ -57,8 +57,10 @@ CANDIDATE = "marts__candidate"
 BASE_DATABASE = "publish_base"
 # Every customer's lifetime value is the sum of their orders' totals, and every order has a
 # customer: across the two marts the sums are equal in any one version (checked on the real data).
-INVARIANT = ("select (select sum(lifetime_value) from marts.customer_analytics) "
-             "- (select sum(total_due) from marts.fct_orders), (select sum(total_due) from marts.fct_orders)")
+INVARIANT = (
+    "select (select sum(lifetime_value) from marts.customer_analytics) "
+    "- (select sum(total_due) from marts.fct_orders), (select sum(total_due) from marts.fct_orders)"
+)
 READER_ROLE = "marts_reader"
 # Made up per session: no password, not even a test one, is written in the repository.
 READER_PASSWORD = secrets.token_urlsafe(12)
@@ -124,8 +126,12 @@ def _connection(settings: Settings, dbname: str | None = None, **extra: Any) -> 
     """An autocommit connection as the warehouse's owner."""
     fields = settings.connection()
     connection = psycopg2.connect(
-        host=fields["host"], port=fields["port"], user=fields["user"], password=fields["password"],
-        dbname=dbname or fields["dbname"], **extra,
+        host=fields["host"],
+        port=fields["port"],
+        user=fields["user"],
+        password=fields["password"],
+        dbname=dbname or fields["dbname"],
+        **extra,
     )
     connection.autocommit = True
     return connection
@@ -144,8 +150,10 @@ def _sql(settings: Settings, dbname: str | None = None) -> Iterator[Any]:
 
 
 def _end_sessions(cursor: Any, dbname: str) -> None:
-    cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                   "AND pid <> pg_backend_pid()", (dbname,))
+    cursor.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (dbname,),
+    )
 
 
 def _checksum_sql(schema: str) -> str:
@@ -186,8 +194,9 @@ def _build(settings: Settings, delta: int, source: str = "marts", schema: str = 
             cursor.execute(statement.replace("{delta}", str(delta)))
 
 
-def _publish(settings: Settings, delta: int, warehouse: PostgresWarehouse | None = None,
-             grant_to: str | None = None) -> int:
+def _publish(
+    settings: Settings, delta: int, warehouse: PostgresWarehouse | None = None, grant_to: str | None = None
+) -> int:
     """A candidate one `delta` away from the published version, published by the real code."""
     _build(settings, delta)
     warehouse = warehouse or _warehouse(settings)
@@ -206,12 +215,16 @@ def _warehouse(settings: Settings, **options: Any) -> PostgresWarehouse:
 
 def _view_sources(settings: Settings) -> dict[str, set[str]]:
     """Each consumer view -> the schemas of the relations it reads, from the server's catalogs."""
-    rows = connect(settings).read_only_query(
-        "SELECT DISTINCT v.relname, tn.nspname FROM pg_class v JOIN pg_namespace vn ON vn.oid = v.relnamespace "
-        "JOIN pg_rewrite r ON r.ev_class = v.oid JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass "
-        "AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass JOIN pg_class t ON t.oid = d.refobjid "
-        "JOIN pg_namespace tn ON tn.oid = t.relnamespace WHERE vn.nspname = 'marts' AND t.oid <> v.oid"
-    ).rows
+    rows = (
+        connect(settings)
+        .read_only_query(
+            "SELECT DISTINCT v.relname, tn.nspname FROM pg_class v JOIN pg_namespace vn ON vn.oid = v.relnamespace "
+            "JOIN pg_rewrite r ON r.ev_class = v.oid JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass "
+            "AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass JOIN pg_class t ON t.oid = d.refobjid "
+            "JOIN pg_namespace tn ON tn.oid = t.relnamespace WHERE vn.nspname = 'marts' AND t.oid <> v.oid"
+        )
+        .rows
+    )
     found: dict[str, set[str]] = {}
     for view, schema in rows:
         found.setdefault(view, set()).add(schema)
@@ -238,10 +251,14 @@ def _schemas(settings: Settings, pattern: str) -> set[str]:
 
 def _hold_pids(settings: Settings) -> list[int]:
     """Server processes that hold a target's advisory lock in this database."""
-    rows = connect(settings).read_only_query(
-        f"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = {_HOLD_CLASS} "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    ).rows
+    rows = (
+        connect(settings)
+        .read_only_query(
+            f"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = {_HOLD_CLASS} "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        .rows
+    )
     return [pid for (pid,) in rows]
 
 
@@ -257,7 +274,10 @@ def _wait_for(condition: Any, timeout: float, what: str, every: float = 0.05) ->
 
 def _dataops(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "dataops", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "dataops", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,  # its own process group: a kill reaches its quality worker too
     )
 
@@ -278,8 +298,11 @@ def test_a_faulty_run_is_not_published_and_rollback_restores_a_version_exactly(t
     assert summary.publish is not None and summary.publish.status == "not published"
     assert "accepted_range on customer_analytics.lifetime_value" in summary.publish.reason
     # The fault reached the candidate, which consumers never saw.
-    over = connect(target).read_only_query(
-        f"SELECT count(*) FROM {CANDIDATE}.customer_analytics WHERE lifetime_value > 1000000").rows[0][0]
+    over = (
+        connect(target)
+        .read_only_query(f"SELECT count(*) FROM {CANDIDATE}.customer_analytics WHERE lifetime_value > 1000000")
+        .rows[0][0]
+    )
     assert over >= 1
     assert _checksums(target) == base.checksums
     assert _current(target) == 1 and len(connect(target).versions()) == 1
@@ -344,12 +367,23 @@ def test_readers_see_one_whole_version_through_ten_publishes(target: Settings, t
     assert difference == 0 and total > 0  # the invariant holds on the real marts
     warehouse = _warehouse(target)
     stop = tmp_path / "stop"
-    readers = [subprocess.Popen([sys.executable, "-c", READER, str(stop), INVARIANT], stdout=subprocess.PIPE,
-                                text=True) for _ in range(4)]
+    readers = [
+        subprocess.Popen([sys.executable, "-c", READER, str(stop), INVARIANT], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     try:
-        _wait_for(lambda: len(connect(target).read_only_query(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'invariant reader'").rows) == 4,
-            30, "the four readers to connect")
+        _wait_for(
+            lambda: (
+                len(
+                    connect(target)
+                    .read_only_query("SELECT pid FROM pg_stat_activity WHERE application_name = 'invariant reader'")
+                    .rows
+                )
+                == 4
+            ),
+            30,
+            "the four readers to connect",
+        )
         time.sleep(0.3)
         published = {str(total)}
         timings = []
@@ -383,6 +417,7 @@ def test_readers_see_one_whole_version_through_ten_publishes(target: Settings, t
     control = [r for result in results for r in result["inconsistent"] if r[0] > swaps_ended]
     errors = [e for result in results for e in result["errors"]]
     seen = {total for result in results for total, n in result["seen"].items()}
+
     def overlaps(started: float, latency: float) -> bool:
         return any(started < end and started + latency > begin for begin, end in timings)
 
@@ -390,9 +425,11 @@ def test_readers_see_one_whole_version_through_ten_publishes(target: Settings, t
     during_publish = max((latency for started, latency in slow if overlaps(started, latency)), default=0.0)
     otherwise = max((latency for started, latency in slow if not overlaps(started, latency)), default=0.0)
     seconds = sorted(end - begin for begin, end in timings)
-    print(f"\nreads {sum(r['reads'] for r in results)}; publish {seconds[0]:.3f}-{seconds[-1]:.3f} s "
-          f"(median {seconds[len(seconds) // 2]:.3f}); the longest read overlapping a publish {during_publish:.3f} s, "
-          f"otherwise {otherwise:.3f} s; {len(control)} torn reads in the control")
+    print(
+        f"\nreads {sum(r['reads'] for r in results)}; publish {seconds[0]:.3f}-{seconds[-1]:.3f} s "
+        f"(median {seconds[len(seconds) // 2]:.3f}); the longest read overlapping a publish {during_publish:.3f} s, "
+        f"otherwise {otherwise:.3f} s; {len(control)} torn reads in the control"
+    )
     assert during_publish < 2.0  # a reader waits for a swap at most its lock timeout and its commit
     assert errors == []
     assert during == []
@@ -440,8 +477,10 @@ def test_a_long_reader_is_named_and_no_reader_is_ever_the_deadlock_victim(target
     assert "the published version is unchanged" in message and "3 tries" in message
     assert f"server process {report_pid}" in message and "long report" in message
     assert _checksums(target) == _checksums(target, "marts__v1") and _current(target) == 1
-    print(f"\nwith a long reader: the longest wait of a short reader {max(stalls):.3f} s "
-          f"(lock timeout {quick.lock_timeout} s)")
+    print(
+        f"\nwith a long reader: the longest wait of a short reader {max(stalls):.3f} s "
+        f"(lock timeout {quick.lock_timeout} s)"
+    )
     assert max(stalls) < 1.0  # each try holds the short readers up at most its lock timeout
     report.rollback()
     report.close()
@@ -454,14 +493,18 @@ def test_a_long_reader_is_named_and_no_reader_is_ever_the_deadlock_victim(target
     # fct_orders and asks for customer_analytics meanwhile. With only a lock_timeout per lock, the
     # swap would hold customer_analytics through all three waits and `first` would wait over a second.
     first, *reports = (_connection(target) for _ in range(4))
-    for connection, mart in zip([first, *reports], ["fct_orders", "dim_products", "dim_territories",
-                                                    "fct_order_lines"], strict=True):
+    for connection, mart in zip(
+        [first, *reports], ["fct_orders", "dim_products", "dim_territories", "fct_order_lines"], strict=True
+    ):
         connection.autocommit = False
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT 1 FROM marts.{mart} LIMIT 1")
     outcome: dict[str, Any] = {}
-    swap = threading.Thread(target=lambda: outcome.update(
-        version=_warehouse(target).publish(CANDIDATE, list(MARTS), "cycle", _counts(target, CANDIDATE))))
+    swap = threading.Thread(
+        target=lambda: outcome.update(
+            version=_warehouse(target).publish(CANDIDATE, list(MARTS), "cycle", _counts(target, CANDIDATE))
+        )
+    )
     with _sql(target) as watch:
         swap.start()
 
@@ -505,8 +548,13 @@ def test_the_reader_role_reads_the_published_marts_and_nothing_else(target: Sett
     fields = settings.connection()
 
     def as_reader(sql: str) -> list[tuple[Any, ...]]:
-        connection = psycopg2.connect(host=fields["host"], port=fields["port"], dbname=fields["dbname"],
-                                      user=READER_ROLE, password=READER_PASSWORD)
+        connection = psycopg2.connect(
+            host=fields["host"],
+            port=fields["port"],
+            dbname=fields["dbname"],
+            user=READER_ROLE,
+            password=READER_PASSWORD,
+        )
         try:
             with connection.cursor() as cursor:
                 cursor.execute(sql)
@@ -528,18 +576,31 @@ def test_the_reader_role_reads_the_published_marts_and_nothing_else(target: Sett
     assert _publish(settings, 1, grant_to=READER_ROLE) == 2
     reads_every_mart()
     _build(settings, 2)  # a candidate waiting for the next publish
-    for relation in ("marts__v2.fct_orders", "marts__v1.fct_orders", f"{CANDIDATE}.fct_orders", '"Sales"."Customer"',
-                     "staging.stg_orders", "dataops_publish.versions"):
+    for relation in (
+        "marts__v2.fct_orders",
+        "marts__v1.fct_orders",
+        f"{CANDIDATE}.fct_orders",
+        '"Sales"."Customer"',
+        "staging.stg_orders",
+        "dataops_publish.versions",
+    ):
         denied(f"SELECT count(*) FROM {relation}")
-    for statement in ("INSERT INTO marts.dim_territories SELECT * FROM marts.dim_territories",
-                      "UPDATE marts.fct_orders SET total_due = 0", "DELETE FROM marts.fct_orders",
-                      "CREATE TABLE marts.mine (id int)", "CREATE TABLE public.mine (id int)",
-                      "CREATE VIEW marts.mine AS SELECT 1", "CREATE SCHEMA mine",
-                      "ALTER SCHEMA marts__v2 RENAME TO stolen", "DROP VIEW marts.fct_orders"):
+    for statement in (
+        "INSERT INTO marts.dim_territories SELECT * FROM marts.dim_territories",
+        "UPDATE marts.fct_orders SET total_due = 0",
+        "DELETE FROM marts.fct_orders",
+        "CREATE TABLE marts.mine (id int)",
+        "CREATE TABLE public.mine (id int)",
+        "CREATE VIEW marts.mine AS SELECT 1",
+        "CREATE SCHEMA mine",
+        "ALTER SCHEMA marts__v2 RENAME TO stolen",
+        "DROP VIEW marts.fct_orders",
+    ):
         with pytest.raises((psycopg2.errors.InsufficientPrivilege, psycopg2.errors.WrongObjectType)):
             as_reader(statement)
-    assert as_reader("SELECT has_schema_privilege('marts__v2', 'USAGE'), has_schema_privilege('marts', 'USAGE')") \
-        == [(False, True)]
+    assert as_reader("SELECT has_schema_privilege('marts__v2', 'USAGE'), has_schema_privilege('marts', 'USAGE')") == [
+        (False, True)
+    ]
 
     # A grant given by hand to another role survives a publish that has to recreate the view.
     with _sql(settings) as cursor:
@@ -550,14 +611,16 @@ def test_the_reader_role_reads_the_published_marts_and_nothing_else(target: Sett
     reads_every_mart()
     assert "territory_name" not in {c.name for c in warehouse.columns("marts", ["dim_territories"])["dim_territories"]}
     assert connect(settings).read_only_query(
-        "SELECT has_table_privilege('bi_team', 'marts.dim_territories', 'SELECT')").rows == [(True,)]
+        "SELECT has_table_privilege('bi_team', 'marts.dim_territories', 'SELECT')"
+    ).rows == [(True,)]
 
     # And after a rollback, onto the view with the column back.
     rollback(settings)
     reads_every_mart()
     assert as_reader("SELECT count(territory_name) FROM marts.dim_territories")[0][0] > 0
     assert connect(settings).read_only_query(
-        "SELECT has_table_privilege('bi_team', 'marts.dim_territories', 'SELECT')").rows == [(True,)]
+        "SELECT has_table_privilege('bi_team', 'marts.dim_territories', 'SELECT')"
+    ).rows == [(True,)]
     denied("SELECT count(*) FROM marts__v2.fct_orders")
 
 
@@ -577,8 +640,10 @@ def test_publish_edge_cases(target: Settings) -> None:
         assert busy.value.holder == holder
         # The server ends the hold's session: the run must not publish any more.
         with _sql(target) as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE "
-                           "'%dataops holder%edge-run%' AND pid <> pg_backend_pid()")
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE "
+                "'%dataops holder%edge-run%' AND pid <> pg_backend_pid()"
+            )
         _build(target, 12)
         with pytest.raises(DataOpsError, match="lost its hold"):
             warehouse.publish(CANDIDATE, list(MARTS), "lost", {})
@@ -661,10 +726,19 @@ def test_a_second_run_is_refused_naming_the_first_or_waits_for_it(target: Settin
         refused = _dataops("run", "--target", "postgres", "--no-docs")
         waiting = _dataops("run", "--target", "postgres", "--no-docs", "--wait")
         # Released only once the waiting run has asked for the target (its lock statement names it).
-        _wait_for(lambda: connect(target).read_only_query(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg\\_try\\_advisory\\_lock%' "
-            f"AND query LIKE '%\"pid\": {waiting.pid}%' AND pid <> ALL(ARRAY{holder})").rows[0][0] > 0,
-            120, "the second run to wait")
+        _wait_for(
+            lambda: (
+                connect(target)
+                .read_only_query(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg\\_try\\_advisory\\_lock%' "
+                    f"AND query LIKE '%\"pid\": {waiting.pid}%' AND pid <> ALL(ARRAY{holder})"
+                )
+                .rows[0][0]
+                > 0
+            ),
+            120,
+            "the second run to wait",
+        )
         refused_out, refused_err = refused.communicate(timeout=120)
         released = time.time()
         blocker.rollback()
@@ -693,6 +767,7 @@ def test_a_second_run_is_refused_naming_the_first_or_waits_for_it(target: Settin
 
 
 # 5. Killed at any point -----------------------------------------------------------------------
+
 
 def _publish_loop(say: Any, trial: int, iterations: int, pause: float) -> None:
     """In a process of its own: hold the target and publish `iterations` candidates, saying how far
@@ -839,10 +914,21 @@ def test_a_publish_killed_at_any_point_leaves_one_whole_version(target: Settings
     for _ in range(2):
         run = _dataops("run", "--target", "postgres", "--no-docs", "--no-quality", "--select", "path:models/marts")
         try:
-            _wait_for(lambda: connect(target).read_only_query(
-                "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%create%table%\"marts\\_\\_candidate\"%' "
-                "AND application_name NOT LIKE 'dataops%'").rows[0][0] > 0, 180, "dbt to build the marts",
-                every=0.02)
+            _wait_for(
+                lambda: (
+                    connect(target)
+                    .read_only_query(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE query ILIKE '%create%table%\"marts\\_\\_candidate\"%' "
+                        "AND application_name NOT LIKE 'dataops%'"
+                    )
+                    .rows[0][0]
+                    > 0
+                ),
+                180,
+                "dbt to build the marts",
+                every=0.02,
+            )
             time.sleep(chance.uniform(0.0, 1.0))
         finally:
             os.killpg(run.pid, signal.SIGKILL)  # the run and its quality worker
@@ -850,17 +936,30 @@ def test_a_publish_killed_at_any_point_leaves_one_whole_version(target: Settings
         assert run.returncode == -signal.SIGKILL
         _wait_for(lambda: not _hold_pids(target), 10, "the killed run's lock to go")
         assert _current(target) == published and _checksums(target) == before
-        built.append(sorted(name for (name,) in connect(target).read_only_query(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE n.nspname = '{CANDIDATE}'").rows))
+        built.append(
+            sorted(
+                name
+                for (name,) in connect(target)
+                .read_only_query(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    f"WHERE n.nspname = '{CANDIDATE}'"
+                )
+                .rows
+            )
+        )
     print(f"the killed builds left in the candidate: {built}")
     summary = Pipeline(target).run(RunOptions(scale=SCALE, seed=7, docs=False, wait=True))
     assert summary.exit_code == 0, summary.findings
     assert summary.publish is not None and summary.publish.version == (published or 0) + 1
     schema = _published_schema(target)
-    relations = connect(target).read_only_query(
-        f"SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        f"WHERE n.nspname = '{schema}' AND c.relkind IN ('r', 'v')").rows
+    relations = (
+        connect(target)
+        .read_only_query(
+            f"SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE n.nspname = '{schema}' AND c.relkind IN ('r', 'v')"
+        )
+        .rows
+    )
     assert {name for (name,) in relations} == set(MARTS)  # nothing a killed dbt left went along
     assert _checksums(target) == _checksums(target, schema) != before
 
@@ -879,7 +978,8 @@ def test_a_partial_build_after_a_publish_reads_the_unselected_marts_from_the_pub
     build = next(stage for stage in summary.stages if stage.name == "build")
     # Every mart was missing, fct_orders too: copied first, then rebuilt by dbt.
     assert build.detail.startswith("1 models") and build.detail.endswith(
-        "first copied from the published version, missing in the candidate: " + ", ".join(sorted(MARTS))), build.detail
+        "first copied from the published version, missing in the candidate: " + ", ".join(sorted(MARTS))
+    ), build.detail
     relationships = [n for n in summary.nodes if n.kind == "test" and n.name.startswith("relationships on fct_orders")]
     assert relationships and {n.level for n in relationships} == {"ok"}, relationships
     assert summary.publish is not None and summary.publish.status == "not published"

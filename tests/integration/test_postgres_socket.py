@@ -40,9 +40,7 @@ def socket_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def socket_settings(
-    socket_server: PostgresServer, warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
+def socket_settings(socket_server: PostgresServer, warehouse_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name, value in socket_server.env.items():
         monkeypatch.setenv(name, value)
     return load_settings("postgres")
@@ -53,8 +51,12 @@ def test_the_server_listens_on_its_socket_only(socket_server: PostgresServer) ->
     assert (socket_server.socket_dir / f".s.PGSQL.{socket_server.port}").is_socket()
     with pytest.raises(psycopg2.OperationalError):
         psycopg2.connect(
-            host="127.0.0.1", port=socket_server.port, user=socket_server.env["PGUSER"],
-            password=socket_server.env["PGPASSWORD"], dbname="postgres", connect_timeout=2,
+            host="127.0.0.1",
+            port=socket_server.port,
+            user=socket_server.env["PGUSER"],
+            password=socket_server.env["PGPASSWORD"],
+            dbname="postgres",
+            connect_timeout=2,
         )
 
 

@@ -38,8 +38,7 @@ def _snapshot(warehouse: PostgresWarehouse) -> dict[str, tuple[int, str]]:
     """Rows and a checksum of every row of every source table."""
     return {
         name: warehouse.read_only_query(
-            f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-            f"FROM {_relation(name)} t"
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {_relation(name)} t"
         ).rows[0]
         for name in NAMES
     }
@@ -220,7 +219,7 @@ def test_read_only_query_cannot_write_and_keeps_decimals(postgres_settings: Sett
 
     for statement in (
         'DELETE FROM "Sales"."Customer"',
-        'CREATE TABLE public.sneaky (id int)',
+        "CREATE TABLE public.sneaky (id int)",
         'SET default_transaction_read_only = off; DELETE FROM "Sales"."Customer"',
     ):
         with pytest.raises(DataOpsError, match="read-only transaction"):
@@ -233,9 +232,7 @@ def test_read_only_query_cannot_write_and_keeps_decimals(postgres_settings: Sett
     assert isinstance(result.rows[0][0], Decimal)
 
 
-def test_errors_are_one_line_and_name_the_server(
-    postgres_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_errors_are_one_line_and_name_the_server(postgres_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     warehouse = connect(postgres_settings)
     with pytest.raises(DataOpsError, match=r'relation "Sales\.Customer" does not exist'):
         warehouse.read_only_query('select count(*) from "Sales"."Customer"')

@@ -82,14 +82,16 @@ def _history(settings: Settings) -> HistoryStore:
 
 
 def _env(folder: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATAOPS_DUCKDB_PATH", "DATAOPS_TARGET", "DATAOPS_HISTORY_URL")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATAOPS_DUCKDB_PATH", "DATAOPS_TARGET", "DATAOPS_HISTORY_URL")
+    }
     return {**env, "DATAOPS_WAREHOUSE_DIR": str(folder)}
 
 
 def dataops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dataops", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "dataops", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -210,7 +212,9 @@ def _assert_nothing_published(settings: Settings, baseline: Baseline, record: Ru
     assert record.run_id != baseline.run_id and record.status == "failed", record.status
     assert record.publish is not None, "the run's record does not say what it published"
     assert (record.publish.status, record.publish.version, record.publish.previous_version) == (
-        "not published", None, 1
+        "not published",
+        None,
+        1,
     ), record.publish
     assert {s.name: s.status for s in record.stages}["publish"] in ("skipped", "failed")
     # What consumers read is exactly what it was: the same version, the same content.
@@ -341,14 +345,20 @@ def contended(baseline: Baseline) -> Iterator[Contended]:
     env = _env(baseline.folder)
     published = _published(settings)
     v1 = _reader_state(published)
-    consumer = subprocess.Popen([sys.executable, "-c", CONSUMER, str(published)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", CONSUMER, str(published)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     run = [sys.executable, "-m", "dataops", "run", "--no-docs"]
     try:
         assert consumer.stdout is not None and consumer.stdin is not None
         opened = json.loads(consumer.stdout.readline())
-        first = subprocess.Popen([*run, "--scale", str(SCALE), "--seed", "11"], env=env, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = subprocess.Popen(
+            [*run, "--scale", str(SCALE), "--seed", "11"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         holder = _lock_holder(settings, first.pid)
         time.sleep(1)  # the second run comes a second or two later, as a second cron job would
         second = subprocess.run([*run, "--scale", "0.1"], env=env, text=True, capture_output=True, timeout=120)
@@ -368,10 +378,20 @@ def contended(baseline: Baseline) -> Iterator[Contended]:
     history = _history(settings)
     runs = [record for row in history.runs() if (record := history.get(row.run_id)) is not None]
     yield Contended(
-        v1, opened, saw, first.pid, first_done, holder, second, waited, after_first,
+        v1,
+        opened,
+        saw,
+        first.pid,
+        first_done,
+        holder,
+        second,
+        waited,
+        after_first,
         _reader_state(_version_file(settings, 2)),
-        {name: t.num_rows for name, t in generate_tables(SCALE, seed=11).items()}, _source_counts(settings),
-        runs, published_number(settings),
+        {name: t.num_rows for name, t in generate_tables(SCALE, seed=11).items()},
+        _source_counts(settings),
+        runs,
+        published_number(settings),
     )
 
 
@@ -409,7 +429,12 @@ def test_a_second_run_on_a_held_target_exits_2_naming_the_first_and_runs_nothing
     first = _run_of(contended, holder["run_id"])
     assert first.status == "passed"
     assert [(s.name, s.status) for s in first.stages] == [
-        ("load", "ok"), ("parse", "ok"), ("freshness", "ok"), ("build", "ok"), ("quality", "ok"), ("publish", "ok")
+        ("load", "ok"),
+        ("parse", "ok"),
+        ("freshness", "ok"),
+        ("build", "ok"),
+        ("quality", "ok"),
+        ("publish", "ok"),
     ]
     # The second run loaded nothing (its scale 0.1 would show): the first counted its own sources at
     # its end, the waiting run kept them, and they are in the warehouse now.
@@ -469,8 +494,12 @@ def _whole_version(settings: Settings, known: list[Checksums]) -> tuple[int | No
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(str(Path(root, name).relative_to(folder)) for root, dirs, files in os.walk(folder)
-                  for name in files + dirs if ".tmp" in name)
+    return sorted(
+        str(Path(root, name).relative_to(folder))
+        for root, dirs, files in os.walk(folder)
+        for name in files + dirs
+        if ".tmp" in name
+    )
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
@@ -484,8 +513,9 @@ def _edit_products(settings: Settings) -> None:
     with duckdb.connect(str(settings.duckdb_path)) as db:
         product = '"Production"."Product"'
         unsold = 'NOT IN (SELECT "ProductID" FROM "Sales"."SalesOrderDetail")'
-        first, second = (row[0] for row in db.execute(
-            f'SELECT "ProductID" FROM {product} ORDER BY "ProductID" LIMIT 2').fetchall())
+        first, second = (
+            row[0] for row in db.execute(f'SELECT "ProductID" FROM {product} ORDER BY "ProductID" LIMIT 2').fetchall()
+        )
         (coloured,) = db.execute(f"""SELECT min("ProductID") FROM {product} WHERE "Color" IS NOT NULL
             AND "Size" IS DISTINCT FROM 'XXL' AND "ProductID" NOT IN ({first}, {second})""").fetchone()
         (gone,) = db.execute(f"""SELECT max("ProductID") FROM {product} WHERE "ProductID" {unsold}
@@ -532,9 +562,20 @@ def crashes(baseline: Baseline, tmp_path_factory: pytest.TempPathFactory) -> Ite
         known, problems, published = [baseline.checksums], [], {1}
         for trial in range(20):
             loop = subprocess.Popen(
-                [sys.executable, "-c", PUBLISH_LOOP, str(settings.duckdb_path), str(pristine),
-                 str(scratch / "staged.duckdb"), f"trial{trial}", json.dumps(list(MARTS)), json.dumps(counts)],
-                stdout=subprocess.PIPE, text=True, start_new_session=True,
+                [
+                    sys.executable,
+                    "-c",
+                    PUBLISH_LOOP,
+                    str(settings.duckdb_path),
+                    str(pristine),
+                    str(scratch / "staged.duckdb"),
+                    f"trial{trial}",
+                    json.dumps(list(MARTS)),
+                    json.dumps(counts),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
             )
             assert loop.stdout is not None and loop.stdout.readline() == "ready\n"
             time.sleep(rng.uniform(0.0, 1.0))
@@ -549,9 +590,14 @@ def crashes(baseline: Baseline, tmp_path_factory: pytest.TempPathFactory) -> Ite
         for trial in range(3):
             start = log.stat().st_size
             # No quality stage: the run is killed while dbt builds, before it.
-            run = subprocess.Popen([sys.executable, "-m", "dataops", "run", "--no-docs", "--no-quality"],
-                                   env=_env(folder), text=True, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
+            run = subprocess.Popen(
+                [sys.executable, "-m", "dataops", "run", "--no-docs", "--no-quality"],
+                env=_env(folder),
+                text=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             deadline = time.monotonic() + 300
             while b"START sql table model candidate.marts__candidate." not in log.read_bytes()[start:]:
                 assert run.poll() is None, "the run ended before it built the marts"
@@ -561,8 +607,11 @@ def crashes(baseline: Baseline, tmp_path_factory: pytest.TempPathFactory) -> Ite
             assert run.poll() is None, "the run ended before it was killed"
             _kill_group(run)
             number, problem = _whole_version(settings, known)
-            problems += [f"run killed in trial {trial}: {problem or f'v{number} published, not v{before}'}"] if (
-                problem or number != before) else []
+            problems += (
+                [f"run killed in trial {trial}: {problem or f'v{number} published, not v{before}'}"]
+                if (problem or number != before)
+                else []
+            )
 
         history = _history(settings)
         killed_runs = [record for row in history.runs("dev", limit=3) if (record := history.get(row.run_id))]
@@ -578,10 +627,19 @@ def crashes(baseline: Baseline, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
         warehouse = _warehouse(settings)
         crashed = Crashes(
-            problems, published, before, never, record, raised, _leftovers(folder),
-            sorted(warehouse._version_files()), [(v.number, v.current) for v in warehouse.versions()],
-            sorted(p.name for p in warehouse.versions_dir.glob("*.wal")), published_number(settings),
-            checksums(_published(settings)), killed_runs,
+            problems,
+            published,
+            before,
+            never,
+            record,
+            raised,
+            _leftovers(folder),
+            sorted(warehouse._version_files()),
+            [(v.number, v.current) for v in warehouse.versions()],
+            sorted(p.name for p in warehouse.versions_dir.glob("*.wal")),
+            published_number(settings),
+            checksums(_published(settings)),
+            killed_runs,
         )
     yield crashed
 
@@ -603,7 +661,8 @@ def test_killed_publishes_and_killed_runs_never_leave_a_torn_published_version(c
     assert crashes.wal_files == []
     # A run killed outright is in the history all the same: crashed, with no end.
     assert [(r.kind, r.status, r.finished_at, r.exit_code) for r in crashes.killed_runs] == [
-        ("run", "crashed", None, 3)] * 3, crashes.killed_runs
+        ("run", "crashed", None, 3)
+    ] * 3, crashes.killed_runs
 
 
 def test_the_data_diff_of_a_run_counts_added_removed_and_changed_rows_per_column(
@@ -625,7 +684,8 @@ def test_the_data_diff_of_a_run_counts_added_removed_and_changed_rows_per_column
     assert crashes.checksums["dim_products"][0] == baseline.checksums["dim_products"][0]
     assert crashes.checksums["dim_products"] != baseline.checksums["dim_products"]
     assert {m: s for m, s in crashes.checksums.items() if m != "dim_products"} == {
-        m: s for m, s in baseline.checksums.items() if m != "dim_products"}
+        m: s for m, s in baseline.checksums.items() if m != "dim_products"
+    }
 
 
 # e) Rollback and the list of versions ----------------------------------------------------------
@@ -654,8 +714,10 @@ def test_rollback_restores_a_version_exactly_and_is_recorded(copied: Settings, b
     shutil.copyfile(_version_file(settings, 1), pristine)  # v1 itself is dropped on the way
     for number in (2, 3, 4):
         _candidate_from(settings, pristine)
-        _edit_candidate(settings, f"UPDATE marts__candidate.dim_territories SET territory_name = "
-                                  f"territory_name || ' (edit {number})'")
+        _edit_candidate(
+            settings,
+            f"UPDATE marts__candidate.dim_territories SET territory_name = territory_name || ' (edit {number})'",
+        )
         outcome = publish_candidate(settings, f"edit-{number}", marts, _candidate_rows(settings), [])
         assert outcome.published and outcome.record.version == number, outcome
         sums[number] = checksums(_published(settings))
@@ -664,7 +726,9 @@ def test_rollback_restores_a_version_exactly_and_is_recorded(copied: Settings, b
     # keep_versions: the published one and the two before it; v1's file is gone.
     versions = _warehouse(settings).versions()
     assert [(v.number, v.current, v.run_id) for v in versions] == [
-        (4, True, "edit-4"), (3, False, "edit-3"), (2, False, "edit-2")
+        (4, True, "edit-4"),
+        (3, False, "edit-3"),
+        (2, False, "edit-2"),
     ]
     assert sorted(_warehouse(settings)._version_files()) == [2, 3, 4]
     listing = dataops("versions", env=env)
@@ -696,7 +760,9 @@ def test_rollback_restores_a_version_exactly_and_is_recorded(copied: Settings, b
     # Each rollback is a run of its own in the history; the refused ones are not.
     rollbacks = [_history(settings).get(row.run_id) for row in _history(settings).runs(kind="rollback")]
     assert sorted((r.kind, r.publish.version) for r in rollbacks if r and r.publish) == [
-        ("rollback", 2), ("rollback", 3), ("rollback", 4)
+        ("rollback", 2),
+        ("rollback", 3),
+        ("rollback", 4),
     ]
     assert len(rollbacks) == 3
 
@@ -739,10 +805,14 @@ def test_a_candidate_whose_rows_move_beyond_the_limit_is_not_published(
 @pytest.mark.parametrize(
     ("change", "said"),
     [
-        ("ALTER TABLE marts__candidate.dim_territories DROP COLUMN territory_group",
-         "dim_territories.territory_group was dropped"),
-        ("ALTER TABLE marts__candidate.fct_orders ALTER COLUMN line_count TYPE VARCHAR",
-         "fct_orders.line_count changed type from BIGINT to VARCHAR"),
+        (
+            "ALTER TABLE marts__candidate.dim_territories DROP COLUMN territory_group",
+            "dim_territories.territory_group was dropped",
+        ),
+        (
+            "ALTER TABLE marts__candidate.fct_orders ALTER COLUMN line_count TYPE VARCHAR",
+            "fct_orders.line_count changed type from BIGINT to VARCHAR",
+        ),
     ],
     ids=["dropped", "retyped"],
 )
@@ -787,15 +857,20 @@ def test_a_partial_build_right_after_a_publish_tests_whole_marts_and_publishes_n
     build = next(stage for stage in record.stages if stage.name == "build")
     # Every mart was missing, fct_orders too: copied first, then rebuilt by dbt.
     assert build.detail.startswith("1 models") and build.detail.endswith(
-        "first copied from the published version, missing in the candidate: " + ", ".join(MARTS)), build.detail
+        "first copied from the published version, missing in the candidate: " + ", ".join(MARTS)
+    ), build.detail
     relationships = [n for n in record.nodes if n.kind == "test" and n.name.startswith("relationships on fct_orders")]
     assert relationships and {n.level for n in relationships} == {"ok"}, relationships
     assert record.publish is not None and record.publish.status == "not published"
     assert "--select" in record.publish.reason
     # The copies are the candidate's, as the published version holds them; consumers kept v1.
     with duckdb.connect(str(copied.duckdb_candidate_path), read_only=True) as candidate:
-        tables = {row[0] for row in candidate.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts__candidate'").fetchall()}
+        tables = {
+            row[0]
+            for row in candidate.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts__candidate'"
+            ).fetchall()
+        }
         rows = candidate.execute("SELECT count(*) FROM marts__candidate.customer_analytics").fetchone()[0]
     assert tables == set(MARTS)
     assert rows == baseline.checksums["customer_analytics"][0]

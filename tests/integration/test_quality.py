@@ -141,7 +141,9 @@ def test_a_warning_only_run_passes_with_warnings_in_the_report_and_the_data_docs
 ) -> None:
     first, second = warned_runs
     assert (first.verdict, first.failed, [f.check for f in first.findings]) == (
-        "passed with warnings", 0, ["expect_column_values_to_match_regex on customer_analytics.email"]
+        "passed with warnings",
+        0,
+        ["expect_column_values_to_match_regex on customer_analytics.email"],
     )
     # GX filed its results under our run id, not `__none__`.
     assert first.results_path is not None
@@ -177,12 +179,23 @@ def test_the_data_docs_render_in_a_browser_with_no_network(warned_runs: list[Qua
     for page, rows in ((site / "index.html", 2 + 2), (site / "runs" / f"{warned_runs[0].run_id}.html", 12)):
         shown = subprocess.run(
             [
-                _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                f"--user-data-dir={tmp_path / 'profile'}", "--proxy-server=127.0.0.1:9",
-                "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0",
-                "--dump-dom", page.as_uri(),
+                _chromium(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--proxy-server=127.0.0.1:9",
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                page.as_uri(),
             ],
-            capture_output=True, text=True, timeout=120, check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         )
         body = shown.stdout.split("<tbody>", 1)[-1]
         assert "<tbody>" in shown.stdout and body.count("<tr>") >= rows, shown.stdout[:2000]
@@ -193,7 +206,8 @@ def test_the_data_docs_render_in_a_browser_with_no_network(warned_runs: list[Qua
 def test_an_expectation_gx_cannot_build_is_named_not_dropped(built: Settings, tmp_path: Path) -> None:
     """GX's own suite constructor drops such an expectation with a log line and runs the rest."""
     misspelt = _edited_gx_dir(
-        tmp_path / "type", "expectations/customer_quality_suite.json",
+        tmp_path / "type",
+        "expectations/customer_quality_suite.json",
         lambda d: d["expectations"][1].update(type="expect_column_values_to_be_uniqe"),
     )
     with pytest.raises(DataOpsError) as raised:
@@ -203,7 +217,8 @@ def test_an_expectation_gx_cannot_build_is_named_not_dropped(built: Settings, tm
         "expect_column_values_to_be_uniqe not found"
     )
     bad_argument = _edited_gx_dir(
-        tmp_path / "kwargs", "expectations/customer_quality_suite.json",
+        tmp_path / "kwargs",
+        "expectations/customer_quality_suite.json",
         lambda d: d["expectations"][2]["kwargs"].update(mostly="most"),
     )
     with pytest.raises(DataOpsError, match=r"expectations\[2\] \(expect_column_values_to_not_be_null\): mostly: "):
@@ -212,13 +227,19 @@ def test_an_expectation_gx_cannot_build_is_named_not_dropped(built: Settings, tm
 
 def test_two_suites_may_validate_the_same_mart(built: Settings, tmp_path: Path) -> None:
     gx_dir = _edited_gx_dir(
-        tmp_path, "checkpoints/daily_quality_checkpoint.json",
+        tmp_path,
+        "checkpoints/daily_quality_checkpoint.json",
         lambda d: d["validation_definitions"].append({"name": "customer_keys_suite"}),
     )
-    (gx_dir / "expectations" / "customer_keys_suite.json").write_text(json.dumps({
-        "name": "customer_keys_suite", "meta": {"model": "customer_analytics"},
-        "expectations": [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "customer_id"}}],
-    }))
+    (gx_dir / "expectations" / "customer_keys_suite.json").write_text(
+        json.dumps(
+            {
+                "name": "customer_keys_suite",
+                "meta": {"model": "customer_analytics"},
+                "expectations": [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "customer_id"}}],
+            }
+        )
+    )
     report = run_quality(built, gx_dir=gx_dir)
     assert [o.check for o in report.outcomes if o.suite == "customer_keys_suite"] == [
         "expect_column_values_to_be_unique on customer_analytics.customer_id"
@@ -251,7 +272,7 @@ def test_a_crash_in_the_worker_is_an_internal_error_whose_traceback_is_in_the_lo
     broken = tmp_path / "broken-install" / "great_expectations"
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text(
-        'raise ImportError("cannot import name \'ExpectationSuite\' (a half-upgraded install)")\n'
+        "raise ImportError(\"cannot import name 'ExpectationSuite' (a half-upgraded install)\")\n"
     )
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(broken.parent), os.environ.get("PYTHONPATH")])))
     log = built.artifacts_dir / "logs" / "quality_worker.log"

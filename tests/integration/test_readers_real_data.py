@@ -63,9 +63,7 @@ def as_microsoft_values(strings: pa.Table, table: SourceTable, *, braces: bool) 
             values = pc.binary_join_element_wise("{", values, "}", "")
         elif column.type is ColumnType.DATETIME:
             has_fraction = pc.match_substring(values, ".")
-            values = pc.if_else(
-                has_fraction, pc.binary_join_element_wise(values, "000000", ""), values
-            )
+            values = pc.if_else(has_fraction, pc.binary_join_element_wise(values, "000000", ""), values)
         elif column.type is ColumnType.MONEY:
             values = pc.replace_substring_regex(values, r"\.?0+$", "")
             values = pc.if_else(pc.equal(values, ""), "0", values)
@@ -97,9 +95,7 @@ def test_total_due_is_exact(tables: dict[str, pa.Table]) -> None:
     assert total == Decimal("123216786.1159")
 
 
-def test_customer_in_microsofts_char_format_reads_back_equal(
-    tmp_path: Path, tables: dict[str, pa.Table]
-) -> None:
+def test_customer_in_microsofts_char_format_reads_back_equal(tmp_path: Path, tables: dict[str, pa.Table]) -> None:
     customer = SOURCE_TABLES_BY_NAME["Sales.Customer"]
     char = as_microsoft_values(raw_strings(customer), customer, braces=True)
     assert char.column("rowguid")[0].as_py().startswith("{")
@@ -108,9 +104,7 @@ def test_customer_in_microsofts_char_format_reads_back_equal(
     assert read_source_file(tmp_path / "Customer.csv", customer).equals(tables["Sales.Customer"])
 
 
-def test_order_lines_with_trimmed_money_read_back_exact(
-    tmp_path: Path, tables: dict[str, pa.Table]
-) -> None:
+def test_order_lines_with_trimmed_money_read_back_exact(tmp_path: Path, tables: dict[str, pa.Table]) -> None:
     detail = SOURCE_TABLES_BY_NAME["Sales.SalesOrderDetail"]
     char = as_microsoft_values(raw_strings(detail), detail, braces=True)
     assert char.column("UnitPrice")[0].as_py() == "2024.994"
@@ -120,9 +114,7 @@ def test_order_lines_with_trimmed_money_read_back_exact(
     assert read_back.equals(tables["Sales.SalesOrderDetail"])
 
 
-def test_store_in_microsofts_widechar_format_reads_back_equal(
-    tmp_path: Path, tables: dict[str, pa.Table]
-) -> None:
+def test_store_in_microsofts_widechar_format_reads_back_equal(tmp_path: Path, tables: dict[str, pa.Table]) -> None:
     store = SOURCE_TABLES_BY_NAME["Sales.Store"]
     wide = as_microsoft_values(raw_strings(store), store, braces=False)
     demographics = wide.column("Demographics")
@@ -142,15 +134,9 @@ def test_person_in_microsofts_thirteen_column_widechar_reads_back_equal(
     person = SOURCE_TABLES_BY_NAME["Person.Person"]
     wide = as_microsoft_values(raw_strings(person), person, braces=False)
     rows = wide.num_rows
-    contact = pa.array(
-        ["\ufeff<AdditionalContactInfo>\r\n  <phone/>\r\n</AdditionalContactInfo>"] * rows
-    )
-    survey = pa.array(
-        ["\ufeff<IndividualSurvey><TotalPurchaseYTD>0</TotalPurchaseYTD></IndividualSurvey>"] * rows
-    )
-    wide = wide.add_column(9, "AdditionalContactInfo", contact).add_column(
-        10, "Demographics", survey
-    )
+    contact = pa.array(["\ufeff<AdditionalContactInfo>\r\n  <phone/>\r\n</AdditionalContactInfo>"] * rows)
+    survey = pa.array(["\ufeff<IndividualSurvey><TotalPurchaseYTD>0</TotalPurchaseYTD></IndividualSurvey>"] * rows)
+    wide = wide.add_column(9, "AdditionalContactInfo", contact).add_column(10, "Demographics", survey)
     write_widechar(tmp_path / "Person.csv", wide)
     assert read_source_file(tmp_path / "Person.csv", person).equals(tables["Person.Person"])
 

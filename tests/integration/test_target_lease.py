@@ -41,8 +41,13 @@ def _env(warehouse: Path) -> dict[str, str]:
 
 def _task(tmp_path: Path, name: str, dag_run: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
     release, started = tmp_path / f"{name}.release", tmp_path / f"{name}.started"
-    process = subprocess.Popen([sys.executable, "-c", TASK, str(release), str(started), dag_run], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", TASK, str(release), str(started), dag_run],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while not started.exists():
         assert process.poll() is None, process.communicate()
@@ -78,8 +83,7 @@ def test_a_cli_run_never_runs_between_the_tasks_of_a_dag_run(settings: Settings,
     assert not settings.duckdb_path.exists()  # nothing was loaded between the DAG run's tasks
 
     # With --wait, the CLI run waits out the rest of the DAG run: its next task and its end.
-    waiter = subprocess.Popen([*run, "--wait"], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    waiter = subprocess.Popen([*run, "--wait"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     second, release = _task(tmp_path, "build", dag_run, env)  # the DAG run's next task gets the target
     time.sleep(3)
     assert waiter.poll() is None, waiter.communicate()  # still waiting, while the build task works
@@ -97,7 +101,8 @@ def test_a_cli_run_never_runs_between_the_tasks_of_a_dag_run(settings: Settings,
 
 
 def test_a_dag_task_waits_for_a_cli_run_and_a_lease_of_a_dead_dag_run_expires(
-    settings: Settings, tmp_path: Path,
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     from dataops.history.store import Lease
     from dataops.publish.lock import hold_target
@@ -105,8 +110,13 @@ def test_a_dag_task_waits_for_a_cli_run_and_a_lease_of_a_dead_dag_run_expires(
     env = _env(settings.warehouse_dir)
     # A CLI run (here: the lock it holds for its whole length) holds the target.
     with hold_target(settings, "cli-run", wait=False):
-        task = subprocess.Popen([sys.executable, "-c", TASK, str(tmp_path / "go"), str(tmp_path / "in"), "late"],
-                                env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        task = subprocess.Popen(
+            [sys.executable, "-c", TASK, str(tmp_path / "go"), str(tmp_path / "in"), "late"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(3)
         assert not (tmp_path / "in").exists() and task.poll() is None  # the task waits for the run
     deadline = time.monotonic() + 60

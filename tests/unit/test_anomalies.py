@@ -54,8 +54,10 @@ def test_forty_percent_fewer_orders_is_flagged_and_two_percent_more_is_not() -> 
     assert dropped.status == ANOMALOUS and dropped.score is not None and dropped.score < -DEFAULTS.sensitivity
     assert grown.status == PASS and grown.score is not None and abs(grown.score) <= DEFAULTS.sensitivity
     # The message says the value, the mean, the stddev and the training runs.
-    assert dropped.message.startswith(f"{round(latest * 0.6):,} rows, -36.5% from the mean of 33,431.2, stddev "
-                                      "1,109.2 over 10 training runs: z-score -10.94, beyond 3"), dropped.message
+    assert dropped.message.startswith(
+        f"{round(latest * 0.6):,} rows, -36.5% from the mean of 33,431.2, stddev "
+        "1,109.2 over 10 training runs: z-score -10.94, beyond 3"
+    ), dropped.message
 
 
 def test_a_change_beyond_the_small_change_threshold_but_within_the_spread_is_no_anomaly() -> None:
@@ -122,8 +124,10 @@ def test_a_source_stale_for_years_ageing_a_day_per_day_is_not_flagged() -> None:
     # Even with no small-change threshold, and runs bunched together (the ages barely spread), the
     # steady growth is staleness, not an anomaly.
     bare = replace(DEFAULTS, min_spike_percent=0.0, min_age_increase_hours=0.0)
-    bunched = [Sample(NOW - timedelta(days=3, minutes=m), (NOW - timedelta(days=3, minutes=m) - newest_row)
-                      .total_seconds()) for m in range(10)]
+    bunched = [
+        Sample(NOW - timedelta(days=3, minutes=m), (NOW - timedelta(days=3, minutes=m) - newest_row).total_seconds())
+        for m in range(10)
+    ]
     assert judge_freshness("sales.Customer", (NOW - newest_row).total_seconds(), NOW, bunched, bare).status == PASS
 
 
@@ -140,8 +144,11 @@ def test_a_source_that_suddenly_stops_updating_is_flagged() -> None:
 
 
 def test_detect_judges_every_counted_relation_and_every_aged_source_in_one_order() -> None:
-    training = TrainingHistory(runs=8, rows={ORDERS: [100.0] * 8, "marts.fct_orders": [90.0] * 8},
-                               ages={"source.aw.sales.Customer": [Sample(s, 60.0) for s in _runs(8)]})
+    training = TrainingHistory(
+        runs=8,
+        rows={ORDERS: [100.0] * 8, "marts.fct_orders": [90.0] * 8},
+        ages={"source.aw.sales.Customer": [Sample(s, 60.0) for s in _runs(8)]},
+    )
     freshness = [
         NodeRecord("source.aw.sales.Customer", "source", "freshness of sales.Customer", "pass", "ok", age_seconds=70.0),
         NodeRecord("source.aw.sales.Store", "source", "freshness of sales.Store", "runtime error", "error"),
@@ -161,8 +168,11 @@ def test_detect_judges_every_counted_relation_and_every_aged_source_in_one_order
 
 def test_an_anomaly_counts_at_the_environments_level(tmp_path: Path, warehouse_dir: Path) -> None:
     path = tmp_path / "environments.yml"
-    path.write_text("environments:\n  dev:\n  prod:\n    anomalies:\n      level: error\n      sensitivity: 4\n"
-                    "      min_drop_percent: 25\n", encoding="utf-8")
+    path.write_text(
+        "environments:\n  dev:\n  prod:\n    anomalies:\n      level: error\n      sensitivity: 4\n"
+        "      min_drop_percent: 25\n",
+        encoding="utf-8",
+    )
     dev, prod = (load_settings(name, environments_file=path).anomalies for name in ("dev", "prod"))
     assert dev == AnomalySettings() and dev.level == "warn"
     assert (prod.level, prod.sensitivity, prod.min_drop_percent, prod.min_training_runs) == ("error", 4.0, 25.0, 7)
@@ -173,17 +183,28 @@ def test_an_anomaly_counts_at_the_environments_level(tmp_path: Path, warehouse_d
         assert [(f.level, f.check) for f in findings_of([check], config.level)] == [(level, "volume anomaly of t")]
     # The project's own: a warning where developers run, an error that stops the publish in prod.
     assert {t: load_settings(t).anomalies.level for t in ("dev", "ci", "staging", "prod")} == {
-        "dev": "warn", "ci": "warn", "staging": "error", "prod": "error"}
+        "dev": "warn",
+        "ci": "warn",
+        "staging": "error",
+        "prod": "error",
+    }
 
 
 MALFORMED = [
     ("      level: fatal\n", "has anomalies.level: 'fatal'; expected 'warn' or 'error'"),
-    ("      sensitivity: 0\n", "has anomalies.sensitivity: 0; expected a number above 0, e.g. 3 "
-     "(a z-score beyond ±3 is an anomaly)"),
-    ("      min_training_runs: 1\n", "has anomalies.min_training_runs: 1; expected a whole number of at least 3, "
-     "e.g. 7"),
-    ("      min_drop_percent: 100\n", "has anomalies.min_drop_percent: 100; expected a percentage from 0 to below "
-     "100, e.g. 10 (a smaller change is never an anomaly)"),
+    (
+        "      sensitivity: 0\n",
+        "has anomalies.sensitivity: 0; expected a number above 0, e.g. 3 (a z-score beyond ±3 is an anomaly)",
+    ),
+    (
+        "      min_training_runs: 1\n",
+        "has anomalies.min_training_runs: 1; expected a whole number of at least 3, e.g. 7",
+    ),
+    (
+        "      min_drop_percent: 100\n",
+        "has anomalies.min_drop_percent: 100; expected a percentage from 0 to below "
+        "100, e.g. 10 (a smaller change is never an anomaly)",
+    ),
     ("      sensitivty: 3\n", "has an unknown key 'anomalies.sensitivty': did you mean 'sensitivity'?"),
 ]
 
@@ -198,21 +219,40 @@ def test_a_malformed_anomalies_block_is_one_line_naming_file_environment_and_key
         load_settings("dev", environments_file=path)
     assert str(raised.value) == f"environments.yml: environment 'prod' {message}"
     path.write_text("environments:\n  prod:\n    anomalies: error\n", encoding="utf-8")
-    with pytest.raises(DataOpsError, match=r"^environments.yml: environment 'prod' has anomalies: 'error'; expected "
-                                           r"a mapping of level, sensitivity, .*each on its own indented line$"):
+    with pytest.raises(
+        DataOpsError,
+        match=r"^environments.yml: environment 'prod' has anomalies: 'error'; expected "
+        r"a mapping of level, sensitivity, .*each on its own indented line$",
+    ):
         load_settings("prod", environments_file=path)
 
 
 # The training runs, from a real store ------------------------------------------------------------
 
 
-def _record(run_id: str, started: datetime, status: str = "passed", rows: int = 100, target: str = "dev",
-            finished: bool = True, age: float = 60.0) -> RunRecord:
+def _record(
+    run_id: str,
+    started: datetime,
+    status: str = "passed",
+    rows: int = 100,
+    target: str = "dev",
+    finished: bool = True,
+    age: float = 60.0,
+) -> RunRecord:
     return RunRecord(
-        run_id=run_id, target=target, kind="run", trigger=Trigger("cli"), started_at=started,
-        finished_at=started + timedelta(minutes=5) if finished else None, status=status, exit_code=0,
-        nodes=[NodeRecord("source.aw.sales.Customer", "source", "freshness of sales.Customer", "pass", "ok",
-                          age_seconds=age)],
+        run_id=run_id,
+        target=target,
+        kind="run",
+        trigger=Trigger("cli"),
+        started_at=started,
+        finished_at=started + timedelta(minutes=5) if finished else None,
+        status=status,
+        exit_code=0,
+        nodes=[
+            NodeRecord(
+                "source.aw.sales.Customer", "source", "freshness of sales.Customer", "pass", "ok", age_seconds=age
+            )
+        ],
         row_counts={ORDERS: rows},
     )
 
@@ -235,7 +275,9 @@ def test_the_training_runs_are_the_targets_finished_passed_or_warned_runs_of_the
     assert training.runs == 2
     assert training.rows == {ORDERS: [102.0, 101.0]}  # oldest first
     assert sorted(s.started_at for s in training.ages["source.aw.sales.Customer"]) == [
-        NOW - timedelta(days=2), NOW - timedelta(days=1)]
+        NOW - timedelta(days=2),
+        NOW - timedelta(days=1),
+    ]
     # Nothing recorded yet: no training runs, and the store is not created by reading it.
     empty = HistoryStore(f"sqlite:///{tmp_path / 'new.sqlite'}")
     empty.open_for_writing()

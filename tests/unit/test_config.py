@@ -60,22 +60,39 @@ MALFORMED_ENTRIES = [
     ("\n    threads: 2.5\n", "environment 'dev' has threads: 2.5; expected a positive whole number, e.g. 4"),
     ("\n    threads: yes\n", "environment 'dev' has threads: true; expected a positive whole number, e.g. 4"),
     ("\n    thread: 4\n", "environment 'dev' has an unknown key 'thread': did you mean 'threads'?"),
-    ("\n    colour: blue\n", "environment 'dev' has an unknown key 'colour': the keys are engine, stale_data, "
-     "threads, consumer_schema, source_database, keep_versions, max_row_change_percent, reader_role, anomalies"),
+    (
+        "\n    colour: blue\n",
+        "environment 'dev' has an unknown key 'colour': the keys are engine, stale_data, "
+        "threads, consumer_schema, source_database, keep_versions, max_row_change_percent, reader_role, anomalies",
+    ),
     ("\n    engine: oracle\n", "environment 'dev' has engine: 'oracle'; expected one of duckdb, postgres, sqlserver"),
     ("\n    stale_data: maybe\n", "environment 'dev' has stale_data: 'maybe'; expected 'warn' or 'error'"),
-    ("\n    consumer_schema: marts; drop table x\n", "environment 'dev' has consumer_schema: 'marts; drop table x'; "
-     "expected a schema name of letters, digits and underscores, e.g. marts"),
-    ("\n    consumer_schema:\n", "environment 'dev' has consumer_schema: empty; "
-     "expected a schema name of letters, digits and underscores, e.g. marts"),
-    ("\n    source_database: 2014\n", "environment 'dev' has source_database: 2014; "
-     "expected the name of a database, e.g. AdventureWorks2014"),
-    ("\n    - engine: duckdb\n", "environment 'dev' is a list ([{'engine': 'duckdb'}]); expected a mapping of "
-     "settings (engine, stale_data, threads, consumer_schema, source_database, keep_versions, "
-     "max_row_change_percent, reader_role, anomalies), each on its own indented line"),
-    (" duckdb\n", "environment 'dev' is 'duckdb'; expected a mapping of settings (engine, stale_data, threads, "
-     "consumer_schema, source_database, keep_versions, max_row_change_percent, reader_role, anomalies), "
-     "each on its own indented line"),
+    (
+        "\n    consumer_schema: marts; drop table x\n",
+        "environment 'dev' has consumer_schema: 'marts; drop table x'; "
+        "expected a schema name of letters, digits and underscores, e.g. marts",
+    ),
+    (
+        "\n    consumer_schema:\n",
+        "environment 'dev' has consumer_schema: empty; "
+        "expected a schema name of letters, digits and underscores, e.g. marts",
+    ),
+    (
+        "\n    source_database: 2014\n",
+        "environment 'dev' has source_database: 2014; expected the name of a database, e.g. AdventureWorks2014",
+    ),
+    (
+        "\n    - engine: duckdb\n",
+        "environment 'dev' is a list ([{'engine': 'duckdb'}]); expected a mapping of "
+        "settings (engine, stale_data, threads, consumer_schema, source_database, keep_versions, "
+        "max_row_change_percent, reader_role, anomalies), each on its own indented line",
+    ),
+    (
+        " duckdb\n",
+        "environment 'dev' is 'duckdb'; expected a mapping of settings (engine, stale_data, threads, "
+        "consumer_schema, source_database, keep_versions, max_row_change_percent, reader_role, anomalies), "
+        "each on its own indented line",
+    ),
 ]
 
 
@@ -107,7 +124,9 @@ def test_a_full_entry_is_read_as_written(tmp_path: Path) -> None:
 
 def test_the_projects_own_environments_are_valid(warehouse_dir: Path) -> None:
     assert {load_settings(target).engine for target in ("dev", "ci", "postgres", "staging", "prod")} == {
-        "duckdb", "postgres", "sqlserver"
+        "duckdb",
+        "postgres",
+        "sqlserver",
     }
 
 

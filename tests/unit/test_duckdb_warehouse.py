@@ -46,8 +46,7 @@ def test_a_file_that_is_not_a_duckdb_database_is_named(tmp_path: Path, content: 
     path = tmp_path / "dev.duckdb"
     path.write_bytes(content)
     with raises_warehouse_error(
-        f"{path} is not a DuckDB database (the file holds something else); {PATH_FIX}, or move "
-        "the file away"
+        f"{path} is not a DuckDB database (the file holds something else); {PATH_FIX}, or move the file away"
     ):
         load(path)
 
@@ -107,9 +106,7 @@ time.sleep(60)
 def test_a_lock_held_by_another_process_names_that_process(tmp_path: Path) -> None:
     path = tmp_path / "dev.duckdb"
     duckdb.connect(str(path)).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_THE_LOCK, str(path)], stdout=subprocess.PIPE, text=True
-    )
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         for attempt in (lambda: load(path), DuckDBWarehouse(path).missing_source_tables):
@@ -117,13 +114,11 @@ def test_a_lock_held_by_another_process_names_that_process(tmp_path: Path) -> No
                 attempt()
             message = str(error.value)
             assert message.startswith(
-                f"the DuckDB warehouse {path} is in use by another process: Conflicting lock is "
-                "held in "
+                f"the DuckDB warehouse {path} is in use by another process: Conflicting lock is held in "
             )
             assert f"(PID {holder.pid})" in message
             assert message.endswith(
-                "; a DuckDB file that one process writes no other can open: wait for that process "
-                "to finish, or stop it"
+                "; a DuckDB file that one process writes no other can open: wait for that process to finish, or stop it"
             )
             assert "\n" not in message
     finally:

@@ -24,19 +24,41 @@ def run(index: int) -> RunRecord:
     failing = index % 7 == 3  # now and then a run fails one test
     started = START + timedelta(hours=index)
     nodes = [NodeRecord(f"model.p.{name}", "model", name, "success", "ok", 0.5) for name in MODELS]
-    nodes += [NodeRecord(f"test.p.t{n}", "test", name, "fail" if failing and n == index % 17 else "pass",
-                         "error" if failing and n == index % 17 else "ok", 0.1) for n, name in enumerate(TESTS)]
-    nodes += [NodeRecord(f"source.p.{name}", "source", f"freshness of {name}", "pass", "ok", 0.1,
-                         age_seconds=60.0 * index) for name in SOURCES]
-    nodes += [NodeRecord(f"anomaly.volume.{name}", "anomaly", f"volume anomaly of {name}", "pass", "ok",
-                         score=0.1 * index) for name in ("Sales.Customer", "marts.fct_orders")]
+    nodes += [
+        NodeRecord(
+            f"test.p.t{n}",
+            "test",
+            name,
+            "fail" if failing and n == index % 17 else "pass",
+            "error" if failing and n == index % 17 else "ok",
+            0.1,
+        )
+        for n, name in enumerate(TESTS)
+    ]
+    nodes += [
+        NodeRecord(f"source.p.{name}", "source", f"freshness of {name}", "pass", "ok", 0.1, age_seconds=60.0 * index)
+        for name in SOURCES
+    ]
+    nodes += [
+        NodeRecord(f"anomaly.volume.{name}", "anomaly", f"volume anomaly of {name}", "pass", "ok", score=0.1 * index)
+        for name in ("Sales.Customer", "marts.fct_orders")
+    ]
     return RunRecord(
-        run_id=f"run-{index:03d}", target="dev", kind="run", trigger=Trigger("cli"), started_at=started,
-        finished_at=started + timedelta(minutes=5), status="failed" if failing else "passed",
-        exit_code=1 if failing else 0, stages=[StageRecord("build", "ok", 30.0)], nodes=nodes,
-        row_counts={"Sales.Customer": 1000 + index, "marts.fct_orders": 3000 + index}, quality_score=0.99,
-        publish=PublishRecord("not published" if failing else "published", version=None if failing else index,
-                              previous_version=index - 1),
+        run_id=f"run-{index:03d}",
+        target="dev",
+        kind="run",
+        trigger=Trigger("cli"),
+        started_at=started,
+        finished_at=started + timedelta(minutes=5),
+        status="failed" if failing else "passed",
+        exit_code=1 if failing else 0,
+        stages=[StageRecord("build", "ok", 30.0)],
+        nodes=nodes,
+        row_counts={"Sales.Customer": 1000 + index, "marts.fct_orders": 3000 + index},
+        quality_score=0.99,
+        publish=PublishRecord(
+            "not published" if failing else "published", version=None if failing else index, previous_version=index - 1
+        ),
     )
 
 

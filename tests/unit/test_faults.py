@@ -177,9 +177,7 @@ def test_duplicate_order(tables: dict[str, pa.Table], connect: Connect) -> None:
     assert _scalar(con, "SELECT count(DISTINCT SalesOrderNumber) FROM soh") == before.num_rows
 
 
-def test_negative_total_keeps_every_money_rule(
-    tables: dict[str, pa.Table], connect: Connect
-) -> None:
+def test_negative_total_keeps_every_money_rule(tables: dict[str, pa.Table], connect: Connect) -> None:
     out = inject(tables, ["negative_total"], seed=1)
     con = connect(out)
     assert _scalar(con, "SELECT count(*) FROM soh WHERE TotalDue < 0") == 1
@@ -335,9 +333,7 @@ def test_truncated_load(tables: dict[str, pa.Table]) -> None:
     assert detail.num_rows > 0
 
 
-def test_extreme_value_keeps_every_money_rule(
-    tables: dict[str, pa.Table], connect: Connect
-) -> None:
+def test_extreme_value_keeps_every_money_rule(tables: dict[str, pa.Table], connect: Connect) -> None:
     out = inject(tables, ["extreme_value"], seed=1)
     con = connect(out)
     assert _money_invariant_violations(con) == dict.fromkeys(_money_invariant_violations(con), 0)
@@ -440,9 +436,7 @@ def test_no_faults_changes_nothing(tables: dict[str, pa.Table]) -> None:
     assert all(out[t].equals(tables[t]) for t in tables)
 
 
-def test_combining_two_faults_applies_both_in_any_order(
-    tables: dict[str, pa.Table], connect: Connect
-) -> None:
+def test_combining_two_faults_applies_both_in_any_order(tables: dict[str, pa.Table], connect: Connect) -> None:
     out = inject(tables, ["negative_total", "duplicate_customer"], seed=4)
     swapped = inject(tables, ["duplicate_customer", "negative_total"], seed=4)
     assert all(out[t].equals(swapped[t]) for t in tables)

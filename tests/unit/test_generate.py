@@ -130,9 +130,7 @@ def test_scale_1_has_the_row_counts_of_the_real_sample() -> None:
     flags = dict(con.execute("SELECT OnlineOrderFlag, count(*) FROM soh GROUP BY ALL").fetchall())
     assert flags == {True: 27_659, False: 3_806}
     assert _scalar(con, "SELECT count(DISTINCT CustomerID) FROM soh") == 19_119
-    person_types = dict(
-        con.execute("SELECT PersonType, count(*) FROM person GROUP BY ALL").fetchall()
-    )
+    person_types = dict(con.execute("SELECT PersonType, count(*) FROM person GROUP BY ALL").fetchall())
     assert person_types["IN"] == 18_484
     assert person_types["SC"] >= 635
     assert {"EM", "SP", "VC", "GC"} <= set(person_types)
@@ -156,9 +154,7 @@ def test_bad_seed_and_as_of_are_refused() -> None:
 # --- determinism -------------------------------------------------------------------------------
 
 
-def test_same_seed_and_as_of_give_identical_tables_and_files(
-    tables: dict[str, pa.Table], tmp_path: Path
-) -> None:
+def test_same_seed_and_as_of_give_identical_tables_and_files(tables: dict[str, pa.Table], tmp_path: Path) -> None:
     again = generate_tables(SMALL_SCALE, seed=7, as_of=AS_OF)
     for name, table in tables.items():
         assert table.equals(again[name]), name
@@ -224,9 +220,7 @@ def test_an_aware_as_of_is_converted_to_naive_utc() -> None:
     ],
 )
 def test_keys_are_unique(con: duckdb.DuckDBPyConnection, view: str, key: str) -> None:
-    duplicates = _scalar(
-        con, f"SELECT count(*) FROM (SELECT {key} FROM {view} GROUP BY ALL HAVING count(*) > 1)"
-    )
+    duplicates = _scalar(con, f"SELECT count(*) FROM (SELECT {key} FROM {view} GROUP BY ALL HAVING count(*) > 1)")
     assert duplicates == 0
 
 
@@ -247,13 +241,10 @@ def test_keys_are_unique(con: duckdb.DuckDBPyConnection, view: str, key: str) ->
         ("subcategory", "ProductCategoryID", "category", "ProductCategoryID"),
     ],
 )
-def test_foreign_keys_resolve(
-    con: duckdb.DuckDBPyConnection, child: str, column: str, parent: str, key: str
-) -> None:
+def test_foreign_keys_resolve(con: duckdb.DuckDBPyConnection, child: str, column: str, parent: str, key: str) -> None:
     orphans = _scalar(
         con,
-        f"SELECT count(*) FROM {child} WHERE {column} IS NOT NULL "
-        f"AND {column} NOT IN (SELECT {key} FROM {parent})",
+        f"SELECT count(*) FROM {child} WHERE {column} IS NOT NULL AND {column} NOT IN (SELECT {key} FROM {parent})",
     )
     assert orphans == 0
 
@@ -270,16 +261,12 @@ def test_stores_and_persons_share_the_business_entity_ids_without_overlap(
 
 def test_customer_kinds_and_their_orders(con: duckdb.DuckDBPyConnection) -> None:
     assert _scalar(con, "SELECT min(CustomerID) FROM customer") == 1
-    assert (
-        _scalar(con, "SELECT count(*) FROM customer WHERE PersonID IS NULL AND StoreID IS NULL")
-        == 0
-    )
+    assert _scalar(con, "SELECT count(*) FROM customer WHERE PersonID IS NULL AND StoreID IS NULL") == 0
     # Store-only customers never order; every customer with a person orders at least once.
     assert (
         _scalar(
             con,
-            "SELECT count(*) FROM soh JOIN customer USING (CustomerID) "
-            "WHERE customer.PersonID IS NULL",
+            "SELECT count(*) FROM soh JOIN customer USING (CustomerID) WHERE customer.PersonID IS NULL",
         )
         == 0
     )
@@ -301,8 +288,7 @@ def test_customer_kinds_and_their_orders(con: duckdb.DuckDBPyConnection) -> None
     assert (
         _scalar(
             con,
-            "SELECT count(*) FROM customer "
-            "WHERE AccountNumber <> 'AW' || lpad(CustomerID::VARCHAR, 8, '0')",
+            "SELECT count(*) FROM customer WHERE AccountNumber <> 'AW' || lpad(CustomerID::VARCHAR, 8, '0')",
         )
         == 0
     )
@@ -337,16 +323,13 @@ def test_online_and_reseller_orders(con: duckdb.DuckDBPyConnection) -> None:
         == 0
     )
     assert _scalar(con, "SELECT min(SalesOrderID) FROM soh") == 43_659
-    assert (
-        _scalar(con, "SELECT count(*) FROM soh WHERE SalesOrderNumber <> 'SO' || SalesOrderID") == 0
-    )
+    assert _scalar(con, "SELECT count(*) FROM soh WHERE SalesOrderNumber <> 'SO' || SalesOrderID") == 0
     assert _scalar(con, "SELECT count(*) FROM soh WHERE Status <> 5") == 0
     # Lines of an order name distinct products.
     assert (
         _scalar(
             con,
-            "SELECT count(*) FROM "
-            "(SELECT 1 FROM sod GROUP BY SalesOrderID, ProductID HAVING count(*) > 1)",
+            "SELECT count(*) FROM (SELECT 1 FROM sod GROUP BY SalesOrderID, ProductID HAVING count(*) > 1)",
         )
         == 0
     )
@@ -357,8 +340,7 @@ def test_products(con: duckdb.DuckDBPyConnection) -> None:
     assert _scalar(con, "SELECT count(*) FROM product WHERE ProductSubcategoryID IS NULL") > 100
     sold_without_price = _scalar(
         con,
-        "SELECT count(*) FROM product "
-        "WHERE ProductID IN (SELECT ProductID FROM sod) AND ListPrice <= 0",
+        "SELECT count(*) FROM product WHERE ProductID IN (SELECT ProductID FROM sod) AND ListPrice <= 0",
     )
     assert sold_without_price == 0
     # Online customers pay list price; resellers pay trade price, 60% of list rounded to 1e-4.
@@ -389,13 +371,9 @@ def test_strings(tables: dict[str, pa.Table]) -> None:
     for name, table in tables.items():
         assert pc.all(pc.match_substring_regex(table.column("rowguid"), guid)).as_py(), name
     emails = tables["Person.EmailAddress"].column("EmailAddress")
-    assert pc.all(
-        pc.match_substring_regex(emails, r"^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$")
-    ).as_py()
+    assert pc.all(pc.match_substring_regex(emails, r"^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$")).as_py()
     tracking = tables["Sales.SalesOrderDetail"].column("CarrierTrackingNumber")
-    assert pc.all(
-        pc.match_substring_regex(tracking, r"^[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{2}$")
-    ).as_py()
+    assert pc.all(pc.match_substring_regex(tracking, r"^[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{2}$")).as_py()
     assert 0 < tracking.null_count < len(tracking)
     for column in ("FirstName", "LastName"):
         assert pc.min(pc.utf8_length(tables["Person.Person"].column(column))).as_py() > 0
@@ -405,16 +383,13 @@ def test_strings(tables: dict[str, pa.Table]) -> None:
 
 
 @pytest.mark.parametrize("scale", [0.001, SMALL_SCALE])
-def test_money_invariants_hold_exactly_on_every_row(
-    tables: dict[str, pa.Table], scale: float
-) -> None:
+def test_money_invariants_hold_exactly_on_every_row(tables: dict[str, pa.Table], scale: float) -> None:
     generated = tables if scale == SMALL_SCALE else generate_tables(scale, seed=11, as_of=AS_OF)
     con = _connect(generated)
     assert (
         _scalar(
             con,
-            "SELECT count(*) FROM sod "
-            "WHERE LineTotal <> OrderQty * UnitPrice * (1 - UnitPriceDiscount)",
+            "SELECT count(*) FROM sod WHERE LineTotal <> OrderQty * UnitPrice * (1 - UnitPriceDiscount)",
         )
         == 0
     )
@@ -437,9 +412,7 @@ def test_money_invariants_hold_exactly_on_every_row(
     assert bad_subtotal == 0
     assert _scalar(con, "SELECT count(*) FROM soh WHERE TaxAmt <> round(SubTotal * 0.08, 4)") == 0
     assert _scalar(con, "SELECT count(*) FROM soh WHERE Freight <> round(SubTotal * 0.025, 4)") == 0
-    assert (
-        _scalar(con, "SELECT count(*) FROM soh WHERE TotalDue <> SubTotal + TaxAmt + Freight") == 0
-    )
+    assert _scalar(con, "SELECT count(*) FROM soh WHERE TotalDue <> SubTotal + TaxAmt + Freight") == 0
     # Discounts actually occur, and a line with a discount still satisfies the formula above.
     assert _scalar(con, "SELECT count(*) FROM sod WHERE UnitPriceDiscount > 0") > 0
 
@@ -475,9 +448,7 @@ def test_dates_are_relative_to_as_of(con: duckdb.DuckDBPyConnection) -> None:
         ]
         for column in columns:
             later = _scalar(con, f"SELECT count(*) FROM {view} WHERE {column} > {as_of}")
-            earlier = _scalar(
-                con, f"SELECT count(*) FROM {view} WHERE {column} < DATE '2000-01-01'"
-            )
+            earlier = _scalar(con, f"SELECT count(*) FROM {view} WHERE {column} < DATE '2000-01-01'")
             assert (later, earlier) == (0, 0), f"{table}.{column}"
     [span] = con.execute("SELECT min(OrderDate), max(OrderDate) FROM soh").fetchall()
     assert span[1] == datetime(AS_OF.year, AS_OF.month, AS_OF.day)
@@ -537,9 +508,7 @@ def test_csv_round_trips_through_duckdb(tables: dict[str, pa.Table], tmp_path: P
         assert header == contract.column_names
         con.register("generated", table)
         assert _scalar(con, f"SELECT count(*) FROM {source}") == table.num_rows
-        difference = _scalar(
-            con, f"SELECT count(*) FROM (SELECT * FROM generated EXCEPT ALL SELECT * FROM {source})"
-        )
+        difference = _scalar(con, f"SELECT count(*) FROM (SELECT * FROM generated EXCEPT ALL SELECT * FROM {source})")
         assert difference == 0, name
         con.unregister("generated")
     # Auto-detection reads the header too.
@@ -585,9 +554,7 @@ def test_strings_too_large_for_one_arrow_array_are_chunked(
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(csv_a, csv_b, strict=True))
 
 
-def test_written_files_get_the_usual_permissions(
-    tables: dict[str, pa.Table], tmp_path: Path
-) -> None:
+def test_written_files_get_the_usual_permissions(tables: dict[str, pa.Table], tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     for file_format in ("parquet", "csv"):
@@ -595,9 +562,7 @@ def test_written_files_get_the_usual_permissions(
             assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
 
 
-def test_an_unwritable_output_directory_is_a_clear_error(
-    tables: dict[str, pa.Table], tmp_path: Path
-) -> None:
+def test_an_unwritable_output_directory_is_a_clear_error(tables: dict[str, pa.Table], tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(DataOpsError, match="output directory"):

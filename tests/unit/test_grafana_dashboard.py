@@ -30,22 +30,58 @@ DASHBOARD_UID = "dataops-pipeline"
 
 # The metric contract of the dataops exporter (counters as Prometheus stores them).
 CONTRACT = {
-    "dataops_history_up", "dataops_exporter_scrape_duration_seconds", "dataops_runs_total",
-    "dataops_last_run_timestamp_seconds", "dataops_last_run_duration_seconds", "dataops_last_run_status",
-    "dataops_last_success_timestamp_seconds", "dataops_quality_score", "dataops_published_version",
-    "dataops_last_run_published", "dataops_runs_not_published_total", "dataops_mart_rows", "dataops_source_rows",
-    "dataops_source_freshness_age_seconds", "dataops_anomaly", "dataops_anomaly_score", "dbt_models_total",
-    "dbt_execution_time_seconds", "dbt_model_execution_time_seconds", "dbt_model_status",
-    "dbt_model_failures_total", "dbt_test_failures_total", "dbt_source_freshness_error",
+    "dataops_history_up",
+    "dataops_exporter_scrape_duration_seconds",
+    "dataops_runs_total",
+    "dataops_last_run_timestamp_seconds",
+    "dataops_last_run_duration_seconds",
+    "dataops_last_run_status",
+    "dataops_last_success_timestamp_seconds",
+    "dataops_quality_score",
+    "dataops_published_version",
+    "dataops_last_run_published",
+    "dataops_runs_not_published_total",
+    "dataops_mart_rows",
+    "dataops_source_rows",
+    "dataops_source_freshness_age_seconds",
+    "dataops_anomaly",
+    "dataops_anomaly_score",
+    "dbt_models_total",
+    "dbt_execution_time_seconds",
+    "dbt_model_execution_time_seconds",
+    "dbt_model_status",
+    "dbt_model_failures_total",
+    "dbt_test_failures_total",
+    "dbt_source_freshness_error",
 }
 # The guide's panels, and ours, by title.
 PANELS = {
-    "dbt execution time", "Total models", "Model failures (24 h)", "Test failures (24 h)",
-    "Airflow DAG success rate (24 h)", "Quality score", "Source freshness age", "Rows per mart",
-    "Last run status", "Published version",
+    "dbt execution time",
+    "Total models",
+    "Model failures (24 h)",
+    "Test failures (24 h)",
+    "Airflow DAG success rate (24 h)",
+    "Quality score",
+    "Source freshness age",
+    "Rows per mart",
+    "Last run status",
+    "Published version",
 }
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-                "offset", "inf", "nan"}
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def _load() -> dict[str, Any]:
@@ -107,7 +143,7 @@ def dashboard_problems(dashboard: dict[str, Any], known: set[str]) -> list[str]:
             unknown = metric_names(expression) - known
             if unknown:
                 problems.append(f"panel {title!r} queries {sorted(unknown)}: neither the exporter's nor the mapping's")
-            if any(name in CONTRACT for name in metric_names(expression)) and '$target' not in expression:
+            if any(name in CONTRACT for name in metric_names(expression)) and "$target" not in expression:
                 problems.append(f"panel {title!r} ignores the target variable: {expression}")
     return problems
 
@@ -131,14 +167,22 @@ def _expr(panel: int, expression: str) -> Any:
 
 
 BREAKAGES = {
-    "a misspelt metric": (_expr(0, 'dbt_model_failure_total{target="$target"}'),
-                          "neither the exporter's nor the mapping's"),
-    "an Airflow name the mapping does not produce": (_expr(0, "rate(airflow_dag_run_failed[1h])"),
-                                                     "airflow_dag_run_failed"),
-    "a panel on another datasource": (lambda d: d["panels"][1].update(datasource={"uid": "prometheus"}),
-                                      "does not use datasource"),
-    "a query on the default datasource": (lambda d: d["panels"][2]["targets"][0].pop("datasource"),
-                                          "does not use datasource"),
+    "a misspelt metric": (
+        _expr(0, 'dbt_model_failure_total{target="$target"}'),
+        "neither the exporter's nor the mapping's",
+    ),
+    "an Airflow name the mapping does not produce": (
+        _expr(0, "rate(airflow_dag_run_failed[1h])"),
+        "airflow_dag_run_failed",
+    ),
+    "a panel on another datasource": (
+        lambda d: d["panels"][1].update(datasource={"uid": "prometheus"}),
+        "does not use datasource",
+    ),
+    "a query on the default datasource": (
+        lambda d: d["panels"][2]["targets"][0].pop("datasource"),
+        "does not use datasource",
+    ),
     "a panel without a query": (lambda d: d["panels"][3].update(targets=[]), "has a target with no query"),
     "a query that ignores the target": (_expr(3, "dbt_models_total"), "ignores the target variable"),
     "no target variable": (lambda d: d["templating"].update(list=[]), "no `target` template variable"),
@@ -156,8 +200,10 @@ def test_each_breakage_is_caught(breakage: str, known: set[str]) -> None:
 
 
 def test_metric_names_are_the_selected_metrics_only() -> None:
-    expression = ('sum by (dag_id) (increase(airflow_ti_failures{state="x"}[1h])) / '
-                  'on(target) (max(dataops_quality_score) or vector(0)) > bool 0.5')
+    expression = (
+        'sum by (dag_id) (increase(airflow_ti_failures{state="x"}[1h])) / '
+        "on(target) (max(dataops_quality_score) or vector(0)) > bool 0.5"
+    )
     assert metric_names(expression) == {"airflow_ti_failures", "dataops_quality_score"}
 
 
@@ -167,12 +213,18 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
         pytest.skip("promtool is not installed (Debian package prometheus; .ci/run installs it)")
     # As recording rules, which `promtool check rules` parses; $target as Grafana fills it in.
     expressions = [e for exprs in dashboard_queries(_load()).values() for e in exprs]
-    rules = [{"record": f"dashboard:query_{index}", "expr": e.replace("$target", "dev")}
-             for index, e in enumerate(expressions)]
+    rules = [
+        {"record": f"dashboard:query_{index}", "expr": e.replace("$target", "dev")}
+        for index, e in enumerate(expressions)
+    ]
     good, bad = tmp_path / "dashboard.yml", tmp_path / "broken.yml"
     good.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8")
-    bad.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
-        {**rules[0], "expr": "sum(increase(dbt_models_total[24h])"}]}]}), encoding="utf-8")
+    bad.write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "dashboard", "rules": [{**rules[0], "expr": "sum(increase(dbt_models_total[24h])"}]}]}
+        ),
+        encoding="utf-8",
+    )
     result = subprocess.run([promtool, "check", "rules", str(good)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout

@@ -47,8 +47,7 @@ def test_a_source_file_without_rows_is_a_load_error_and_the_warehouse_keeps_what
         load_folder(settings, folder)
 
     assert str(error.value) == (
-        f"{TERRITORY}.{file_format}: {found}; a source table cannot be empty: export {TERRITORY} "
-        "again, with its rows"
+        f"{TERRITORY}.{file_format}: {found}; a source table cannot be empty: export {TERRITORY} again, with its rows"
     )
     assert connect(settings).row_counts(ALL_TABLES) == before
 

@@ -27,23 +27,41 @@ def store(tmp_path: Path) -> HistoryStore:
     return HistoryStore(f"sqlite:///{tmp_path / 'history.sqlite'}")
 
 
-def record(store: HistoryStore, run_id: str, hours_ago: float, status: str = "passed",
-           findings: list[FindingRecord] | None = None, error: str | None = None,
-           trigger: Trigger | None = None, target: str = "dev") -> None:
+def record(
+    store: HistoryStore,
+    run_id: str,
+    hours_ago: float,
+    status: str = "passed",
+    findings: list[FindingRecord] | None = None,
+    error: str | None = None,
+    trigger: Trigger | None = None,
+    target: str = "dev",
+) -> None:
     ended = NOW - timedelta(hours=hours_ago)
-    store.record(RunRecord(
-        run_id=run_id, target=target, kind="run", trigger=trigger or Trigger("cli"),
-        started_at=ended - timedelta(minutes=5), finished_at=ended, status=status,
-        exit_code={"passed": 0, "warned": 0, "failed": 1, "crashed": 3}[status], findings=findings or [], error=error,
-    ))
+    store.record(
+        RunRecord(
+            run_id=run_id,
+            target=target,
+            kind="run",
+            trigger=trigger or Trigger("cli"),
+            started_at=ended - timedelta(minutes=5),
+            finished_at=ended,
+            status=status,
+            exit_code={"passed": 0, "warned": 0, "failed": 1, "crashed": 3}[status],
+            findings=findings or [],
+            error=error,
+        )
+    )
 
 
 def test_a_target_that_never_ran_is_an_error_naming_it(store: HistoryStore, tmp_path: Path) -> None:
     report = monitor(settings_for(tmp_path), now=NOW, store=store)
     assert report.failed and report.run_id is None
-    assert report.findings == [Finding(
-        "error", "run history", "no run of dev in the run history: has the pipeline run? (`dataops run` or its DAG)"
-    )]
+    assert report.findings == [
+        Finding(
+            "error", "run history", "no run of dev in the run history: has the pipeline run? (`dataops run` or its DAG)"
+        )
+    ]
 
 
 def test_a_recent_clean_run_has_no_findings(store: HistoryStore, tmp_path: Path) -> None:
@@ -56,16 +74,25 @@ def test_a_recent_clean_run_has_no_findings(store: HistoryStore, tmp_path: Path)
 def test_the_latest_run_s_failures_and_warnings_are_named_as_the_run_named_them(
     store: HistoryStore, tmp_path: Path
 ) -> None:
-    record(store, "r1", 1, "failed", [
-        FindingRecord("error", "assert_no_negative_revenue", "30 failing rows"),
-        FindingRecord("error", "model fct_orders", "Binder Error: column total_due not found"),
-        FindingRecord("warn", "freshness of sales.Customer", "newest row 2014-06-30, 4,457 days old"),
-    ], trigger=Trigger("airflow", "adventureworks_pipeline", "scheduled__2026-11-25"))
+    record(
+        store,
+        "r1",
+        1,
+        "failed",
+        [
+            FindingRecord("error", "assert_no_negative_revenue", "30 failing rows"),
+            FindingRecord("error", "model fct_orders", "Binder Error: column total_due not found"),
+            FindingRecord("warn", "freshness of sales.Customer", "newest row 2014-06-30, 4,457 days old"),
+        ],
+        trigger=Trigger("airflow", "adventureworks_pipeline", "scheduled__2026-11-25"),
+    )
 
     report = monitor(settings_for(tmp_path), now=NOW, store=store)
 
     assert [(f.level, f.check) for f in report.findings] == [
-        ("error", "assert_no_negative_revenue"), ("error", "model fct_orders"), ("warn", "freshness of sales.Customer"),
+        ("error", "assert_no_negative_revenue"),
+        ("error", "model fct_orders"),
+        ("warn", "freshness of sales.Customer"),
     ]
     with pytest.raises(DataOpsError, match="assert_no_negative_revenue: 30 failing rows") as raised:
         check_history(settings_for(tmp_path), store=store, now=NOW)
@@ -114,10 +141,18 @@ def test_only_the_target_s_own_runs_count(store: HistoryStore, tmp_path: Path) -
 
 def _unfinished(store: HistoryStore, run_id: str, hours_ago: float) -> None:
     """A pipeline DAG run's record before its last task: no end, crashed until it is judged."""
-    store.record(RunRecord(
-        run_id=run_id, target="dev", kind="run", trigger=Trigger("airflow", "adventureworks_pipeline", run_id),
-        started_at=NOW - timedelta(hours=hours_ago), finished_at=None, status="crashed", exit_code=3,
-    ))
+    store.record(
+        RunRecord(
+            run_id=run_id,
+            target="dev",
+            kind="run",
+            trigger=Trigger("airflow", "adventureworks_pipeline", run_id),
+            started_at=NOW - timedelta(hours=hours_ago),
+            finished_at=None,
+            status="crashed",
+            exit_code=3,
+        )
+    )
 
 
 def test_a_dag_run_in_flight_is_not_judged_until_it_ends(store: HistoryStore, tmp_path: Path) -> None:

@@ -48,7 +48,12 @@ def test_the_quality_check_takes_the_whole_warehouse_pool_and_a_pipeline_task_on
 
 def test_each_target_s_marts_are_an_asset_of_their_own(warehouse_dir: Path) -> None:
     uris = {marts_asset(load_settings(target)).uri for target in ("dev", "ci", "postgres", "prod")}
-    assert uris == {"x-dataops://dev/marts", "x-dataops://ci/marts", "x-dataops://postgres/marts", "x-dataops://prod/marts"}
+    assert uris == {
+        "x-dataops://dev/marts",
+        "x-dataops://ci/marts",
+        "x-dataops://postgres/marts",
+        "x-dataops://prod/marts",
+    }
 
 
 def test_the_dags_read_the_manifest_from_where_dataops_compile_writes_it(

@@ -22,8 +22,9 @@ from dataops.history.records import FindingRecord, NodeRecord, RunRecord, StageR
 from dataops.history.store import HistoryStore
 from dataops.project.results import RunSummary, StageResult
 
-RUN = PipelineRun("adventureworks_pipeline", "manual__2026-11-25T03:00:00.123456+00:00",
-                  datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
+RUN = PipelineRun(
+    "adventureworks_pipeline", "manual__2026-11-25T03:00:00.123456+00:00", datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+)
 RUN_ID = "airflow-dev-manual__2026-11-25T03-00-00.123456-00-00"
 
 
@@ -37,10 +38,20 @@ def manifest(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """A manifest as the DAG renders from, with one mart and one ephemeral model; a warehouse
     with the mart and one source table."""
     models = {
-        "model.adventureworks.fct_orders": {"name": "fct_orders", "alias": "fct_orders", "schema": "marts__candidate",
-                                            "config": {"materialized": "table"}, "resource_type": "model"},
-        "model.adventureworks.int_lines": {"name": "int_lines", "alias": None, "schema": "marts__candidate",
-                                           "config": {"materialized": "ephemeral"}, "resource_type": "model"},
+        "model.adventureworks.fct_orders": {
+            "name": "fct_orders",
+            "alias": "fct_orders",
+            "schema": "marts__candidate",
+            "config": {"materialized": "table"},
+            "resource_type": "model",
+        },
+        "model.adventureworks.int_lines": {
+            "name": "int_lines",
+            "alias": None,
+            "schema": "marts__candidate",
+            "config": {"materialized": "ephemeral"},
+            "resource_type": "model",
+        },
     }
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps({"nodes": models}), encoding="utf-8")
@@ -49,15 +60,21 @@ def manifest(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     with duckdb.connect(str(settings.duckdb_path)) as db:
         db.execute('create schema "Sales"; create table "Sales"."Customer" as select * from range(5)')
     with duckdb.connect(str(settings.duckdb_candidate_path)) as db:  # where dbt builds the marts
-        db.execute('create schema marts__candidate; create table marts__candidate.fct_orders as select * from range(3)')
+        db.execute("create schema marts__candidate; create table marts__candidate.fct_orders as select * from range(3)")
 
 
 def _node(kind: str, name: str, level: str = "ok") -> NodeRecord:
     return NodeRecord(f"{kind}.adventureworks.{name}", kind, name, "pass" if level == "ok" else "fail", level)
 
 
-def _stage(settings: Settings, store: HistoryStore, name: str, nodes: list[NodeRecord],
-           findings: list[Finding], error: BaseException | None = None) -> None:
+def _stage(
+    settings: Settings,
+    store: HistoryStore,
+    name: str,
+    nodes: list[NodeRecord],
+    findings: list[Finding],
+    error: BaseException | None = None,
+) -> None:
     """A task's stage as a callable records it; `error` stops it, and goes on to the task."""
     raised = pytest.raises(type(error)) if error is not None else contextlib.nullcontext()
     with raised, recorded_stage(RUN, settings, name, store) as stage:
@@ -81,10 +98,16 @@ def test_the_tasks_shares_make_one_run_judged_as_the_cli_judges_one(
     # Until the last task judges it, a run that dies here is no pass.
     started = _record(store)
     assert (started.status, started.finished_at, started.trigger) == (
-        "crashed", None, Trigger("airflow", RUN.dag_id, RUN.dag_run_id))
+        "crashed",
+        None,
+        Trigger("airflow", RUN.dag_id, RUN.dag_run_id),
+    )
     assert started.started_at == RUN.started_at
-    build = [_node("model", "fct_orders"), _node("test", "assert_no_negative_revenue", "error"),
-             _node("unit_test", "test_segments")]
+    build = [
+        _node("model", "fct_orders"),
+        _node("test", "assert_no_negative_revenue", "error"),
+        _node("unit_test", "test_segments"),
+    ]
     _stage(settings, store, "build", build, [failed])
     expectations = [_node("expectation", "expect_column_values_to_be_unique on fct_orders.order_id")] * 2
     _stage(settings, store, "quality", expectations, [])
@@ -93,8 +116,11 @@ def test_the_tasks_shares_make_one_run_judged_as_the_cli_judges_one(
 
     assert record == _record(store)
     assert (record.status, record.exit_code, record.error) == ("failed", 1, None)
-    assert [(s.name, s.status) for s in record.stages] == [("freshness", "warn"), ("build", "failed"),
-                                                          ("quality", "ok")]
+    assert [(s.name, s.status) for s in record.stages] == [
+        ("freshness", "warn"),
+        ("build", "failed"),
+        ("quality", "ok"),
+    ]
     assert [n.kind for n in record.nodes] == ["source", "model", "test", "unit_test", "expectation", "expectation"]
     # The same expectation twice on one column: one node each, as `dataops run` numbers them.
     assert record.nodes[-1].unique_id.endswith("#2")
@@ -126,8 +152,10 @@ def test_a_retried_task_replaces_what_its_earlier_attempt_said(
     record = finish(RUN, settings, [], store)
 
     assert (record.status, record.error, record.findings) == ("passed", None, [])
-    assert [(s.name, s.status, s.detail) for s in record.stages] == [("freshness", "ok", "1 nodes"),
-                                                                     ("build", "ok", "1 nodes")]
+    assert [(s.name, s.status, s.detail) for s in record.stages] == [
+        ("freshness", "ok", "1 nodes"),
+        ("build", "ok", "1 nodes"),
+    ]
 
 
 def test_an_internal_error_is_a_crash_and_a_failure_nothing_explains_is_named_by_its_task(
@@ -164,9 +192,15 @@ def test_outside_a_dag_run_a_stage_records_nothing(settings: Settings, store: Hi
 
 def test_a_cli_summary_comes_back_from_its_record_with_the_same_verdict() -> None:
     summary = RunSummary(
-        run_id="r", target="dev", started_at=datetime(2026, 11, 25, tzinfo=UTC), finished_at=datetime.now(UTC),
-        stages=[StageResult("build", "failed", 2.0, "1 model")], nodes=[_node("model", "fct_orders", "error")],
-        findings=[Finding("error", "fct_orders", "Binder Error")], error="dbt build failed: gone", error_kind="usage",
+        run_id="r",
+        target="dev",
+        started_at=datetime(2026, 11, 25, tzinfo=UTC),
+        finished_at=datetime.now(UTC),
+        stages=[StageResult("build", "failed", 2.0, "1 model")],
+        nodes=[_node("model", "fct_orders", "error")],
+        findings=[Finding("error", "fct_orders", "Binder Error")],
+        error="dbt build failed: gone",
+        error_kind="usage",
     )
     record = summary.to_record()
     again = RunSummary.from_record(record)
@@ -175,13 +209,21 @@ def test_a_cli_summary_comes_back_from_its_record_with_the_same_verdict() -> Non
 
 
 def _record_with(settings: Settings, stages: list[tuple[str, str]], errors: tuple[str, ...] = ()) -> RunRecord:
-    return replace(RUN.started_record(settings, None),
-                   stages=[StageRecord(name, status, 1.0) for name, status in stages],
-                   findings=[FindingRecord("error", check, "failed") for check in errors])
+    return replace(
+        RUN.started_record(settings, None),
+        stages=[StageRecord(name, status, 1.0) for name, status in stages],
+        findings=[FindingRecord("error", check, "failed") for check in errors],
+    )
 
 
-PASSED_TASKS = {"source_freshness": "success", "dbt.fct_orders_model_build": "success",
-                "quality_checks": "success", "publish": "running", "notify": None, "record_run": None}
+PASSED_TASKS = {
+    "source_freshness": "success",
+    "dbt.fct_orders_model_build": "success",
+    "quality_checks": "success",
+    "publish": "running",
+    "notify": None,
+    "record_run": None,
+}
 
 
 def test_publish_is_blocked_by_each_thing_that_did_not_pass_before_it(settings: Settings) -> None:
@@ -192,12 +234,16 @@ def test_publish_is_blocked_by_each_thing_that_did_not_pass_before_it(settings: 
     # The checks the record names come first, and alone: they say why.
     failed_check = _record_with(settings, [("build", "failed")], errors=("assert_no_negative_revenue",))
     assert publish_blockers(failed_check, {**PASSED_TASKS, "dbt.fct_orders_model_build": "failed"}) == [
-        "assert_no_negative_revenue", "the quality stage (it did not run)"]
+        "assert_no_negative_revenue",
+        "the quality stage (it did not run)",
+    ]
     # Nothing in the record explains it: the failed dbt task and the quality that never ran do.
     failed_task = {**PASSED_TASKS, "dbt.assert_no_negative_revenue_test": "failed", "quality_checks": "upstream_failed"}
     assert publish_blockers(_record_with(settings, [("freshness", "ok")]), failed_task) == [
-        "task dbt.assert_no_negative_revenue_test (failed)", "task quality_checks (upstream_failed)",
-        "the quality stage (it did not run)"]
+        "task dbt.assert_no_negative_revenue_test (failed)",
+        "task quality_checks (upstream_failed)",
+        "the quality stage (it did not run)",
+    ]
     # Fail closed: no record, no dbt task and no stage is no build.
     assert publish_blockers(None, watcher) == ["the build stage (it did not run)", "the quality stage (it did not run)"]
     assert publish_blockers(_record_with(settings, [("quality", "failed")]), PASSED_TASKS) == ["the quality stage"]

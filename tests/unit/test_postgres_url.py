@@ -26,11 +26,19 @@ def _connect_args(host: str) -> dict[str, object]:
 @pytest.mark.parametrize("host", ["/var/run/postgresql", "/tmp", "@abstract-socket"])
 def test_a_socket_folder_reaches_psycopg2_as_its_host(host: str) -> None:
     assert _connect_args(host) == {
-        "host": host, "port": "5433", "user": "analyst", "password": PASSWORD, "dbname": "adventureworks",
+        "host": host,
+        "port": "5433",
+        "user": "analyst",
+        "password": PASSWORD,
+        "dbname": "adventureworks",
     }
 
 
 def test_a_network_host_stays_the_urls_host() -> None:
     assert _connect_args("db.example.test") == {
-        "host": "db.example.test", "port": 5433, "user": "analyst", "password": PASSWORD, "dbname": "adventureworks",
+        "host": "db.example.test",
+        "port": 5433,
+        "user": "analyst",
+        "password": PASSWORD,
+        "dbname": "adventureworks",
     }

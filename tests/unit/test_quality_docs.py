@@ -58,15 +58,32 @@ def _run(run_id: str, minutes: int, email_ok: bool, totals_ok: bool = True) -> Q
     suites = suite_documents()
     outcomes = [
         _outcome("customer_quality_suite", "expect_table_row_count_to_be_between", None, success=True, observed=19820),
-        _outcome("customer_quality_suite", "expect_column_values_to_match_regex", "email", severity="warning",
-                 success=email_ok, unexpected_count=0 if email_ok else 43, element_count=19119,
-                 examples=() if email_ok else ("françois0@adventure-works.com",)),
-        _outcome("order_quality_suite", "expect_column_values_to_be_between", "total_due", success=totals_ok,
-                 unexpected_count=0 if totals_ok else 7, element_count=31465, examples=() if totals_ok else ("-1",)),
+        _outcome(
+            "customer_quality_suite",
+            "expect_column_values_to_match_regex",
+            "email",
+            severity="warning",
+            success=email_ok,
+            unexpected_count=0 if email_ok else 43,
+            element_count=19119,
+            examples=() if email_ok else ("françois0@adventure-works.com",),
+        ),
+        _outcome(
+            "order_quality_suite",
+            "expect_column_values_to_be_between",
+            "total_due",
+            success=totals_ok,
+            unexpected_count=0 if totals_ok else 7,
+            element_count=31465,
+            examples=() if totals_ok else ("-1",),
+        ),
     ]
     return QualityReport(
-        checkpoint="daily_quality_checkpoint", outcomes=outcomes, run_id=run_id,
-        run_time=STARTED + timedelta(minutes=minutes), target="dev",
+        checkpoint="daily_quality_checkpoint",
+        outcomes=outcomes,
+        run_id=run_id,
+        run_time=STARTED + timedelta(minutes=minutes),
+        target="dev",
         definitions={name: suite.document for name, suite in suites.items()},
     )
 
@@ -157,8 +174,13 @@ def test_a_suite_only_in_the_history_keeps_its_page_and_an_unreadable_record_is_
     old = _run("20250101T000000Z-old", 0, email_ok=True)
     old.outcomes = [o for o in old.outcomes if o.suite == "order_quality_suite"]
     old.outcomes = [o.__class__(**{**o.__dict__, "suite": "orders_v1"}) for o in old.outcomes]
-    old.definitions = {"orders_v1": {"name": "orders_v1", "meta": {"model": "fct_orders"},
-                                     "expectations": [{"type": "expect_column_values_to_be_between"}]}}
+    old.definitions = {
+        "orders_v1": {
+            "name": "orders_v1",
+            "meta": {"model": "fct_orders"},
+            "expectations": [{"type": "expect_column_values_to_be_between"}],
+        }
+    }
     _keep(quality_dir, old)
     # What GX's own results looked like before these docs: no dataops record.
     (quality_dir / "20240101T000000Z.json").write_text('{"success": true, "validation_results": []}')

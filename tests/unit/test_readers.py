@@ -56,9 +56,7 @@ STORE_XML = (
     'StoreSurvey"><AnnualSales>800000</AnnualSales><BankName>United Security</BankName>'
     "</StoreSurvey>"
 )
-STORE_XML_MULTILINE = (
-    "<StoreSurvey>\r\n  <BankName>Primary, International</BankName>\n</StoreSurvey>"
-)
+STORE_XML_MULTILINE = "<StoreSurvey>\r\n  <BankName>Primary, International</BankName>\n</StoreSurvey>"
 
 
 def write_comma(path: Path, header: Sequence[str], rows: Rows, *, bom: bool = False) -> Path:
@@ -132,9 +130,7 @@ def test_comma_csv_reads_to_the_exact_contract_schema(tmp_path: Path) -> None:
 
 
 def test_comma_csv_tolerates_a_utf8_bom(tmp_path: Path) -> None:
-    path = write_comma(
-        tmp_path / "Sales.Customer.csv", CUSTOMER.column_names, CUSTOMER_ROWS, bom=True
-    )
+    path = write_comma(tmp_path / "Sales.Customer.csv", CUSTOMER.column_names, CUSTOMER_ROWS, bom=True)
     assert read_source_file(path, CUSTOMER).equals(expected_customers())
 
 
@@ -175,9 +171,7 @@ def test_money_line_total_weight_bits_and_small_ints_are_exact(tmp_path: Path) -
         SellStartDate="2008-04-30 00:00:00.000", rowguid=GUID_1,
         ModifiedDate="2014-02-08 10:01:36.827",
     )  # fmt: skip
-    path = write_comma(
-        tmp_path / "Production.Product.csv", PRODUCT.column_names, [list(row.values())]
-    )
+    path = write_comma(tmp_path / "Production.Product.csv", PRODUCT.column_names, [list(row.values())])
     product = read_source_file(path, PRODUCT).to_pylist()[0]
     assert product["StandardCost"] == Decimal("1059.3100")
     assert product["ListPrice"] == Decimal("1431.5000")
@@ -399,8 +393,7 @@ def test_find_source_file_accepts_the_three_names(tmp_path: Path) -> None:
 
 def test_find_source_file_names_the_accepted_files_when_missing(tmp_path: Path) -> None:
     with raises_source_error(
-        f"missing source file for Sales.Store: expected Sales.Store.csv, Sales.Store.parquet or "
-        f"Store.csv in {tmp_path}"
+        f"missing source file for Sales.Store: expected Sales.Store.csv, Sales.Store.parquet or Store.csv in {tmp_path}"
     ) as error:
         find_source_file(tmp_path, STORE)
     assert_one_line(error)
@@ -415,9 +408,7 @@ def test_find_source_file_hints_at_a_wrong_case(tmp_path: Path) -> None:
 def test_find_source_file_refuses_two_candidates(tmp_path: Path) -> None:
     (tmp_path / "Sales.Store.csv").write_text("x")
     (tmp_path / "Store.csv").write_text("x")
-    with raises_source_error(
-        "ambiguous source files for Sales.Store: found Sales.Store.csv and Store.csv"
-    ):
+    with raises_source_error("ambiguous source files for Sales.Store: found Sales.Store.csv and Store.csv"):
         find_source_file(tmp_path, STORE)
 
 
@@ -513,9 +504,7 @@ def test_headerless_comma_file_is_explained(tmp_path: Path) -> None:
 
 def test_truncated_row_names_the_line(tmp_path: Path) -> None:
     rows = [*CUSTOMER_ROWS, CUSTOMER_ROWS[0][:3], CUSTOMER_ROWS[1]]
-    with raises_source_error(
-        "Sales.Customer.csv line 5: expected 7 fields, found 3 (truncated row?)"
-    ) as error:
+    with raises_source_error("Sales.Customer.csv line 5: expected 7 fields, found 3 (truncated row?)") as error:
         read_source_file(write_customer_csv(tmp_path, rows), CUSTOMER)
     assert_one_line(error)
 
@@ -529,12 +518,8 @@ def test_truncated_row_line_counts_line_breaks_inside_quoted_values(tmp_path: Pa
 
 
 def test_extra_field_names_the_line(tmp_path: Path) -> None:
-    path = write_char(
-        tmp_path / "Customer.csv", [*CUSTOMER_CHAR_ROWS[:2], [*CUSTOMER_CHAR_ROWS[2], "x"]]
-    )
-    with raises_source_error(
-        "Customer.csv line 3: expected 7 fields, found 8 (tab inside a value?)"
-    ):
+    path = write_char(tmp_path / "Customer.csv", [*CUSTOMER_CHAR_ROWS[:2], [*CUSTOMER_CHAR_ROWS[2], "x"]])
+    with raises_source_error("Customer.csv line 3: expected 7 fields, found 8 (tab inside a value?)"):
         read_source_file(path, CUSTOMER)
 
 
@@ -555,15 +540,11 @@ def test_non_numeric_money_names_line_and_column(tmp_path: Path) -> None:
               "2011-06-07 00:00:00.000"]  # fmt: skip
     bad = list(header)
     bad[HEADER.column_names.index("TotalDue")] = "abc"
-    path = write_comma(
-        tmp_path / "Sales.SalesOrderHeader.csv", HEADER.column_names, [header] * 3 + [bad]
-    )
-    assert read_source_file(
-        write_comma(tmp_path / "ok.csv", HEADER.column_names, [header]), HEADER
-    ).column("TotalDue").to_pylist() == [Decimal("23153.2339")]
-    with raises_source_error(
-        "Sales.SalesOrderHeader.csv line 5, column TotalDue: 'abc' is not a money value"
-    ) as error:
+    path = write_comma(tmp_path / "Sales.SalesOrderHeader.csv", HEADER.column_names, [header] * 3 + [bad])
+    assert read_source_file(write_comma(tmp_path / "ok.csv", HEADER.column_names, [header]), HEADER).column(
+        "TotalDue"
+    ).to_pylist() == [Decimal("23153.2339")]
+    with raises_source_error("Sales.SalesOrderHeader.csv line 5, column TotalDue: 'abc' is not a money value") as error:
         read_source_file(path, HEADER)
     assert_one_line(error)
 
@@ -595,9 +576,7 @@ def test_non_numeric_money_names_line_and_column(tmp_path: Path) -> None:
         ("rowguid", "not-a-guid", "'not-a-guid' is not a uniqueidentifier"),
     ],
 )
-def test_bad_values_name_line_column_and_expectation(
-    tmp_path: Path, column: str, value: str, message: str
-) -> None:
+def test_bad_values_name_line_column_and_expectation(tmp_path: Path, column: str, value: str, message: str) -> None:
     row = {c.name: SAMPLE_VALUES[c.type] for c in PRODUCT.columns}
     bad = dict(row, **{column: value})
     rows = [list(row.values()), list(bad.values())]
@@ -610,12 +589,9 @@ def test_bad_values_name_line_column_and_expectation(
 
 def test_tinyint_range(tmp_path: Path) -> None:
     row = {c.name: SAMPLE_VALUES[c.type] for c in HEADER.columns}
-    path = write_comma(
-        tmp_path / "h.csv", HEADER.column_names, [list(dict(row, Status="256").values())]
-    )
+    path = write_comma(tmp_path / "h.csv", HEADER.column_names, [list(dict(row, Status="256").values())])
     with raises_source_error(
-        "h.csv line 2, column Status: '256' is out of range for tinyint (expected a whole number "
-        "from 0 to 255)"
+        "h.csv line 2, column Status: '256' is out of range for tinyint (expected a whole number from 0 to 255)"
     ):
         read_source_file(path, HEADER)
 
@@ -770,8 +746,7 @@ def test_one_crcrlf_line_is_named_by_its_line(tmp_path: Path) -> None:
     second_row_end = data.index(b"\r\n", data.index(b"AW00000002"))
     path.write_bytes(data[:second_row_end] + b"\r" + data[second_row_end:])
     with raises_source_error(
-        "Sales.Customer.csv line 3: the line ends in \\r\\r\\n, a stray carriage return before the "
-        "line break"
+        "Sales.Customer.csv line 3: the line ends in \\r\\r\\n, a stray carriage return before the line break"
     ):
         read_source_file(path, CUSTOMER)
 
@@ -826,8 +801,7 @@ def test_old_mac_line_ends_are_named(tmp_path: Path) -> None:
     path = write_customer_csv(tmp_path)
     path.write_bytes(path.read_bytes().replace(b"\r\n", b"\r"))
     with raises_source_error(
-        "Sales.Customer.csv: lines end in \\r alone (old Mac line ends); save the file with \\r\\n "
-        "or \\n line ends"
+        "Sales.Customer.csv: lines end in \\r alone (old Mac line ends); save the file with \\r\\n or \\n line ends"
     ):
         read_source_file(path, CUSTOMER)
 
@@ -847,27 +821,20 @@ def test_parquet_with_a_renamed_column_is_named(tmp_path: Path) -> None:
 def test_parquet_impossible_casts_are_named(tmp_path: Path) -> None:
     path = tmp_path / "Sales.SalesTerritory.parquet"
     sample = [[SAMPLE_VALUES[c.type] for c in TERRITORY.columns]]
-    good = read_source_file(
-        write_comma(tmp_path / "t.csv", TERRITORY.column_names, sample), TERRITORY
-    )
+    good = read_source_file(write_comma(tmp_path / "t.csv", TERRITORY.column_names, sample), TERRITORY)
     floats = good.set_column(4, "SalesYTD", pa.array([1.5], pa.float64()))
     pq.write_table(floats, path)
     with raises_source_error(
-        "Sales.SalesTerritory.parquet, column SalesYTD: stored as double; expected "
-        "decimal128(19, 4)"
+        "Sales.SalesTerritory.parquet, column SalesYTD: stored as double; expected decimal128(19, 4)"
     ):
         read_source_file(path, TERRITORY)
     too_big = good.set_column(0, "TerritoryID", pa.array([2**40], pa.int64()))
     pq.write_table(too_big, path)
-    with raises_source_error(
-        "Sales.SalesTerritory.parquet row 1, column TerritoryID: '1099511627776'"
-    ):
+    with raises_source_error("Sales.SalesTerritory.parquet row 1, column TerritoryID: '1099511627776'"):
         read_source_file(path, TERRITORY)
     strings = good.set_column(0, "TerritoryID", pa.array(["one"]))
     pq.write_table(strings, path)
-    with raises_source_error(
-        "Sales.SalesTerritory.parquet row 1, column TerritoryID: 'one' is not an int"
-    ):
+    with raises_source_error("Sales.SalesTerritory.parquet row 1, column TerritoryID: 'one' is not an int"):
         read_source_file(path, TERRITORY)
     nulls = good.set_column(1, "Name", pa.array([None], pa.string()))
     pq.write_table(nulls, path)

@@ -31,7 +31,8 @@ def test_a_run_stopped_by_a_user_error_is_recorded_with_the_error(settings: Sett
     message = " ".join(str(raised.value).split())
     assert (record.status, record.exit_code, record.error) == ("failed", 2, message)
     assert [(s.name, s.status) for s in record.stages] == [
-        ("load", "failed"), *((name, "skipped") for name in STAGES[1:])
+        ("load", "failed"),
+        *((name, "skipped") for name in STAGES[1:]),
     ]
     assert record.finished_at is not None and record.trigger.kind == "cli"
     assert record.cpu_seconds is not None and record.peak_memory_bytes

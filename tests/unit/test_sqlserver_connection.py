@@ -62,8 +62,12 @@ def _parsed(connection_string: str, validate_keywords: bool) -> dict[str, str]:
 
 def _expected(password: str, encrypt: str, trust: str) -> dict[str, str]:
     return {
-        "server": f"tcp:{SERVER},1433", "database": DATABASE, "uid": USER, "pwd": password,
-        "encrypt": encrypt, "trustservercertificate": trust,
+        "server": f"tcp:{SERVER},1433",
+        "database": DATABASE,
+        "uid": USER,
+        "pwd": password,
+        "encrypt": encrypt,
+        "trustservercertificate": trust,
     }
 
 

@@ -29,10 +29,16 @@ AT = "2026-01-02T03:04:05+00:00"
 
 def _publish(**overrides: Any) -> ss.Script:
     arguments: dict[str, Any] = {
-        "consumer_schema": "marts", "candidate_schema": "marts__candidate", "number": 2, "marts": MARTS,
-        "run_id": "20260102T030405Z-abc123", "built_at": AT, "published_at": AT,
+        "consumer_schema": "marts",
+        "candidate_schema": "marts__candidate",
+        "number": 2,
+        "marts": MARTS,
+        "run_id": "20260102T030405Z-abc123",
+        "built_at": AT,
+        "published_at": AT,
         "row_counts": {f"marts.{mart}": n for n, mart in enumerate(MARTS, start=10)},
-        "retired": ["old_mart"], "grant_to": "analysts",
+        "retired": ["old_mart"],
+        "grant_to": "analysts",
     }
     return ss.publish_script(**{**arguments, **overrides})
 
@@ -48,8 +54,12 @@ def _clean(script: ss.Script) -> None:
 
 def _assert_one_transaction(statements: tuple[str, ...], lock_timeout_ms: int = ss.LOCK_TIMEOUT_MS) -> int:
     """Settings first, one BEGIN, COMMIT last, nothing in between that ends it; the BEGIN's index."""
-    assert statements[:4] == ("SET NOCOUNT ON", "SET XACT_ABORT ON", f"SET LOCK_TIMEOUT {lock_timeout_ms}",
-                              "BEGIN TRANSACTION")
+    assert statements[:4] == (
+        "SET NOCOUNT ON",
+        "SET XACT_ABORT ON",
+        f"SET LOCK_TIMEOUT {lock_timeout_ms}",
+        "BEGIN TRANSACTION",
+    )
     assert statements[-1] == "COMMIT TRANSACTION"
     ends = [s for s in statements if re.match(r"(BEGIN TRAN|COMMIT|ROLLBACK|SAVE)", s)]
     assert ends == ["BEGIN TRANSACTION", "COMMIT TRANSACTION"]
@@ -66,20 +76,32 @@ def test_publish_is_one_transaction_that_moves_every_mart_and_switches_every_vie
     assert script.atomic and script.name == "publish marts__v2"
     # The version schema is made inside the transaction (CREATE SCHEMA must open a batch: dynamic).
     create = _index(statements, "EXEC sys.sp_executesql N'CREATE SCHEMA [marts__v2]'")
-    refuse = _index(statements, "IF SCHEMA_ID(N'marts__v2') IS NOT NULL THROW 50000, "
-                                "N'schema marts__v2 exists already: nothing was published', 1")
+    refuse = _index(
+        statements,
+        "IF SCHEMA_ID(N'marts__v2') IS NOT NULL THROW 50000, "
+        "N'schema marts__v2 exists already: nothing was published', 1",
+    )
     assert begin < refuse < create
-    pointer = _index(statements, "INSERT INTO [dataops].[published] ([consumer_schema], [number], [switched_at]) "
-                                 f"VALUES (N'marts', 2, N'{AT}')")
+    pointer = _index(
+        statements,
+        f"INSERT INTO [dataops].[published] ([consumer_schema], [number], [switched_at]) VALUES (N'marts', 2, N'{AT}')",
+    )
     for mart in MARTS:
-        guard = _index(statements, f"IF OBJECT_ID(N'[marts__candidate].[{mart}]', N'U') IS NULL THROW 50000, "
-                                   f"N'marts__candidate.{mart} is no table dbt built in this run: nothing was "
-                                   "published', 1")
+        guard = _index(
+            statements,
+            f"IF OBJECT_ID(N'[marts__candidate].[{mart}]', N'U') IS NULL THROW 50000, "
+            f"N'marts__candidate.{mart} is no table dbt built in this run: nothing was "
+            "published', 1",
+        )
         transfer = _index(statements, f"ALTER SCHEMA [marts__v2] TRANSFER [marts__candidate].[{mart}]")
-        candidate_view = _index(statements, f"EXEC sys.sp_executesql N'CREATE VIEW [marts__candidate].[{mart}] AS "
-                                            f"SELECT * FROM [marts__v2].[{mart}]'")
-        view = _index(statements, f"EXEC sys.sp_executesql N'CREATE OR ALTER VIEW [marts].[{mart}] AS "
-                                  f"SELECT * FROM [marts__v2].[{mart}]'")
+        candidate_view = _index(
+            statements,
+            f"EXEC sys.sp_executesql N'CREATE VIEW [marts__candidate].[{mart}] AS SELECT * FROM [marts__v2].[{mart}]'",
+        )
+        view = _index(
+            statements,
+            f"EXEC sys.sp_executesql N'CREATE OR ALTER VIEW [marts].[{mart}] AS SELECT * FROM [marts__v2].[{mart}]'",
+        )
         grant = _index(statements, f"GRANT SELECT ON OBJECT::[marts].[{mart}] TO [analysts]")
         assert create < guard < transfer < candidate_view < view < grant < pointer
     assert sum(s.startswith("ALTER SCHEMA") for s in statements) == len(MARTS)
@@ -90,8 +112,11 @@ def test_publish_is_one_transaction_that_moves_every_mart_and_switches_every_vie
     row = next(s for s in statements if s.startswith("INSERT INTO [dataops].[versions]"))
     assert "(N'marts', 2, N'20260102T030405Z-abc123'" in row
     counts = re.search(r"N'(\{.*\})'", row)
-    assert counts and json.loads(counts.group(1)) == {"marts.customer_analytics": 10, "marts.dim_products": 11,
-                                                      "marts.fct_orders": 12}
+    assert counts and json.loads(counts.group(1)) == {
+        "marts.customer_analytics": 10,
+        "marts.dim_products": 11,
+        "marts.fct_orders": 12,
+    }
     _clean(script)
 
 
@@ -108,13 +133,20 @@ def test_switch_points_every_view_at_the_kept_version_and_moves_nothing() -> Non
     _assert_one_transaction(statements)
     assert script.atomic
     assert not [s for s in statements if "TRANSFER" in s or "CREATE SCHEMA [marts__v" in s]
-    pointer = _index(statements, "INSERT INTO [dataops].[published] ([consumer_schema], [number], [switched_at]) "
-                                 f"VALUES (N'marts', 1, N'{AT}')")
+    pointer = _index(
+        statements,
+        f"INSERT INTO [dataops].[published] ([consumer_schema], [number], [switched_at]) VALUES (N'marts', 1, N'{AT}')",
+    )
     for mart in MARTS:
-        guard = _index(statements, f"IF OBJECT_ID(N'[marts__v1].[{mart}]', N'U') IS NULL THROW 50000, "
-                                   f"N'marts__v1.{mart} is gone: nothing was switched', 1")
-        view = _index(statements, f"EXEC sys.sp_executesql N'CREATE OR ALTER VIEW [marts].[{mart}] AS "
-                                  f"SELECT * FROM [marts__v1].[{mart}]'")
+        guard = _index(
+            statements,
+            f"IF OBJECT_ID(N'[marts__v1].[{mart}]', N'U') IS NULL THROW 50000, "
+            f"N'marts__v1.{mart} is gone: nothing was switched', 1",
+        )
+        view = _index(
+            statements,
+            f"EXEC sys.sp_executesql N'CREATE OR ALTER VIEW [marts].[{mart}] AS SELECT * FROM [marts__v1].[{mart}]'",
+        )
         grant = _index(statements, f"GRANT SELECT ON OBJECT::[marts].[{mart}] TO [analysts]")
         assert guard < view < grant < pointer
     assert _index(statements, "DROP VIEW IF EXISTS [marts].[new_mart]") < pointer
@@ -127,7 +159,8 @@ def test_drop_version_drops_its_objects_then_its_schema_never_the_published_one(
     begin = _assert_one_transaction(statements)
     guard = next(i for i, s in enumerate(statements) if "[dataops].[published]" in s)
     assert begin < guard and statements[guard].endswith(
-        "THROW 50000, N'marts__v1 is the published version: it is not dropped', 1")
+        "THROW 50000, N'marts__v1 is the published version: it is not dropped', 1"
+    )
     tables = [_index(statements, f"DROP TABLE IF EXISTS [marts__v1].[{t}]") for t in ("fct_orders", "dim_products")]
     view = _index(statements, "DROP VIEW IF EXISTS [marts__v1].[a_view]")
     schema = _index(statements, "DROP SCHEMA IF EXISTS [marts__v1]")
@@ -139,13 +172,17 @@ def test_drop_version_drops_its_objects_then_its_schema_never_the_published_one(
 @pytest.mark.parametrize(("wait", "timeout"), [(False, 0), (True, -1)])
 def test_the_lock_is_an_exclusive_session_applock_on_the_database(wait: bool, timeout: int) -> None:
     script = ss.lock_script(ss.lock_resource("AdventureWorks"), wait)
-    assert ("EXEC @result = sys.sp_getapplock @Resource = N'dataops:AdventureWorks', @LockMode = N'Exclusive', "
-            f"@LockOwner = N'Session', @LockTimeout = {timeout}") in script.statements
+    assert (
+        "EXEC @result = sys.sp_getapplock @Resource = N'dataops:AdventureWorks', @LockMode = N'Exclusive', "
+        f"@LockOwner = N'Session', @LockTimeout = {timeout}"
+    ) in script.statements
     assert script.statements[-1] == "SELECT @result AS [result]"
     _clean(script)
     release = ss.release_script("dataops:AdventureWorks")
-    assert ("EXEC sys.sp_releaseapplock @Resource = N'dataops:AdventureWorks', @LockOwner = N'Session'"
-            in release.statements)
+    assert (
+        "EXEC sys.sp_releaseapplock @Resource = N'dataops:AdventureWorks', @LockOwner = N'Session'"
+        in release.statements
+    )
     _clean(release)
 
 
@@ -154,8 +191,9 @@ def test_names_and_values_are_quoted_and_still_valid() -> None:
     script = _publish(marts=odd, run_id="run 'quoted'", retired=[], grant_to="read]ers")
     assert "ALTER SCHEMA [marts__v2] TRANSFER [marts__candidate].[it's]]odd]" in script.statements
     # Inside sp_executesql's literal, every quote of the view's text is doubled once more.
-    assert ("EXEC sys.sp_executesql N'CREATE OR ALTER VIEW [marts].[it''s]]odd] AS SELECT * FROM "
-            "[marts__v2].[it''s]]odd]'") in script.statements
+    assert (
+        "EXEC sys.sp_executesql N'CREATE OR ALTER VIEW [marts].[it''s]]odd] AS SELECT * FROM [marts__v2].[it''s]]odd]'"
+    ) in script.statements
     assert "GRANT SELECT ON OBJECT::[marts].[plain] TO [read]]ers]" in script.statements
     assert any("N'run ''quoted'''" in s for s in script.statements)
     _clean(script)
@@ -170,12 +208,17 @@ def test_the_data_diff_is_null_safe_without_is_distinct_from() -> None:
     # Server, treats two NULLs as the same).
     pairs = [(None, None), (None, 1), (1, None), (1, 1), (1, 2)]
     for left, right in pairs:
-        values = f"(SELECT {left if left is not None else 'NULL'}::INT AS l, " \
-                 f"{right if right is not None else 'NULL'}::INT AS r) AS t"
+        values = (
+            f"(SELECT {left if left is not None else 'NULL'}::INT AS l, "
+            f"{right if right is not None else 'NULL'}::INT AS r) AS t"
+        )
         connection = duckdb.connect()
-        ours, standard = connection.execute(
-            f"SELECT {ss._distinct('t.l', 't.r')}, t.l IS DISTINCT FROM t.r FROM {values}"
-        ).fetchone() or ()
+        ours, standard = (
+            connection.execute(
+                f"SELECT {ss._distinct('t.l', 't.r')}, t.l IS DISTINCT FROM t.r FROM {values}"
+            ).fetchone()
+            or ()
+        )
         connection.close()
         assert ours == standard, (left, right)
 
@@ -191,13 +234,17 @@ def test_column_types_keep_their_length_and_precision() -> None:
 # The validation `dataops compile --validate` runs --------------------------------------------------
 
 
-SWITCHED = ("EXEC sys.sp_executesql N'CREATE OR ALTER VIEW [marts].[fct_orders] AS SELECT * FROM "
-            "[marts__v2].[fct_orders]'")
+SWITCHED = (
+    "EXEC sys.sp_executesql N'CREATE OR ALTER VIEW [marts].[fct_orders] AS SELECT * FROM [marts__v2].[fct_orders]'"
+)
 
 
 def _broken(script: ss.Script, old: str, new: str | None) -> ss.Script:
-    statements = [s for s in script.statements if s != old] if new is None else [
-        new if s == old else s for s in script.statements]
+    statements = (
+        [s for s in script.statements if s != old]
+        if new is None
+        else [new if s == old else s for s in script.statements]
+    )
     assert list(script.statements) != statements, f"nothing to break: {old}"
     return replace(script, statements=tuple(statements))
 
@@ -205,21 +252,44 @@ def _broken(script: ss.Script, old: str, new: str | None) -> ss.Script:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("ALTER SCHEMA [marts__v2] TRANSFER [marts__candidate].[fct_orders]",
-         "ALTER SCHEMA [marts__v2] TRANSFE [marts__candidate].[fct_orders]", "not an ALTER SCHEMA"),
-        (SWITCHED, "CREATE OR ALTER VIEW [marts].[fct_orders] AS SELECT * FROM [marts__v2].[fct_orders]",
-         "CREATE OR ALTER VIEW must be the first statement of its batch"),
-        ("EXEC sys.sp_executesql N'CREATE SCHEMA [marts__v2]'", "IF 1 = 1 CREATE SCHEMA [marts__v2]",
-         "CREATE SCHEMA must be the first statement of its batch"),
+        (
+            "ALTER SCHEMA [marts__v2] TRANSFER [marts__candidate].[fct_orders]",
+            "ALTER SCHEMA [marts__v2] TRANSFE [marts__candidate].[fct_orders]",
+            "not an ALTER SCHEMA",
+        ),
+        (
+            SWITCHED,
+            "CREATE OR ALTER VIEW [marts].[fct_orders] AS SELECT * FROM [marts__v2].[fct_orders]",
+            "CREATE OR ALTER VIEW must be the first statement of its batch",
+        ),
+        (
+            "EXEC sys.sp_executesql N'CREATE SCHEMA [marts__v2]'",
+            "IF 1 = 1 CREATE SCHEMA [marts__v2]",
+            "CREATE SCHEMA must be the first statement of its batch",
+        ),
         (SWITCHED, SWITCHED[:-1] + " LIMIT 5'", "in sp_executesql: LIMIT is not T-SQL"),
-        ("GRANT SELECT ON OBJECT::[marts].[fct_orders] TO [analysts]",
-         "GRANT SELECT ON OBJECT::[marts].[fct_orders] TO", "unparsable"),
-        ("DELETE FROM [dataops].[published] WHERE [consumer_schema] = N'marts'",
-         "DELETE FROM [dataops].[published] WHERE ([consumer_schema] = N'marts'", "sqlglot"),
-        ("IF SCHEMA_ID(N'marts__v2') IS NOT NULL THROW 50000, N'schema marts__v2 exists already: nothing was "
-         "published', 1", "IF SCHEMA_ID(N'marts__v2') IS NOT NULL THROW 50000 N'exists', 1", "not a THROW"),
-        ("IF SCHEMA_ID(N'marts__v2') IS NOT NULL THROW 50000, N'schema marts__v2 exists already: nothing was "
-         "published', 1", "IF now() IS NOT NULL THROW 50000, N'x', 1", "now() is not a SQL Server function"),
+        (
+            "GRANT SELECT ON OBJECT::[marts].[fct_orders] TO [analysts]",
+            "GRANT SELECT ON OBJECT::[marts].[fct_orders] TO",
+            "unparsable",
+        ),
+        (
+            "DELETE FROM [dataops].[published] WHERE [consumer_schema] = N'marts'",
+            "DELETE FROM [dataops].[published] WHERE ([consumer_schema] = N'marts'",
+            "sqlglot",
+        ),
+        (
+            "IF SCHEMA_ID(N'marts__v2') IS NOT NULL THROW 50000, N'schema marts__v2 exists already: nothing was "
+            "published', 1",
+            "IF SCHEMA_ID(N'marts__v2') IS NOT NULL THROW 50000 N'exists', 1",
+            "not a THROW",
+        ),
+        (
+            "IF SCHEMA_ID(N'marts__v2') IS NOT NULL THROW 50000, N'schema marts__v2 exists already: nothing was "
+            "published', 1",
+            "IF now() IS NOT NULL THROW 50000, N'x', 1",
+            "now() is not a SQL Server function",
+        ),
         ("SET XACT_ABORT ON", None, "SET XACT_ABORT ON must come before BEGIN TRANSACTION"),
         ("SET LOCK_TIMEOUT 5000", None, "SET LOCK_TIMEOUT <ms> must come before BEGIN TRANSACTION"),
         ("SET LOCK_TIMEOUT 5000", "SET LOCK_TIMEOUT -1", "waits without end"),
@@ -245,8 +315,14 @@ def test_the_unbroken_scripts_are_clean_and_a_scope_qualifier_is_no_cast() -> No
 
 
 def _node(name: str, schema: str, materialized: str = "table", columns: tuple[str, ...] = ()) -> SimpleNamespace:
-    return SimpleNamespace(resource_type="model", name=name, alias=None, schema=schema,
-                           config=SimpleNamespace(materialized=materialized), columns={c: None for c in columns})
+    return SimpleNamespace(
+        resource_type="model",
+        name=name,
+        alias=None,
+        schema=schema,
+        config=SimpleNamespace(materialized=materialized),
+        columns={c: None for c in columns},
+    )
 
 
 def test_compile_renders_the_scripts_for_the_manifests_marts(settings: Any) -> None:
@@ -257,8 +333,11 @@ def test_compile_renders_the_scripts_for_the_manifests_marts(settings: Any) -> N
         "model.p.stg_orders": _node("stg_orders", "staging", "view"),
         "model.p.helper": _node("helper", "marts__candidate", "ephemeral"),
         "test.p.unique_fct_orders_order_id": SimpleNamespace(
-            resource_type="test", test_metadata=SimpleNamespace(name="unique"),
-            attached_node="model.p.fct_orders", column_name="order_id"),
+            resource_type="test",
+            test_metadata=SimpleNamespace(name="unique"),
+            attached_node="model.p.fct_orders",
+            column_name="order_id",
+        ),
     }
     scripts = {script.name: script for script in sqlserver_scripts(settings, SimpleNamespace(nodes=nodes))}
     publish = scripts["publish marts__v2"]
@@ -266,8 +345,10 @@ def test_compile_renders_the_scripts_for_the_manifests_marts(settings: Any) -> N
     assert len(views) == 2 and all("[marts].[dim_products]" in v or "[marts].[fct_orders]" in v for v in views)
     assert not [s for s in publish.statements if "stg_orders" in s or "helper" in s]
     assert any(s.startswith("GRANT") for s in publish.statements)  # rendered with an example role
-    assert "NOT EXISTS (SELECT c.[total_due] INTERSECT SELECT p.[total_due])" in \
-        scripts["data diff of fct_orders"].statements[0]
+    assert (
+        "NOT EXISTS (SELECT c.[total_due] INTERSECT SELECT p.[total_due])"
+        in scripts["data diff of fct_orders"].statements[0]
+    )
     assert {"switch to marts__v1", "drop marts__v1", "take the lock", "release the lock", "metadata"} <= set(scripts)
     assert validate_sqlserver_scripts(list(scripts.values())) == []
 
@@ -277,7 +358,8 @@ def test_compile_renders_the_scripts_for_the_manifests_marts(settings: Any) -> N
 
 def _lock_timeout() -> mssql_python.Error:
     return mssql_python.OperationalError(
-        "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Lock request time out period exceeded.", "")
+        "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Lock request time out period exceeded.", ""
+    )
 
 
 @dataclass
@@ -309,12 +391,17 @@ class FakeServer:
         if sql == ss.published_number_query("marts"):
             return [(self.published,)] if self.published is not None else []
         if sql == ss.versions_query("marts"):
-            return [(n, run, AT, "{}", AT, int(n == self.published)) for n, run in sorted(self.versions.items(),
-                                                                                          reverse=True)]
+            return [
+                (n, run, AT, "{}", AT, int(n == self.published))
+                for n, run in sorted(self.versions.items(), reverse=True)
+            ]
         if sql == ss.version_schemas_query("marts"):
             return [(name,) for name in self.schemas]
-        found = re.fullmatch(r"SELECT \[name\], RTRIM\(\[type\]\) FROM sys\.objects WHERE \[schema_id\] = "
-                             r"SCHEMA_ID\(N'(.*?)'\).*", sql)
+        found = re.fullmatch(
+            r"SELECT \[name\], RTRIM\(\[type\]\) FROM sys\.objects WHERE \[schema_id\] = "
+            r"SCHEMA_ID\(N'(.*?)'\).*",
+            sql,
+        )
         if found:
             return sorted(self.schemas.get(found.group(1), {}).items())
         if "BEGIN TRANSACTION" in sql:
@@ -325,8 +412,9 @@ class FakeServer:
         pointer = re.search(r"INSERT INTO \[dataops\]\.\[published\] .* VALUES \(N'marts', (\d+)", sql)
         created = re.search(r"CREATE SCHEMA \[(marts__v\d+)\]", sql)
         if created:
-            self.schemas[created.group(1)] = {m: "U" for m in re.findall(r"TRANSFER \[marts__candidate\]\.\[(.*?)\]",
-                                                                         sql)}
+            self.schemas[created.group(1)] = {
+                m: "U" for m in re.findall(r"TRANSFER \[marts__candidate\]\.\[(.*?)\]", sql)
+            }
             self.versions[int(created.group(1).rsplit("v", 1)[1])] = "new"
         if pointer:
             self.published = int(pointer.group(1))
@@ -405,8 +493,11 @@ def test_holding_takes_the_lock_says_who_and_releases_it_however_the_block_ends(
 
 def test_publish_takes_the_next_number_retires_views_and_retries_a_lock_timeout(server: FakeServer) -> None:
     server.published, server.versions = 3, {1: "r1", 3: "r3"}
-    server.schemas = {"marts__v1": {"fct_orders": "U"}, "marts__v3": {"fct_orders": "U", "old_mart": "U"},
-                      "marts__v4": {}}  # a schema no version names: its number is taken all the same
+    server.schemas = {
+        "marts__v1": {"fct_orders": "U"},
+        "marts__v3": {"fct_orders": "U", "old_mart": "U"},
+        "marts__v4": {},
+    }  # a schema no version names: its number is taken all the same
     server.fail.append(lambda sql: _lock_timeout() if "BEGIN TRANSACTION" in sql else None)
     version = _warehouse().publish("marts__candidate", ["fct_orders", "dim_products"], "run-5", {"marts.fct_orders": 9})
     assert (version.number, version.current, version.row_counts) == (5, True, {"marts.fct_orders": 9})
@@ -417,8 +508,13 @@ def test_publish_takes_the_next_number_retires_views_and_retries_a_lock_timeout(
 
 
 def test_publish_that_does_not_commit_is_an_error(server: FakeServer) -> None:
-    server.fail.append(lambda sql: mssql_python.ProgrammingError("Cannot find the object 'fct_orders'", "")
-                       if "BEGIN TRANSACTION" in sql else None)
+    server.fail.append(
+        lambda sql: (
+            mssql_python.ProgrammingError("Cannot find the object 'fct_orders'", "")
+            if "BEGIN TRANSACTION" in sql
+            else None
+        )
+    )
     with pytest.raises(DataOpsError, match=r"publishing marts__v1 \(nothing was changed\).*Cannot find the object"):
         _warehouse().publish("marts__candidate", ["fct_orders"], "run-1", {})
     assert server.published is None and server.sent("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION")

@@ -70,8 +70,9 @@ def test_every_glob_is_tried_before_any_regex_and_the_first_glob_wins() -> None:
 
 def test_regex_references_take_the_longest_word_as_go_does() -> None:
     # `$1_total` is a reference to a group named `1_total` (empty), not group 1 and `_total`.
-    m = mapper({"match": "^x\\.(\\w+)$", "match_type": "regex", "name": "n", "labels": {"aa": "$1_total",
-                                                                                        "bb": "${1}_total"}})
+    m = mapper(
+        {"match": "^x\\.(\\w+)$", "match_type": "regex", "name": "n", "labels": {"aa": "$1_total", "bb": "${1}_total"}}
+    )
     assert mapped(m, "x.y") == ("n", {"aa": "", "bb": "y_total"})
 
 
@@ -113,9 +114,19 @@ def _airflow_registry() -> list[dict[str, Any]]:
 
 
 # Values as Airflow fills its legacy names: a dot in a value becomes `__`.
-SAMPLE = {"dag_id": "a_dag", "task_id": "a_group__a_task", "state": "success", "pool_name": "default_pool",
-          "executor_class_name": "LocalExecutor", "queue": "default", "operator_name": "BashOperator",
-          "task_type": "BashOperator", "hostname": "host", "bundle_name": "dags-folder", "file_name": "pipeline"}
+SAMPLE = {
+    "dag_id": "a_dag",
+    "task_id": "a_group__a_task",
+    "state": "success",
+    "pool_name": "default_pool",
+    "executor_class_name": "LocalExecutor",
+    "queue": "default",
+    "operator_name": "BashOperator",
+    "task_type": "BashOperator",
+    "hostname": "host",
+    "bundle_name": "dags-folder",
+    "file_name": "pipeline",
+}
 STATSD_TYPE = {"counter": "c", "gauge": "g", "timer": "ms"}
 
 
@@ -141,7 +152,7 @@ def test_the_header_lists_exactly_what_airflow_s_own_metrics_map_to() -> None:
                     produced.setdefault(series.name, set()).add((series.kind, frozenset(k for k, _ in series.labels)))
     assert len(produced) > 30
     # Every metric a rule maps is in the header, with its labels and kind, and nothing else is.
-    assert set(produced) == set(declared), (set(produced) ^ set(declared))
+    assert set(produced) == set(declared), set(produced) ^ set(declared)
     for name, kinds in produced.items():
         assert kinds == {(declared[name][1], declared[name][0])}, (name, kinds, declared[name])
 
@@ -154,9 +165,13 @@ def test_a_bare_new_name_is_dropped_where_it_would_clash_with_its_labelled_legac
     series = m.map(success)
     assert series is not None
     assert (series.name, series.kind, series.labels) == (
-        "airflow_dagrun_duration_success", "histogram", (("dag_id", "adventureworks_pipeline"),)
+        "airflow_dagrun_duration_success",
+        "histogram",
+        (("dag_id", "adventureworks_pipeline"),),
     )
     [finish] = parse_datagram("airflow.ti.finish.adventureworks_pipeline.dbt__fct_orders__test.failed:1|c")
     assert m.map(finish).labels == (
-        ("dag_id", "adventureworks_pipeline"), ("state", "failed"), ("task_id", "dbt__fct_orders__test")
+        ("dag_id", "adventureworks_pipeline"),
+        ("state", "failed"),
+        ("task_id", "dbt__fct_orders__test"),
     )

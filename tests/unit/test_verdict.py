@@ -18,9 +18,14 @@ from dataops.project.results import RunSummary, StageResult, interpret_build, in
 @pytest.mark.parametrize(
     ("status", "level"),
     [
-        ("success", None), ("pass", None), ("skipped", None), ("no-op", None),
+        ("success", None),
+        ("pass", None),
+        ("skipped", None),
+        ("no-op", None),
         ("warn", "warn"),
-        ("fail", "error"), ("error", "error"), ("runtime error", "error"),
+        ("fail", "error"),
+        ("error", "error"),
+        ("runtime error", "error"),
         # A microbatch model built without some of its batches: incomplete data is no warning.
         ("partial success", "error"),
         # A status this code has never seen is not a pass.

@@ -49,7 +49,9 @@ def check_freshness(settings: Settings | None = None, run: PipelineRun | None = 
 
 
 def check_quality(
-    settings: Settings | None = None, run_id: str | None = None, run: PipelineRun | None = None,
+    settings: Settings | None = None,
+    run_id: str | None = None,
+    run: PipelineRun | None = None,
     published: bool = False,
 ) -> str:
     """The Great Expectations checkpoint on the marts: the pipeline's candidate, or (`published`, for
@@ -89,12 +91,20 @@ def publish_marts(run: PipelineRun, ti: Any, settings: Settings | None = None) -
         blocked = publish_blockers(record, task_states(ti, run))
         models = models_of_manifest(settings)
         prefix = f"{settings.consumer_schema}."
-        candidate_rows = {name[len(prefix):]: count for name, count in row_counts(settings, models).items()
-                          if name.startswith(prefix)}
+        candidate_rows = {
+            name[len(prefix) :]: count
+            for name, count in row_counts(settings, models).items()
+            if name.startswith(prefix)
+        }
         outcome = publish_candidate(
-            settings, run_id, marts_of(manifest_document(settings), settings), candidate_rows, blocked,
+            settings,
+            run_id,
+            marts_of(manifest_document(settings), settings),
+            candidate_rows,
+            blocked,
             started_at=record.started_at if record else run.started_at,
-            freshness=[node for node in record.nodes if node.kind == "source"] if record else [], history=history,
+            freshness=[node for node in record.nodes if node.kind == "source"] if record else [],
+            history=history,
         )
         own_failures = errors_in(outcome.findings)
         stage.publish, stage.findings, stage.detail = outcome.record, outcome.findings, outcome.record.reason

@@ -165,12 +165,14 @@ def pipeline_runs_rebuilding(ti: Any, triggering_asset_events: Any = None) -> in
     started this one is done with them (only its notification and its record are left, which
     write nothing there), so it does not count."""
     running = int(ti.get_dr_count(dag_id=PIPELINE_DAG_ID, states=["running"]))
-    finished_with_the_marts = sorted({
-        event.source_run_id
-        for events in (triggering_asset_events or {}).values()
-        for event in events
-        if event.source_dag_id == PIPELINE_DAG_ID and event.source_run_id
-    })
+    finished_with_the_marts = sorted(
+        {
+            event.source_run_id
+            for events in (triggering_asset_events or {}).values()
+            for event in events
+            if event.source_dag_id == PIPELINE_DAG_ID and event.source_run_id
+        }
+    )
     if running and finished_with_the_marts:
         running -= int(ti.get_dr_count(dag_id=PIPELINE_DAG_ID, run_ids=finished_with_the_marts, states=["running"]))
     return running
@@ -189,8 +191,11 @@ def check_quality_once_the_pipeline_is_idle(
 
     rebuilding = pipeline_runs_rebuilding(ti, triggering_asset_events)
     if rebuilding:
-        log.info("%s has %d run(s) in flight that may be rebuilding the marts: checking once they are done",
-                 PIPELINE_DAG_ID, rebuilding)
+        log.info(
+            "%s has %d run(s) in flight that may be rebuilding the marts: checking once they are done",
+            PIPELINE_DAG_ID,
+            rebuilding,
+        )
         return PokeReturnValue(is_done=False)
     return PokeReturnValue(is_done=True, xcom_value=tasks.check_quality(current, run_id=run_id, published=True))
 

@@ -55,7 +55,8 @@ class Stage:
 
 # In pipeline order, which is the order of the record's stages.
 STAGES = {
-    stage.name: stage for stage in (
+    stage.name: stage
+    for stage in (
         Stage("freshness", frozenset({"source"}), frozenset({"source freshness"})),
         Stage("build", frozenset({"model", "seed", "snapshot", "test", "unit_test"}), frozenset({"dbt build"})),
         Stage("quality", frozenset({"expectation"})),
@@ -90,14 +91,20 @@ class PipelineRun:
         if len(run_id) <= _RUN_ID_LENGTH:
             return run_id
         digest = hashlib.sha256(f"{target}/{self.dag_run_id}".encode()).hexdigest()[:8]
-        return f"{run_id[:_RUN_ID_LENGTH - 9]}-{digest}"
+        return f"{run_id[: _RUN_ID_LENGTH - 9]}-{digest}"
 
     def started_record(self, settings: Settings, commit: str | None) -> RunRecord:
         """The record before any task has added to it: crashed, with no end, until the last task
         judges it."""
         return RunRecord(
-            run_id=self.record_id(settings.target), target=settings.target, kind="run", trigger=self.trigger,
-            started_at=self.started_at, finished_at=None, status="crashed", exit_code=int(ExitCode.INTERNAL),
+            run_id=self.record_id(settings.target),
+            target=settings.target,
+            kind="run",
+            trigger=self.trigger,
+            started_at=self.started_at,
+            finished_at=None,
+            status="crashed",
+            exit_code=int(ExitCode.INTERNAL),
             git_commit=commit,
         )
 
@@ -143,8 +150,14 @@ def recorded_stage(
 
 
 def _add_stage(
-    run: PipelineRun, settings: Settings, stage: Stage, report: StageReport, seconds: float, usage: Usage,
-    error: BaseException | None, store: HistoryStore | None,
+    run: PipelineRun,
+    settings: Settings,
+    stage: Stage,
+    report: StageReport,
+    seconds: float,
+    usage: Usage,
+    error: BaseException | None,
+    store: HistoryStore | None,
 ) -> RunRecord:
     from dataops.project.results import stage_status, unique_node_ids, what_stopped
 
@@ -169,12 +182,15 @@ def _add_stage(
             exit_code = int(ExitCode.INTERNAL if internal else ExitCode.USAGE)
         return replace(
             record,
-            stages=sorted([s for s in record.stages if s.name != stage.name] + [added],
-                          key=lambda s: list(STAGES).index(s.name)),
+            stages=sorted(
+                [s for s in record.stages if s.name != stage.name] + [added], key=lambda s: list(STAGES).index(s.name)
+            ),
             nodes=[n for n in record.nodes if n.kind not in stage.kinds] + unique_node_ids(report.nodes),
             findings=[f for f in record.findings if f.check not in stale]
             + [FindingRecord(f.level, f.check, f.message) for f in report.findings],
-            error=stopped, status=status, exit_code=exit_code,
+            error=stopped,
+            status=status,
+            exit_code=exit_code,
             publish=report.publish if stage.name == "publish" else record.publish,
             cpu_seconds=round((record.cpu_seconds or 0.0) + cpu_seconds, 3),
             peak_memory_bytes=max(record.peak_memory_bytes or 0, peak_memory),
@@ -200,8 +216,9 @@ def holding_target(run: PipelineRun | None, settings: Settings) -> Iterator[None
     from dataops.publish.lock import hold_target
 
     def waiting(holder: Any) -> None:
-        log.warning("waiting for %s, which holds the target %s", holder.describe() if holder else "another run",
-                    settings.target)
+        log.warning(
+            "waiting for %s, which holds the target %s", holder.describe() if holder else "another run", settings.target
+        )
 
     with hold_target(settings, run.record_id(settings.target), wait=True, on_wait=waiting, lease=True):
         yield
@@ -232,8 +249,11 @@ def publish_blockers(record: RunRecord | None, states: dict[str, str | None]) ->
         blocked += [f"the {name} stage" for name, status in stages.items() if status == "failed"]
     before = {task: state for task, state in states.items() if task not in _AFTER_PUBLISH}
     if not blocked:
-        blocked += [f"task {task} ({state or 'did not run'})" for task, state in sorted(before.items())
-                    if state not in ("success", "skipped")]
+        blocked += [
+            f"task {task} ({state or 'did not run'})"
+            for task, state in sorted(before.items())
+            if state not in ("success", "skipped")
+        ]
     dbt_tasks = [task for task in before if task.startswith("dbt.")]
     if "build" not in stages and not dbt_tasks:
         blocked.append("the build stage (it did not run)")
@@ -255,7 +275,8 @@ def models_of_manifest(settings: Settings) -> list[ModelRelation]:
     document = manifest_document(settings)
     return [
         ModelRelation(node.get("alias") or node["name"], node["schema"], node["config"]["materialized"])
-        for node in document["nodes"].values() if node["resource_type"] == "model"
+        for node in document["nodes"].values()
+        if node["resource_type"] == "model"
     ]
 
 
@@ -270,9 +291,7 @@ def _published_rows(settings: Settings, models: list[ModelRelation]) -> dict[str
         return {}
 
 
-def finish(
-    run: PipelineRun, settings: Settings, failed: list[str], store: HistoryStore | None = None
-) -> RunRecord:
+def finish(run: PipelineRun, settings: Settings, failed: list[str], store: HistoryStore | None = None) -> RunRecord:
     """The last task: the run's end, row counts, git commit and one verdict, the CLI's. Fails closed:
     a DAG run whose tasks failed with no finding or error to say why, or that recorded no result
     at all, is no pass."""
@@ -291,8 +310,9 @@ def finish(
     def judge(record: RunRecord | None) -> RunRecord:
         summary = RunSummary.from_record(record or run.started_record(settings, commit))
         if not errors_in(summary.findings) and summary.error is None:
-            summary.findings += [Finding("error", f"task {task}", "failed; its log in Airflow says why")
-                                 for task in failed]
+            summary.findings += [
+                Finding("error", f"task {task}", "failed; its log in Airflow says why") for task in failed
+            ]
         if not summary.nodes:
             summary.findings.append(Finding("error", "pipeline DAG", "the DAG run recorded no result"))
         summary.finished_at = datetime.now(UTC)

@@ -98,8 +98,10 @@ class ReportingProducer(DbtProducerWatcherOperator):
             return
         failed = errors_in(findings)
         if failed:
-            self.log.error("dbt build finished; failed, each reported by its model's task: %s",
-                           "; ".join(f"{finding.check}: {finding.message}" for finding in failed))
+            self.log.error(
+                "dbt build finished; failed, each reported by its model's task: %s",
+                "; ".join(f"{finding.check}: {finding.message}" for finding in failed),
+            )
 
     def _on_event(self, event: Any, report: Any, where: dict[str, Any]) -> None:
         name = event.info.name
@@ -111,8 +113,13 @@ class ReportingProducer(DbtProducerWatcherOperator):
         node = event.data.node_info if name == "NodeFinished" else None
         if node is not None and node.resource_type == "test" and is_dbt_node_status_terminal(node.node_status):
             # A test's own status and event are keys no sensor reads; its model's aggregate is.
-            push_test_result_or_aggregate(node.unique_id, node.node_status, self.tests_per_model,
-                                          self.test_results_per_model, where["context"]["ti"])
+            push_test_result_or_aggregate(
+                node.unique_id,
+                node.node_status,
+                self.tests_per_model,
+                self.test_results_per_model,
+                where["context"]["ti"],
+            )
             return
         from google.protobuf.json_format import MessageToJson
 

@@ -36,7 +36,9 @@ error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 TargetOption = Annotated[
     str | None,
     typer.Option(
-        "--target", "-t", envvar="DATAOPS_TARGET",
+        "--target",
+        "-t",
+        envvar="DATAOPS_TARGET",
         help=f"Environment from environments.yml ({', '.join(target_names()) or 'see the file'}); default dev.",
         show_default=False,
     ),
@@ -47,7 +49,8 @@ ScaleOption = Annotated[
 ]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")]
 WaitOption = Annotated[
-    bool, typer.Option("--wait", help="If another run holds the target, wait for it instead of exiting 2."),
+    bool,
+    typer.Option("--wait", help="If another run holds the target, wait for it instead of exiting 2."),
 ]
 
 
@@ -91,7 +94,8 @@ def generate(
     scale: Annotated[float, typer.Option(help="1 ≈ the real sample (31,465 orders).", min=0.0001)] = 1.0,
     seed: SeedOption = 42,
     out: Annotated[Path, typer.Option(help="Folder to write Schema.Table files into.")] = PROJECT_ROOT
-    / "data" / "generated",
+    / "data"
+    / "generated",
     file_format: Annotated[FileFormat, typer.Option("--format")] = FileFormat.parquet,
     as_of: Annotated[
         datetime | None,
@@ -127,9 +131,7 @@ def generate(
 def load(
     from_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--from", help="Folder of Schema.Table.csv/.parquet files (or Microsoft's install files)."
-        ),
+        typer.Option("--from", help="Folder of Schema.Table.csv/.parquet files (or Microsoft's install files)."),
     ] = None,
     scale: ScaleOption = None,
     seed: SeedOption = 42,
@@ -184,8 +186,16 @@ def run(
         worker = QualityWorker.for_settings(settings)  # first: its import overlaps everything after
     from dataops.commands.run import Pipeline, RunOptions
 
-    options = RunOptions(data_dir=data, scale=scale, seed=seed, select=select or [], docs=docs, quality=quality,
-                         allow_breaking=allow_breaking, wait=wait)
+    options = RunOptions(
+        data_dir=data,
+        scale=scale,
+        seed=seed,
+        select=select or [],
+        docs=docs,
+        quality=quality,
+        allow_breaking=allow_breaking,
+        wait=wait,
+    )
     with render.ProgressReporter(console) as reporter:
         summary = Pipeline(settings, reporter, quality_worker=worker).run(options)
     render.run_summary(console, summary)
@@ -198,8 +208,10 @@ def deploy(
     full: Annotated[bool, typer.Option("--full", help="Build every model, not only what changed.")] = False,
     state: Annotated[
         Path | None,
-        typer.Option(help="Folder holding the manifest.json of the last deployment to the target (default: the "
-                     "one kept with it under the target's artifacts)."),
+        typer.Option(
+            help="Folder holding the manifest.json of the last deployment to the target (default: the "
+            "one kept with it under the target's artifacts)."
+        ),
     ] = None,
     wait: WaitOption = False,
 ) -> None:
@@ -218,7 +230,8 @@ def deploy(
 
     with render.ProgressReporter(console) as reporter:
         report = Deployment(settings, reporter, quality_worker=worker).run(
-            DeployOptions(full=full, state=state, wait=wait))
+            DeployOptions(full=full, state=state, wait=wait)
+        )
     render.deploy_summary(console, report)
     raise typer.Exit(report.exit_code)
 
@@ -335,8 +348,7 @@ def query(
 def docs_serve(
     target: TargetOption = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=0, max=65535)] = 8080,
-    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")]
-    = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
 ) -> None:
     """Serve the dbt docs that `dataops run` generated for a target, like `dbt docs serve` (Ctrl-C stops)."""
     from dataops.commands.docs import DocsServer
@@ -348,8 +360,13 @@ def docs_serve(
 
 @app.command()
 def exporter(
-    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine, 0.0.0.0 "
-                                      "serves every interface (a container).")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on; 127.0.0.1 keeps it on this machine, 0.0.0.0 "
+            "serves every interface (a container)."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one).", min=0, max=65535)] = 9108,
 ) -> None:
     """Serve the run history as Prometheus metrics at http://HOST:PORT/metrics (Ctrl-C stops).
@@ -364,8 +381,12 @@ def exporter(
         error_console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     with ExporterServer(host, port, notify=notify) as server:
-        console.print(f"Serving the run history at {server.store} as Prometheus metrics on {server.url} "
-                      "(Ctrl-C stops)", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"Serving the run history at {server.store} as Prometheus metrics on {server.url} (Ctrl-C stops)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         server.serve_until_stopped()
     console.print("exporter stopped", highlight=False)
 
@@ -381,8 +402,10 @@ def versions(target: TargetOption = None) -> None:
 
 @app.command()
 def rollback(
-    to: Annotated[int | None, typer.Option("--to", help="The version to publish again (default: the one "
-                                           "before the published one).", min=1)] = None,
+    to: Annotated[
+        int | None,
+        typer.Option("--to", help="The version to publish again (default: the one before the published one).", min=1),
+    ] = None,
     target: TargetOption = None,
     wait: WaitOption = False,
 ) -> None:
@@ -394,7 +417,8 @@ def rollback(
     assert record.publish is not None
     console.print(
         f"rolled back {settings.target}: v{record.publish.version} is published again "
-        f"(was v{record.publish.previous_version}); recorded as run {record.run_id}", highlight=False,
+        f"(was v{record.publish.previous_version}); recorded as run {record.run_id}",
+        highlight=False,
     )
 
 
@@ -403,8 +427,9 @@ def history(
     context: typer.Context,
     target: TargetOption = None,
     limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
-    output: Annotated[RecordFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
-    = RecordFormat.table,
+    output: Annotated[
+        RecordFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")
+    ] = RecordFormat.table,
 ) -> None:
     """List the target's runs, newest first: id, trigger, status, duration, models, failed checks, score.
 
@@ -426,8 +451,9 @@ def history(
 @history_app.command("show")
 def history_show(
     run_id: Annotated[str, typer.Argument(help="A run id from `dataops history`.")],
-    output: Annotated[RecordFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")]
-    = RecordFormat.table,
+    output: Annotated[
+        RecordFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")
+    ] = RecordFormat.table,
 ) -> None:
     """Show one run: its stages, findings and the result of each failing or warning node."""
     from dataops.history.store import HistoryStore

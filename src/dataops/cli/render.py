@@ -62,9 +62,7 @@ class ProgressReporter:
         self.progress.start()
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.progress.stop()
 
     def stage_started(self, name: str) -> None:
@@ -89,9 +87,7 @@ class ProgressReporter:
         task = self.tasks[stage.name] if stage.name in self.tasks else self.progress.add_task(stage.name, detail="")
         done = self.progress.tasks[task].completed or 1
         style = _STATUS_STYLE[stage.status]
-        self.progress.update(
-            task, total=done, completed=done, detail=f"[{style}]{stage.status}[/] {stage.detail}"
-        )
+        self.progress.update(task, total=done, completed=done, detail=f"[{style}]{stage.status}[/] {stage.detail}")
 
 
 class _Stage(Protocol):
@@ -132,19 +128,21 @@ def run_summary(console: Console, summary: RunSummary) -> None:
     console.print(_stages_table(f"dataops run {summary.run_id} on {summary.target}", summary.stages))
 
     counts, quality = summary.counts, summary.quality
-    models = (
-        f"models: {counts.models_built} built, {counts.models_errored} errored, {counts.models_skipped} skipped"
-    )
+    models = f"models: {counts.models_built} built, {counts.models_errored} errored, {counts.models_skipped} skipped"
     checks = Table(title=f"checks ({models})", title_justify="left")
     for column in ("check", "passed", "warned", "failed"):
         checks.add_column(column, justify="left" if column == "check" else "right")
     checks.add_row(
-        "dbt data tests", str(counts.tests_passed), _coloured(counts.tests_warned, "yellow"),
+        "dbt data tests",
+        str(counts.tests_passed),
+        _coloured(counts.tests_warned, "yellow"),
         _coloured(counts.tests_failed, "red"),
     )
     checks.add_row("dbt unit tests", str(counts.unit_tests_passed), "-", _coloured(counts.unit_tests_failed, "red"))
     checks.add_row(
-        "GX expectations", str(quality.expectations_passed), _coloured(quality.expectations_warned, "yellow"),
+        "GX expectations",
+        str(quality.expectations_passed),
+        _coloured(quality.expectations_warned, "yellow"),
         _coloured(quality.expectations_failed, "red"),
     )
     score = summary.quality_score
@@ -157,9 +155,7 @@ def run_summary(console: Console, summary: RunSummary) -> None:
             freshness.add_column(column)
         for outcome in summary.freshness:
             style = _LEVEL_STYLE[outcome.level]
-            freshness.add_row(
-                outcome.source, outcome.status, f"[{style}]{outcome.level}[/]", escape(outcome.message)
-            )
+            freshness.add_row(outcome.source, outcome.status, f"[{style}]{outcome.level}[/]", escape(outcome.message))
         console.print(freshness)
 
     if summary.findings:
@@ -172,10 +168,7 @@ def run_summary(console: Console, summary: RunSummary) -> None:
     if summary.exit_code == 0:
         verdict = f"[bold green]PASSED[/] with {len(summary.warnings)} warning(s)"
     else:
-        verdict = (
-            f"[bold red]FAILED[/]: {len(summary.failures)} failure(s), "
-            f"{len(summary.warnings)} warning(s)"
-        )
+        verdict = f"[bold red]FAILED[/]: {len(summary.failures)} failure(s), {len(summary.warnings)} warning(s)"
     console.print(f"{verdict} in {elapsed:.1f}s; exit code {int(summary.exit_code)}")
 
 
@@ -271,8 +264,14 @@ def compile_report(console: Console, report: CompileReport) -> None:
     if not report.validated:
         return
     if not report.problems:
-        scripts = (f", and so do the {len(report.scripts)} batches dataops sends to publish, roll back, "
-                   "drop versions and hold the target") if report.scripts else ""
+        scripts = (
+            (
+                f", and so do the {len(report.scripts)} batches dataops sends to publish, roll back, "
+                "drop versions and hold the target"
+            )
+            if report.scripts
+            else ""
+        )
         console.print(
             f"[bold green]Valid:[/] all {len(report.nodes)} compiled files parse in sqlfluff and "
             f"sqlglot as {report.engine} SQL and pass its portability rules{scripts}."
@@ -316,9 +315,13 @@ def history_table(console: Console, target: str, rows: list[RunSummaryRow]) -> N
     for row in rows:
         style = _RUN_STATUS_STYLE.get(row.status, "")
         table.add_row(
-            row.run_id, row.started_at[:19].replace("T", " "),
-            row.trigger if row.kind == "run" else f"{row.trigger} ({row.kind})", f"[{style}]{row.status}[/]",
-            _duration(row.seconds), str(row.models_built), _coloured(row.tests_failed, "red"),
+            row.run_id,
+            row.started_at[:19].replace("T", " "),
+            row.trigger if row.kind == "run" else f"{row.trigger} ({row.kind})",
+            f"[{style}]{row.status}[/]",
+            _duration(row.seconds),
+            str(row.models_built),
+            _coloured(row.tests_failed, "red"),
             f"{row.quality_score:.1%}" if row.quality_score is not None else "-",
         )
     console.print(table)
@@ -334,7 +337,8 @@ def history_run(console: Console, record: RunRecord) -> None:
     console.print(
         f"started {record.started_at:%Y-%m-%d %H:%M:%S} UTC, commit {record.git_commit or 'unknown'}, "
         f"CPU {record.cpu_seconds or 0:.1f}s, peak memory {(record.peak_memory_bytes or 0) / 2**20:,.0f} MiB",
-        style="dim", highlight=False,
+        style="dim",
+        highlight=False,
     )
     if record.error:
         console.print(f"[bold red]stopped by:[/] {escape(record.error)}", highlight=False)
@@ -351,7 +355,8 @@ def history_run(console: Console, record: RunRecord) -> None:
     if record.row_counts:
         console.print(
             "rows: " + ", ".join(f"{name} {rows:,}" for name, rows in record.row_counts.items()),
-            style="dim", highlight=False,
+            style="dim",
+            highlight=False,
         )
     if record.deployment is not None:
         _deployment_lines(console, record.deployment)
@@ -364,7 +369,8 @@ def _deployment_lines(console: Console, deployment: DeploymentRecord) -> None:
         f"deployment: [{style}]{deployment.outcome}[/], {deployment.build} build ({escape(deployment.reason)})",
         f"commit {commit} of {deployment.commit_time or '?'} on {deployment.branch or '?'} by "
         f"{escape(deployment.author or '?')}",
-        "changed models: " + (", ".join(m.rsplit(".", 1)[-1] for m in deployment.changed_models) or "none")
+        "changed models: "
+        + (", ".join(m.rsplit(".", 1)[-1] for m in deployment.changed_models) or "none")
         + f"; {len(deployment.nodes_built)} models built; tests {deployment.tests_passed} passed, "
         f"{deployment.tests_failed} failed",
         f"artifacts: {deployment.artifacts or 'none kept'}",
@@ -387,10 +393,18 @@ def deploy_summary(console: Console, report: DeployReport) -> None:
     console.print(_stages_table("pre-deployment", [s for s in record.stages if s.name in ("checks", "plan")]))
     _deployment_lines(console, record.deployment)
     console.print(f"rollback: {escape(report.rollback)}", highlight=False, soft_wrap=True)
-    verdict = "[bold green]DEPLOYED[/]" if record.deployment.outcome == "deployed" else (
-        "[bold green]NOTHING TO DEPLOY[/]" if record.deployment.outcome == "unchanged" else "[bold red]NOT DEPLOYED[/]")
-    console.print(f"{verdict} to {record.target} in {_duration(record.deployment.seconds)}; exit code "
-                  f"{record.exit_code}")
+    verdict = (
+        "[bold green]DEPLOYED[/]"
+        if record.deployment.outcome == "deployed"
+        else (
+            "[bold green]NOTHING TO DEPLOY[/]"
+            if record.deployment.outcome == "unchanged"
+            else "[bold red]NOT DEPLOYED[/]"
+        )
+    )
+    console.print(
+        f"{verdict} to {record.target} in {_duration(record.deployment.seconds)}; exit code {record.exit_code}"
+    )
 
 
 def _publish_lines(console: Console, target: str, publish: PublishRecord) -> None:
@@ -400,18 +414,23 @@ def _publish_lines(console: Console, target: str, publish: PublishRecord) -> Non
             diff.add_column(column, justify="right" if column in ("added", "removed", "changed") else "left")
         for d in publish.diffs:
             columns = ", ".join(f"{name} {count:,}" for name, count in sorted(d.changed_columns.items()))
-            diff.add_row(d.mart, ", ".join(d.key), f"{d.added:,}", f"{d.removed:,}", f"{d.changed:,}",
-                         escape(columns) or "-")
+            diff.add_row(
+                d.mart, ", ".join(d.key), f"{d.added:,}", f"{d.removed:,}", f"{d.changed:,}", escape(columns) or "-"
+            )
         console.print(diff)
     if publish.status == "rolled back":
         console.print(f"[bold green]rolled back[/] {target} to v{publish.version} (was v{publish.previous_version})")
     elif publish.status == "published":
-        console.print(f"[bold green]published[/] v{publish.version} to {target}"
-                      + (f" (was v{publish.previous_version})" if publish.previous_version else ""))
+        console.print(
+            f"[bold green]published[/] v{publish.version} to {target}"
+            + (f" (was v{publish.previous_version})" if publish.previous_version else "")
+        )
     else:
         kept = f"v{publish.previous_version}" if publish.previous_version else "nothing (no version yet)"
-        console.print(f"[bold red]not published[/]: {escape(publish.reason.removeprefix('not published: '))}; "
-                      f"consumers keep {kept}")
+        console.print(
+            f"[bold red]not published[/]: {escape(publish.reason.removeprefix('not published: '))}; "
+            f"consumers keep {kept}"
+        )
 
 
 def versions_table(console: Console, target: str, versions: Sequence[Version]) -> None:

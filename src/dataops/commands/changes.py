@@ -28,16 +28,23 @@ def read_state(folder: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataOpsError(f"--state {folder}: there is no {MANIFEST} in it; give a deployment's artifacts folder") \
-            from None
+        raise DataOpsError(
+            f"--state {folder}: there is no {MANIFEST} in it; give a deployment's artifacts folder"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataOpsError(f"--state {folder}: {MANIFEST} is not a dbt manifest ({error}); give a deployment's "
-                           "artifacts folder") from None
+        raise DataOpsError(
+            f"--state {folder}: {MANIFEST} is not a dbt manifest ({error}); give a deployment's artifacts folder"
+        ) from None
     metadata = document.get("metadata") if isinstance(document, dict) else None
-    if not isinstance(metadata, dict) or "dbt_schema_version" not in metadata or not isinstance(
-            document.get("nodes"), dict):
-        raise DataOpsError(f"--state {folder}: {MANIFEST} is JSON but not a dbt manifest (no "
-                           "metadata.dbt_schema_version or nodes); give a deployment's artifacts folder")
+    if (
+        not isinstance(metadata, dict)
+        or "dbt_schema_version" not in metadata
+        or not isinstance(document.get("nodes"), dict)
+    ):
+        raise DataOpsError(
+            f"--state {folder}: {MANIFEST} is JSON but not a dbt manifest (no "
+            "metadata.dbt_schema_version or nodes); give a deployment's artifacts folder"
+        )
     return document
 
 
@@ -68,8 +75,10 @@ def resolve(ref: str) -> str:
     try:
         return _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
     except DataOpsError:
-        raise DataOpsError(f"--base {ref}: no such commit in the repository at {PROJECT_ROOT}; give a branch, tag "
-                           "or commit (e.g. --base main)") from None
+        raise DataOpsError(
+            f"--base {ref}: no such commit in the repository at {PROJECT_ROOT}; give a branch, tag "
+            "or commit (e.g. --base main)"
+        ) from None
 
 
 def base_state(settings: Settings, commit: str, into: Path) -> Path:
@@ -109,8 +118,11 @@ def model_name(unique_id: str) -> str:
 
 def markdown(changes: Changes) -> str:
     """The pull request template's "Models Affected" section."""
-    lines = ["### Models Affected", "",
-             f"<!-- dataops changes --base {changes.base}: state:modified+ against {changes.commit[:12]} -->"]
+    lines = [
+        "### Models Affected",
+        "",
+        f"<!-- dataops changes --base {changes.base}: state:modified+ against {changes.commit[:12]} -->",
+    ]
     if not changes.affected:
         lines.append(f"- none: no model differs from {changes.base}")
     modified = set(changes.modified)

@@ -108,8 +108,11 @@ def last_deployment(history: HistoryStore, target: str) -> RunRecord | None:
     """The newest deployment to the target that published (or found nothing to deploy)."""
     for row in history.runs(target, limit=_RUNS_LOOKED_AT, kind="deploy"):
         record = history.get(row.run_id)
-        if record is not None and record.deployment is not None and record.deployment.outcome in (
-                "deployed", "unchanged"):
+        if (
+            record is not None
+            and record.deployment is not None
+            and record.deployment.outcome in ("deployed", "unchanged")
+        ):
             return record
     return None
 
@@ -128,8 +131,9 @@ def _source_counts(settings: Settings) -> dict[str, int]:
     return connect(settings).row_counts([table.qualified_name for table in SOURCE_TABLES])
 
 
-def why_not_slim(settings: Settings, history: HistoryStore, last: RunRecord,
-                 own_run_id: str | None = None) -> str | None:
+def why_not_slim(
+    settings: Settings, history: HistoryStore, last: RunRecord, own_run_id: str | None = None
+) -> str | None:
     """What stops a slim build against deployment `last` (see the module's docstring); None when nothing."""
     deployment = last.deployment
     assert deployment is not None
@@ -137,14 +141,14 @@ def why_not_slim(settings: Settings, history: HistoryStore, last: RunRecord,
         if row.run_id == last.run_id:
             break
         if row.run_id != own_run_id and row.kind not in _READ_ONLY_KINDS:
-            return (f"run {row.run_id} ({row.kind}, {row.status}) changed {settings.target} after "
-                    f"deployment {last.run_id}")
+            return (
+                f"run {row.run_id} ({row.kind}, {row.status}) changed {settings.target} after deployment {last.run_id}"
+            )
     else:
         return f"deployment {last.run_id} is not among the last {_RUNS_LOOKED_AT} runs of {settings.target}"
     published = _published_version(settings)
     if published != deployment.published_version:
-        return (f"v{published} is published, not v{deployment.published_version} that deployment {last.run_id} "
-                "published")
+        return f"v{published} is published, not v{deployment.published_version} that deployment {last.run_id} published"
     if not settings.source_database:
         recorded = {t.qualified_name: last.row_counts.get(t.qualified_name) for t in SOURCE_TABLES}
         changed = sorted(name for name, rows in _source_counts(settings).items() if recorded.get(name) != rows)
@@ -168,23 +172,35 @@ def plan_build(settings: Settings, history: HistoryStore, project: DbtProject, o
     manifest = read_state(state_dir)
     state_id = manifest["metadata"].get("invocation_id")
     if state_id != last.deployment.manifest_id:
-        return BuildPlan(False, f"{state_dir / MANIFEST} is not the manifest of deployment {last.run_id} "
-                                f"(invocation {state_id}, not {last.deployment.manifest_id})")
+        return BuildPlan(
+            False,
+            f"{state_dir / MANIFEST} is not the manifest of deployment {last.run_id} "
+            f"(invocation {state_id}, not {last.deployment.manifest_id})",
+        )
     if manifest["metadata"].get("dbt_version") != metadata.version("dbt-core"):
-        return BuildPlan(False, f"dbt {manifest['metadata'].get('dbt_version')} wrote the state's manifest, "
-                                f"this is dbt {metadata.version('dbt-core')}")
+        return BuildPlan(
+            False,
+            f"dbt {manifest['metadata'].get('dbt_version')} wrote the state's manifest, "
+            f"this is dbt {metadata.version('dbt-core')}",
+        )
     problem = why_not_slim(settings, history, last)
     if problem is not None:
         return BuildPlan(False, problem)
-    return BuildPlan(True, f"state:modified+ against deployment {last.run_id}", state_dir, last.run_id,
-                     changed=project.selected(["state:modified"], state_dir),
-                     selected=project.selected(["state:modified+"], state_dir))
+    return BuildPlan(
+        True,
+        f"state:modified+ against deployment {last.run_id}",
+        state_dir,
+        last.run_id,
+        changed=project.selected(["state:modified"], state_dir),
+        selected=project.selected(["state:modified+"], state_dir),
+    )
 
 
 def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=30,
-                              check=False)
+        done = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -200,8 +216,7 @@ def _provenance() -> dict[str, Any]:
     if branch in (None, "HEAD"):
         branch = os.environ.get("GITHUB_HEAD_REF") or os.environ.get("GITHUB_REF_NAME") or branch
     status = _git("status", "--porcelain", "--", str(DBT_PROJECT_DIR)) if commit else None
-    return {"git_commit": commit, "commit_time": commit_time, "author": author, "branch": branch,
-            "dirty": bool(status)}
+    return {"git_commit": commit, "commit_time": commit_time, "author": author, "branch": branch, "dirty": bool(status)}
 
 
 def _keep_artifacts(settings: Settings, run_id: str) -> tuple[str | None, str | None]:
@@ -220,8 +235,13 @@ def _keep_artifacts(settings: Settings, run_id: str) -> tuple[str | None, str | 
 
 
 class Deployment:
-    def __init__(self, settings: Settings, reporter: Reporter | None = None, history: HistoryStore | None = None,
-                 quality_worker: QualityWorker | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reporter: Reporter | None = None,
+        history: HistoryStore | None = None,
+        quality_worker: QualityWorker | None = None,
+    ) -> None:
         self.settings = settings
         self.reporter = reporter or SilentReporter()
         self.history = history or HistoryStore()
@@ -281,8 +301,9 @@ class Deployment:
                 if self.quality_worker is not None:
                     self.quality_worker.finish()
             else:
-                summary = Pipeline(self.settings, self.reporter, self.quality_worker, self.history).run(RunOptions(
-                    kind="deploy", run_id=run_id, wait=options.wait, slim=self._slim(plan, project, run_id)))
+                summary = Pipeline(self.settings, self.reporter, self.quality_worker, self.history).run(
+                    RunOptions(kind="deploy", run_id=run_id, wait=options.wait, slim=self._slim(plan, project, run_id))
+                )
         except BaseException as raised:
             error = raised
             if self.quality_worker is not None and summary is None and plan is None:
@@ -299,48 +320,85 @@ class Deployment:
             return None
         assert plan.state_dir is not None and plan.selected is not None and project.manifest is not None
         selected = set(plan.selected)
-        rebuilt = frozenset(mart.name for mart in marts_of(project.manifest, self.settings)
-                            if any(uid.endswith(f".{mart.name}") for uid in selected))
+        rebuilt = frozenset(
+            mart.name
+            for mart in marts_of(project.manifest, self.settings)
+            if any(uid.endswith(f".{mart.name}") for uid in selected)
+        )
 
         def confirm() -> None:
             last = last_deployment(self.history, self.settings.target)
-            problem = (why_not_slim(self.settings, self.history, last, own_run_id=run_id)
-                       if last is not None and last.run_id == plan.state_of else "another deployment since the plan")
+            problem = (
+                why_not_slim(self.settings, self.history, last, own_run_id=run_id)
+                if last is not None and last.run_id == plan.state_of
+                else "another deployment since the plan"
+            )
             if problem is not None:
                 raise DataOpsError(f"the target changed while this deploy waited ({problem}): deploy again")
 
         return SlimBuild(plan.state_dir, rebuilt, confirm)
 
-    def _record(self, run_id: str, started: datetime, seconds: float, provenance: dict[str, Any],
-                plan: BuildPlan | None, error: BaseException | None) -> RunRecord:
+    def _record(
+        self,
+        run_id: str,
+        started: datetime,
+        seconds: float,
+        provenance: dict[str, Any],
+        plan: BuildPlan | None,
+        error: BaseException | None,
+    ) -> RunRecord:
         """The run's record with its deployment part: the pipeline's record when it ran, else one of
         the deployment's own stages."""
         record = self.history.get(run_id)
         if record is None:
             kind, message = what_stopped(error) if error is not None else (None, None)
             failed = error is not None
-            exit_code = ExitCode.FAILURES if isinstance(error, _ChecksFailed) else (
-                ExitCode.USAGE if kind == "usage" else ExitCode.INTERNAL if failed else ExitCode.SUCCESS)
-            record = RunRecord(run_id=run_id, target=self.settings.target, kind="deploy", trigger=Trigger("cli"),
-                               started_at=started, finished_at=datetime.now(UTC),
-                               status="failed" if failed else "passed", exit_code=int(exit_code),
-                               git_commit=provenance["git_commit"], error=message)
+            exit_code = (
+                ExitCode.FAILURES
+                if isinstance(error, _ChecksFailed)
+                else (ExitCode.USAGE if kind == "usage" else ExitCode.INTERNAL if failed else ExitCode.SUCCESS)
+            )
+            record = RunRecord(
+                run_id=run_id,
+                target=self.settings.target,
+                kind="deploy",
+                trigger=Trigger("cli"),
+                started_at=started,
+                finished_at=datetime.now(UTC),
+                status="failed" if failed else "passed",
+                exit_code=int(exit_code),
+                git_commit=provenance["git_commit"],
+                error=message,
+            )
         published = record.publish is not None and record.publish.status == "published"
-        outcome = "deployed" if published else ("unchanged" if record.exit_code == 0 and plan is not None
-                                                and plan.slim and not plan.selected else "failed")
+        outcome = (
+            "deployed"
+            if published
+            else (
+                "unchanged"
+                if record.exit_code == 0 and plan is not None and plan.slim and not plan.selected
+                else "failed"
+            )
+        )
         artifacts, manifest_id = _keep_artifacts(self.settings, run_id) if record.publish is not None else (None, None)
         built = [n.unique_id for n in record.nodes if n.kind == "model" and n.level != "skipped"]
         tests = [n for n in record.nodes if n.kind in ("test", "unit_test", "expectation")]
         previous = record.publish.previous_version if record.publish else _published_version_or_none(self.settings)
         deployment = DeploymentRecord(
-            outcome=outcome, build="slim" if plan is not None and plan.slim else "full",
-            reason=plan.reason if plan is not None else "not planned: the checks stopped it", **provenance,
+            outcome=outcome,
+            build="slim" if plan is not None and plan.slim else "full",
+            reason=plan.reason if plan is not None else "not planned: the checks stopped it",
+            **provenance,
             state_of=plan.state_of if plan is not None else None,
             changed_models=list(plan.changed or []) if plan is not None else [],
-            nodes_built=built, tests_passed=sum(1 for n in tests if n.level == "ok"),
-            tests_failed=sum(1 for n in tests if n.level == "error"), seconds=round(seconds, 3),
+            nodes_built=built,
+            tests_passed=sum(1 for n in tests if n.level == "ok"),
+            tests_failed=sum(1 for n in tests if n.level == "error"),
+            seconds=round(seconds, 3),
             published_version=record.publish.version if published and record.publish else None,
-            previous_version=previous, artifacts=artifacts, manifest_id=manifest_id,
+            previous_version=previous,
+            artifacts=artifacts,
+            manifest_id=manifest_id,
             vars_digest=_vars_digest(self.settings),
         )
         if outcome == "unchanged":
@@ -349,13 +407,21 @@ class Deployment:
             state = self.history.get(plan.state_of)
             assert state is not None and state.deployment is not None
             record = replace(record, row_counts=dict(state.row_counts), publish=state.publish)
-            deployment = replace(deployment, published_version=state.deployment.published_version,
-                                 artifacts=state.deployment.artifacts, manifest_id=state.deployment.manifest_id)
+            deployment = replace(
+                deployment,
+                published_version=state.deployment.published_version,
+                artifacts=state.deployment.artifacts,
+                manifest_id=state.deployment.manifest_id,
+            )
         elif outcome == "failed" and record.exit_code == int(ExitCode.SUCCESS):
             # Nothing published is no successful deployment, whatever the checks said.
             record = replace(record, status="failed", exit_code=int(ExitCode.FAILURES))
-        return replace(record, stages=[*self.stages, *record.stages], deployment=deployment,
-                       finished_at=record.finished_at or datetime.now(UTC))
+        return replace(
+            record,
+            stages=[*self.stages, *record.stages],
+            deployment=deployment,
+            finished_at=record.finished_at or datetime.now(UTC),
+        )
 
     def _rollback_command(self, record: RunRecord) -> str:
         deployment = record.deployment

@@ -63,8 +63,11 @@ class MatrixRow:
         if self.published:
             return f"v{self.published_after}"
         kept = f"v{self.published_before} kept" if self.published_before is not None else "nothing published yet"
-        return f"not published ({kept})" if self.published_after == self.published_before else (
-            f"{self.publish or 'no record'}: v{self.published_before} -> v{self.published_after}")
+        return (
+            f"not published ({kept})"
+            if self.published_after == self.published_before
+            else (f"{self.publish or 'no record'}: v{self.published_before} -> v{self.published_after}")
+        )
 
     @property
     def as_intended(self) -> bool:
@@ -76,8 +79,9 @@ def _published_version(settings: Settings) -> int | None:
     return next((v.number for v in connect(settings).versions() if v.current), None)
 
 
-def _run_one(name: str, expected: tuple[str, ...], expected_outcome: Outcome, settings: Settings,
-             data_dir: Path) -> MatrixRow:
+def _run_one(
+    name: str, expected: tuple[str, ...], expected_outcome: Outcome, settings: Settings, data_dir: Path
+) -> MatrixRow:
     before = _published_version(settings)
     # Its own history too: a matrix of injected faults must not become the target's latest runs.
     history = HistoryStore(f"sqlite:///{settings.warehouse_dir / DEFAULT_FILE}")
@@ -93,8 +97,9 @@ def _run_one(name: str, expected: tuple[str, ...], expected_outcome: Outcome, se
         detail = "; ".join(f"{f.check}: {f.message}" for f in summary.failures)[:300]
     record = history.latest(settings.target)
     publish = record.publish.status if record is not None and record.publish is not None else ""
-    return MatrixRow(name, expected, expected_outcome, fired, outcome, detail, publish, before,
-                     _published_version(settings))
+    return MatrixRow(
+        name, expected, expected_outcome, fired, outcome, detail, publish, before, _published_version(settings)
+    )
 
 
 def run_matrix(

@@ -56,15 +56,23 @@ def _version(package: str) -> str | None:
 
 def _packages(settings: Settings) -> list[Finding]:
     findings = [
-        Finding("platform", "python", "ok" if sys.version_info >= (3, 11) else "fail",
-                f"{platform.python_version()} ({sys.executable})")
+        Finding(
+            "platform",
+            "python",
+            "ok" if sys.version_info >= (3, 11) else "fail",
+            f"{platform.python_version()} ({sys.executable})",
+        )
     ]
     for package in (*CORE_PACKAGES, ADAPTERS[settings.engine]):
         version = _version(package)
-        findings.append(Finding(
-            "packages", package, "ok" if version else "fail",
-            version or "not installed: run `make install`",
-        ))
+        findings.append(
+            Finding(
+                "packages",
+                package,
+                "ok" if version else "fail",
+                version or "not installed: run `make install`",
+            )
+        )
     return findings
 
 
@@ -77,11 +85,15 @@ def _variables(settings: Settings) -> list[Finding]:
             shown = MASK if variable.secret and value else value
             findings.append(Finding("environment", variable.name, "ok", f"set ({shown})" if value else "set, empty"))
         elif variable.required:
-            findings.append(Finding(
-                "environment", variable.name, "fail",
-                f"missing: the '{settings.target}' target's {variable.field} comes from it; "
-                "set it (see .env.example)",
-            ))
+            findings.append(
+                Finding(
+                    "environment",
+                    variable.name,
+                    "fail",
+                    f"missing: the '{settings.target}' target's {variable.field} comes from it; "
+                    "set it (see .env.example)",
+                )
+            )
         else:
             findings.append(Finding("environment", variable.name, "ok", f"not set, default '{variable.default}'"))
     return findings
@@ -123,8 +135,7 @@ def _history() -> Finding:
 
 def _tools() -> list[Finding]:
     findings = [
-        Finding("optional", package, "info", _version(package) or "not installed")
-        for package in OPTIONAL_PACKAGES
+        Finding("optional", package, "info", _version(package) or "not installed") for package in OPTIONAL_PACKAGES
     ]
     for tool in OPTIONAL_TOOLS:
         path = shutil.which(tool) or shutil.which(tool, path=os.path.dirname(sys.executable))
@@ -148,9 +159,7 @@ def diagnose(settings: Settings) -> DoctorReport:
         ("stale data", settings.stale_data),
         ("threads", str(settings.threads)),
         ("consumer schema", settings.consumer_schema),
-    ] + [
-        (f"profile {key}", value) for key, value in settings.described_profile(MASK) if key != "threads"
-    ]
+    ] + [(f"profile {key}", value) for key, value in settings.described_profile(MASK) if key != "threads"]
     if settings.engine == "duckdb":
         report.settings.append(("warehouse file", str(settings.duckdb_path)))
     missing = settings.missing_variables()
@@ -160,8 +169,6 @@ def diagnose(settings: Settings) -> DoctorReport:
     report.findings.append(_reachability(settings, missing))
     report.findings.append(_history())
     report.findings += _tools()
-    report.findings = [
-        Finding(f.area, f.name, f.status, _scrub(f.detail, secrets)) for f in report.findings
-    ]
+    report.findings = [Finding(f.area, f.name, f.status, _scrub(f.detail, secrets)) for f in report.findings]
     report.settings = [(key, _scrub(value, secrets)) for key, value in report.settings]
     return report

@@ -44,8 +44,6 @@ def load_folder(settings: Settings, folder: Path) -> LoadReport:
     return load_tables(settings, read_source_folder(folder), f"files in {folder}")
 
 
-def load_generated(
-    settings: Settings, scale: float, seed: int, as_of: datetime | None = None
-) -> LoadReport:
+def load_generated(settings: Settings, scale: float, seed: int, as_of: datetime | None = None) -> LoadReport:
     tables = generate_tables(scale, seed=seed, as_of=as_of)
     return load_tables(settings, tables, f"generated data (scale {scale:g}, seed {seed})")

@@ -105,7 +105,6 @@ class RunOptions:
 
 
 class Pipeline:
-
     def __init__(
         self,
         settings: Settings,
@@ -131,8 +130,9 @@ class Pipeline:
         run_id = options.run_id or new_run_id()
         # A run refused because another holds the target did nothing: it is not recorded.
         try:
-            with hold_target(self.settings, run_id, options.wait, on_wait=self.reporter.waiting_for,
-                             history=self.history):
+            with hold_target(
+                self.settings, run_id, options.wait, on_wait=self.reporter.waiting_for, history=self.history
+            ):
                 return self._recorded_run(run_id, options)
         finally:
             if self._quality_worker is not None:  # the target was busy: the run never started
@@ -152,11 +152,19 @@ class Pipeline:
         )
         # Recorded before it starts, as crashed with no end: a run killed outright (SIGKILL, the
         # machine gone) never gets to record how it ended, and must not vanish from the history.
-        self.history.record(RunRecord(
-            run_id=run_id, target=summary.target, kind=summary.kind, trigger=summary.trigger,
-            started_at=summary.started_at, finished_at=None, status="crashed", exit_code=int(ExitCode.INTERNAL),
-            git_commit=summary.git_commit,
-        ))
+        self.history.record(
+            RunRecord(
+                run_id=run_id,
+                target=summary.target,
+                kind=summary.kind,
+                trigger=summary.trigger,
+                started_at=summary.started_at,
+                finished_at=None,
+                status="crashed",
+                exit_code=int(ExitCode.INTERNAL),
+                git_commit=summary.git_commit,
+            )
+        )
         try:
             self._run(summary, options)
         except BaseException as error:
@@ -218,9 +226,9 @@ class Pipeline:
             except BaseException as error:
                 summary.error_kind, summary.error = what_stopped(error)
                 self._finish(summary, StageResult(name, "failed", time.perf_counter() - started, summary.error))
-                for later, _ in steps[position + 1:]:
+                for later, _ in steps[position + 1 :]:
                     self._finish(summary, StageResult(later, "skipped", 0.0, f"the {name} stage stopped the run"))
-                if summary.publish is None and any(later == "publish" for later, _ in steps[position + 1:]):
+                if summary.publish is None and any(later == "publish" for later, _ in steps[position + 1 :]):
                     # Publish never had its say; the record still says nothing was published, and why.
                     summary.publish = self._not_published(f"the {name} stage")
                 raise
@@ -233,8 +241,9 @@ class Pipeline:
             previous = next((v.number for v in connect(self.settings).versions() if v.current), None)
         except Exception:  # a warehouse that cannot say must not hide how the run ended
             previous = None
-        return PublishRecord("not published", previous_version=previous,
-                             reason=f"not published: stopped by {stopped_by}")
+        return PublishRecord(
+            "not published", previous_version=previous, reason=f"not published: stopped by {stopped_by}"
+        )
 
     def _finish(self, summary: RunSummary, stage: StageResult) -> None:
         summary.stages.append(stage)
@@ -339,8 +348,15 @@ class Pipeline:
         counted = connect(self.settings).row_counts([f"{candidate}.{m.name}" for m in marts]) if not blocked_by else {}
         candidate_rows = {name.split(".", 1)[1]: n for name, n in counted.items()}
         outcome = publish_candidate(
-            self.settings, summary.run_id, marts, candidate_rows, blocked_by, options.allow_breaking,
-            started_at=summary.started_at, freshness=[o.to_node() for o in summary.freshness], history=self.history,
+            self.settings,
+            summary.run_id,
+            marts,
+            candidate_rows,
+            blocked_by,
+            options.allow_breaking,
+            started_at=summary.started_at,
+            freshness=[o.to_node() for o in summary.freshness],
+            history=self.history,
         )
         summary.publish = outcome.record
         summary.findings.extend(outcome.findings)

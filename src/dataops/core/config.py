@@ -115,9 +115,7 @@ class Settings:
                 f"cannot read the '{PROFILE_NAME}' profile from {self.profiles_file}: {error}"
             ) from error
         if self.target not in outputs:
-            raise DataOpsError(
-                f"target '{self.target}' is in environments.yml but not in {self.profiles_file.name}"
-            )
+            raise DataOpsError(f"target '{self.target}' is in environments.yml but not in {self.profiles_file.name}")
         return dict(outputs[self.target])
 
     def profile_variables(self) -> list[ProfileVariable]:
@@ -425,14 +423,11 @@ def load_settings(target: str | None = None, environments_file: Path = ENVIRONME
     machine, not first in production."""
     name = target or os.environ.get(TARGET_ENV_VAR) or DEFAULT_TARGET
     environments = {
-        key: _check_entry(environments_file, key, entry)
-        for key, entry in _read_environments(environments_file).items()
+        key: _check_entry(environments_file, key, entry) for key, entry in _read_environments(environments_file).items()
     }
     if name not in environments:
         known = ", ".join(sorted(str(key) for key in environments))
-        raise DataOpsError(
-            f"unknown target '{name}': choose one of {known} (declared in {environments_file.name})"
-        )
+        raise DataOpsError(f"unknown target '{name}': choose one of {known} (declared in {environments_file.name})")
     entry = environments[name]
     return Settings(
         target=name,

@@ -187,17 +187,19 @@ class RunRecord:
             raise ValueError(f"a record of format {document.get('format')!r}, not {RECORD_FORMAT}")
         fields = _known(cls, document)
         finished = fields.get("finished_at")
-        return cls(**{
-            **fields,
-            "trigger": Trigger(**_known(Trigger, fields["trigger"])),
-            "started_at": datetime.fromisoformat(fields["started_at"]),
-            "finished_at": datetime.fromisoformat(finished) if finished else None,
-            "stages": [StageRecord(**_known(StageRecord, stage)) for stage in fields.get("stages", [])],
-            "nodes": [NodeRecord(**_known(NodeRecord, node)) for node in fields.get("nodes", [])],
-            "findings": [FindingRecord(**_known(FindingRecord, f)) for f in fields.get("findings", [])],
-            "publish": _publish(fields.get("publish")),
-            "deployment": _deployment(fields.get("deployment")),
-        })
+        return cls(
+            **{
+                **fields,
+                "trigger": Trigger(**_known(Trigger, fields["trigger"])),
+                "started_at": datetime.fromisoformat(fields["started_at"]),
+                "finished_at": datetime.fromisoformat(finished) if finished else None,
+                "stages": [StageRecord(**_known(StageRecord, stage)) for stage in fields.get("stages", [])],
+                "nodes": [NodeRecord(**_known(NodeRecord, node)) for node in fields.get("nodes", [])],
+                "findings": [FindingRecord(**_known(FindingRecord, f)) for f in fields.get("findings", [])],
+                "publish": _publish(fields.get("publish")),
+                "deployment": _deployment(fields.get("deployment")),
+            }
+        )
 
 
 def _publish(document: dict[str, Any] | None) -> PublishRecord | None:

@@ -73,8 +73,9 @@ class Database:
     def has_table(self, name: str) -> bool:
         if self.dialect == "sqlite":
             return bool(self.execute("select 1 from sqlite_master where type = 'table' and name = ?", [name]))
-        return bool(self.execute("select 1 from pg_tables where schemaname = current_schema() and tablename = ?",
-                                 [name]))
+        return bool(
+            self.execute("select 1 from pg_tables where schemaname = current_schema() and tablename = ?", [name])
+        )
 
 
 def _v1(db: Database) -> None:
@@ -139,12 +140,16 @@ def _publish_from_document(dialect: str) -> tuple[str, str]:
     """SQL for a run's publish status and the version consumers read after it (the new one when it
     published or rolled back, the one that stayed when it did not), read from its document."""
     if dialect == "sqlite":
-        return ("json_extract(document, '$.publish.status')",
-                "coalesce(json_extract(document, '$.publish.version'), "
-                "json_extract(document, '$.publish.previous_version'))")
+        return (
+            "json_extract(document, '$.publish.status')",
+            "coalesce(json_extract(document, '$.publish.version'), "
+            "json_extract(document, '$.publish.previous_version'))",
+        )
     publish = "(document::json -> 'publish')"
-    return (f"{publish} ->> 'status'",
-            f"coalesce(({publish} ->> 'version')::integer, ({publish} ->> 'previous_version')::integer)")
+    return (
+        f"{publish} ->> 'status'",
+        f"coalesce(({publish} ->> 'version')::integer, ({publish} ->> 'previous_version')::integer)",
+    )
 
 
 # Version N is reached by running MIGRATIONS[N - 1]; append, never edit, once released.
@@ -179,8 +184,12 @@ def _locate(url: str) -> _Location:
         except ValueError as error:
             raise DataOpsError(f"{HISTORY_URL_ENV_VAR}={shown}: the port is not a number; {_URL_EXAMPLE}") from error
         arguments: dict[str, Any] = {"dbname": unquote(parts.path.strip("/")), "connect_timeout": 10}
-        for key, value in (("host", parts.hostname), ("port", port), ("user", parts.username),
-                           ("password", parts.password)):
+        for key, value in (
+            ("host", parts.hostname),
+            ("port", port),
+            ("user", parts.username),
+            ("password", parts.password),
+        ):
             if value is not None:
                 arguments[key] = unquote(str(value))
         arguments.update({key: values[-1] for key, values in parse_qs(parts.query).items()})
@@ -212,8 +221,12 @@ class HistoryStore:
             # isolation_level None: this code says BEGIN itself, so a write locks at its start.
             connection = sqlite3.connect(location.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
             # WAL: readers (the exporter, `dataops history`) never block a run being recorded.
-            for pragma in ("journal_mode=wal", f"busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}",
-                           "synchronous=normal", "foreign_keys=on"):
+            for pragma in (
+                "journal_mode=wal",
+                f"busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}",
+                "synchronous=normal",
+                "foreign_keys=on",
+            ):
                 connection.execute(f"pragma {pragma}")
             return connection
         import psycopg2
@@ -299,8 +312,10 @@ class HistoryStore:
             [(version,)] = db.execute("select max(version) from dataops_schema")
             [(runs,)] = db.execute("select count(*) from dataops_runs")
         if version > SCHEMA_VERSION:
-            raise DataOpsError(f"the run history at {self.shown_url} has schema version {version}, newer than "
-                               f"this dataops ({SCHEMA_VERSION}): upgrade dataops")
+            raise DataOpsError(
+                f"the run history at {self.shown_url} has schema version {version}, newer than "
+                f"this dataops ({SCHEMA_VERSION}): upgrade dataops"
+            )
         upgrade = f" (the next run upgrades it to v{SCHEMA_VERSION})" if version < SCHEMA_VERSION else ""
         return f"{self.shown_url}: schema v{version}{upgrade}, {runs:,} runs"
 
@@ -344,8 +359,10 @@ class HistoryStore:
         if kinds:
             where.append(f"kind in ({', '.join('?' for _ in kinds)})")
             values.extend(kinds)
-        sql = (f"select {', '.join(columns)} from dataops_runs {'where ' + ' and '.join(where) if where else ''} "
-               "order by started_at desc, run_id desc limit ?")
+        sql = (
+            f"select {', '.join(columns)} from dataops_runs {'where ' + ' and '.join(where) if where else ''} "
+            "order by started_at desc, run_id desc limit ?"
+        )
         if not self._exists():
             return []
         with self.transaction(write=False) as db:
@@ -388,8 +405,10 @@ class HistoryStore:
                 counts.setdefault(str(target), {})[(str(status), published)] = int(runs)
             failures = _node_failures(db)
             columns = (publish_status, published_version)
-            return [_summary(db, self.shown_url, target, runs, failures.get(target, {}), columns)
-                    for target, runs in sorted(counts.items())]
+            return [
+                _summary(db, self.shown_url, target, runs, failures.get(target, {}), columns)
+                for target, runs in sorted(counts.items())
+            ]
 
     # Leases -----------------------------------------------------------------------------------
 
@@ -408,8 +427,7 @@ class HistoryStore:
             since = str(found[0][3]) if found and found[0][0] == lease.run_id else lease.since
             db.execute("delete from dataops_leases where target = ?", [target])
             db.execute(
-                "insert into dataops_leases (target, run_id, host, pid, since, expires_at) "
-                "values (?, ?, ?, ?, ?, ?)",
+                "insert into dataops_leases (target, run_id, host, pid, since, expires_at) values (?, ?, ?, ?, ?, ?)",
                 [target, lease.run_id, lease.host, lease.pid, since, _utc(now + timedelta(seconds=seconds))],
             )
         return None
@@ -422,8 +440,7 @@ class HistoryStore:
             if schema_version(db) < 3:
                 return None
             found = db.execute(
-                "select run_id, host, pid, since, expires_at from dataops_leases "
-                "where target = ? and expires_at > ?",
+                "select run_id, host, pid, since, expires_at from dataops_leases where target = ? and expires_at > ?",
                 [target, _utc(datetime.now(UTC))],
             )
         if not found or found[0][0] == excluding:
@@ -434,26 +451,41 @@ class HistoryStore:
         with self.transaction() as db:
             db.execute("delete from dataops_leases where target = ? and run_id = ?", [target, run_id])
 
+
 def _write(db: Database, run: RunRecord) -> None:
     """One run's rows, replacing those it had."""
     document = run.to_dict()
     for table in ("dataops_row_counts", "dataops_nodes", "dataops_runs"):
         db.execute(f"delete from {table} where run_id = ?", [run.run_id])
-    db.insert_many("dataops_runs", [{
-        "run_id": run.run_id, "target": run.target, "kind": run.kind, "trigger": run.trigger.kind,
-        "started_at": _timestamp(run.started_at),
-        "finished_at": _timestamp(run.finished_at) if run.finished_at else None,
-        "seconds": run.seconds, "status": run.status, "exit_code": run.exit_code,
-        "models_built": run.models_built, "tests_failed": run.tests_failed,
-        "quality_score": run.quality_score, "cpu_seconds": run.cpu_seconds,
-        "peak_memory_bytes": run.peak_memory_bytes, "document": json.dumps(document, default=str),
-        "publish_status": run.publish.status if run.publish else None,
-        "published_version": _published_version(run.publish),
-    }])
+    db.insert_many(
+        "dataops_runs",
+        [
+            {
+                "run_id": run.run_id,
+                "target": run.target,
+                "kind": run.kind,
+                "trigger": run.trigger.kind,
+                "started_at": _timestamp(run.started_at),
+                "finished_at": _timestamp(run.finished_at) if run.finished_at else None,
+                "seconds": run.seconds,
+                "status": run.status,
+                "exit_code": run.exit_code,
+                "models_built": run.models_built,
+                "tests_failed": run.tests_failed,
+                "quality_score": run.quality_score,
+                "cpu_seconds": run.cpu_seconds,
+                "peak_memory_bytes": run.peak_memory_bytes,
+                "document": json.dumps(document, default=str),
+                "publish_status": run.publish.status if run.publish else None,
+                "published_version": _published_version(run.publish),
+            }
+        ],
+    )
     db.insert_many("dataops_nodes", [{"run_id": run.run_id, **node.__dict__} for node in run.nodes])
-    db.insert_many("dataops_row_counts", [
-        {"run_id": run.run_id, "relation": name, "rows": rows} for name, rows in run.row_counts.items()
-    ])
+    db.insert_many(
+        "dataops_row_counts",
+        [{"run_id": run.run_id, "relation": name, "rows": rows} for name, rows in run.row_counts.items()],
+    )
 
 
 def _published_version(publish: PublishRecord | None) -> int | None:
@@ -477,8 +509,9 @@ class TargetSummary:
 
 
 # dbt's statuses that count as a failure: a model that errored, a test that failed or errored.
-_FAILED_NODES = "(n.kind = 'model' and n.status = 'error') or (n.kind in ('test', 'unit_test') and n.status in " \
-    "('fail', 'error'))"
+_FAILED_NODES = (
+    "(n.kind = 'model' and n.status = 'error') or (n.kind in ('test', 'unit_test') and n.status in ('fail', 'error'))"
+)
 
 
 def _node_failures(db: Database) -> dict[str, dict[tuple[str, str], int]]:
@@ -494,15 +527,22 @@ def _node_failures(db: Database) -> dict[str, dict[tuple[str, str], int]]:
 
 
 def _summary(
-    db: Database, store: str, target: str, runs: dict[tuple[str, str | None], int],
-    failures: dict[tuple[str, str], int], publish_columns: tuple[str, str],
+    db: Database,
+    store: str,
+    target: str,
+    runs: dict[tuple[str, str | None], int],
+    failures: dict[tuple[str, str], int],
+    publish_columns: tuple[str, str],
 ) -> TargetSummary:
     """The latest of each kind walks the target's runs newest first in `ix_dataops_runs_latest`."""
     publish_status, published_version = publish_columns
+
     def newest(column: str, condition: str, kinds: str = PIPELINE_KINDS_SQL) -> Any:
         found = db.execute(
             f"select {column} from dataops_runs where target = ? and kind in ({kinds}) and {condition} "
-            "order by started_at desc, run_id desc limit 1", [target])
+            "order by started_at desc, run_id desc limit 1",
+            [target],
+        )
         return found[0][0] if found else None
 
     ended = "finished_at is not null"
@@ -515,10 +555,13 @@ def _summary(
     score = newest("quality_score", f"{ended} and quality_score is not null")
     version = newest(published_version, f"{publish_status} is not null", kinds=f"{PIPELINE_KINDS_SQL}, 'rollback'")
     return TargetSummary(
-        target=target, runs=runs, latest=latest,
+        target=target,
+        runs=runs,
+        latest=latest,
         last_success_at=datetime.fromisoformat(str(success)) if success else None,
         quality_score=float(score) if score is not None else None,
-        published_version=int(version) if version is not None else None, node_failures=failures,
+        published_version=int(version) if version is not None else None,
+        node_failures=failures,
     )
 
 

@@ -99,8 +99,9 @@ class AnomalyCheck:
     def node(self, level: Severity) -> NodeRecord:
         """`level` is what an anomaly counts as in the environment."""
         counts_as = {PASS: "ok", ANOMALOUS: level}.get(self.status, "skipped")
-        return NodeRecord(self.unique_id, "anomaly", self.name, self.status, counts_as,
-                          message=self.message, score=self.score)
+        return NodeRecord(
+            self.unique_id, "anomaly", self.name, self.status, counts_as, message=self.message, score=self.score
+        )
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,27 @@ def _score(value: float, training: Sequence[float], least_change: float, sensiti
 
 
 def _too_little(kind: Kind, relation: str, found: int, config: AnomalySettings) -> AnomalyCheck:
-    return AnomalyCheck(kind, relation, NOT_ENOUGH_HISTORY, None, (
-        f"{found} training run{'s' if found != 1 else ''} in the {config.training_days} days before this run; "
-        f"{config.min_training_runs} are needed"
-    ))
+    return AnomalyCheck(
+        kind,
+        relation,
+        NOT_ENOUGH_HISTORY,
+        None,
+        (
+            f"{found} training run{'s' if found != 1 else ''} in the {config.training_days} days before this run; "
+            f"{config.min_training_runs} are needed"
+        ),
+    )
 
 
-def _verdict(score: _Score, anomalous: bool, runs: int, config: AnomalySettings, shown: str,
-             unit: Callable[[float], str], threshold: str) -> str:
+def _verdict(
+    score: _Score,
+    anomalous: bool,
+    runs: int,
+    config: AnomalySettings,
+    shown: str,
+    unit: Callable[[float], str],
+    threshold: str,
+) -> str:
     """`shown`: the value and its change from the mean; `unit` writes a spread in the metric's
     terms; `threshold`: the small change that never counts, named when the stddev is floored at it."""
     text = f"{shown}, stddev {unit(score.stddev)} over {runs} training runs: z-score {score.z:+.2f}"
@@ -164,45 +178,61 @@ def _stale_throughout(age_seconds: float, started_at: datetime, training: Sequen
     return all(abs(s.started_at - timedelta(seconds=s.age_seconds) - newest) <= _SAME_NEWEST_ROW for s in training)
 
 
-def judge_freshness(source: str, age_seconds: float, started_at: datetime, training: Sequence[Sample],
-                    config: AnomalySettings) -> AnomalyCheck:
+def judge_freshness(
+    source: str, age_seconds: float, started_at: datetime, training: Sequence[Sample], config: AnomalySettings
+) -> AnomalyCheck:
     """A source's age at this run's freshness check against its ages in the training runs: only an
     older source is an anomaly, and never one that was already stale through the whole window."""
     if len(training) < config.min_training_runs:
         return _too_little("freshness", source, len(training), config)
     if _stale_throughout(age_seconds, started_at, training):
         newest = started_at - timedelta(seconds=age_seconds)
-        return AnomalyCheck("freshness", source, PASS, 0.0, (
-            f"{_duration(age_seconds)} old, not updated in any of the {len(training)} training runs (newest row "
-            f"about {newest.astimezone(UTC):%Y-%m-%d %H:%M} UTC): its age grows as time passes, which is "
-            "staleness, not an anomaly"
-        ))
+        return AnomalyCheck(
+            "freshness",
+            source,
+            PASS,
+            0.0,
+            (
+                f"{_duration(age_seconds)} old, not updated in any of the {len(training)} training runs (newest row "
+                f"about {newest.astimezone(UTC):%Y-%m-%d %H:%M} UTC): its age grows as time passes, which is "
+                "staleness, not an anomaly"
+            ),
+        )
     ages = [s.age_seconds for s in training]
     mean = statistics.fmean(ages)
     least = max(config.min_spike_percent / 100 * mean, config.min_age_increase_hours * 3600, _ONE_UNIT)
     score = _score(age_seconds, ages, least, config.sensitivity)
     anomalous = score.z > config.sensitivity
-    shown = (f"{_duration(age_seconds)} old, {_duration(abs(age_seconds - mean))} "
-             f"{'older' if age_seconds >= mean else 'fresher'} than the mean of {_duration(mean)}")
-    threshold = (f"an age increase under {config.min_spike_percent:g}% or "
-                 f"{config.min_age_increase_hours:g} hour{'s' if config.min_age_increase_hours != 1 else ''}")
+    shown = (
+        f"{_duration(age_seconds)} old, {_duration(abs(age_seconds - mean))} "
+        f"{'older' if age_seconds >= mean else 'fresher'} than the mean of {_duration(mean)}"
+    )
+    threshold = (
+        f"an age increase under {config.min_spike_percent:g}% or "
+        f"{config.min_age_increase_hours:g} hour{'s' if config.min_age_increase_hours != 1 else ''}"
+    )
     message = _verdict(score, anomalous, len(training), config, shown, _duration, threshold)
     return AnomalyCheck("freshness", source, ANOMALOUS if anomalous else PASS, round(score.z, 3), message)
 
 
 def detect(
-    config: AnomalySettings, training: TrainingHistory, started_at: datetime, row_counts: Mapping[str, int],
+    config: AnomalySettings,
+    training: TrainingHistory,
+    started_at: datetime,
+    row_counts: Mapping[str, int],
     freshness: Sequence[NodeRecord],
 ) -> list[AnomalyCheck]:
     """Every relation this run counted and every source its freshness check aged, judged against
     the training runs; sorted by kind and relation, so records and metrics keep one order."""
-    checks = [judge_volume(relation, rows, training.rows.get(relation, []), config)
-              for relation, rows in row_counts.items()]
+    checks = [
+        judge_volume(relation, rows, training.rows.get(relation, []), config) for relation, rows in row_counts.items()
+    ]
     for node in freshness:
         if node.kind == "source" and node.age_seconds is not None:  # a source that could not be read has no age
             source = node.name.removeprefix(FRESHNESS_PREFIX)
-            checks.append(judge_freshness(source, node.age_seconds, started_at,
-                                          training.ages.get(node.unique_id, []), config))
+            checks.append(
+                judge_freshness(source, node.age_seconds, started_at, training.ages.get(node.unique_id, []), config)
+            )
     return sorted(checks, key=lambda check: (check.kind != "volume", check.relation))
 
 
@@ -248,23 +278,28 @@ def training_history(
                 history.runs = config.min_training_runs
         for relation, rows in db.execute(
             "select c.relation, c.rows from dataops_row_counts c join dataops_runs r on r.run_id = c.run_id "
-            f"where {trained} order by r.started_at", bounds
+            f"where {trained} order by r.started_at",
+            bounds,
         ):
             history.rows.setdefault(str(relation), []).append(float(rows))
         for unique_id, started, age in db.execute(
             "select n.unique_id, r.started_at, n.age_seconds from dataops_nodes n join dataops_runs r "
             f"on r.run_id = n.run_id where {trained} and n.kind = 'source' and n.age_seconds is not null "
-            "order by r.started_at", bounds
+            "order by r.started_at",
+            bounds,
         ):
-            history.ages.setdefault(str(unique_id), []).append(
-                Sample(datetime.fromisoformat(str(started)), float(age)))
+            history.ages.setdefault(str(unique_id), []).append(Sample(datetime.fromisoformat(str(started)), float(age)))
     return history
 
 
 def _failed_in(db: Database, target: str, since: str, until: datetime, run_id: str) -> bool:
-    return bool(db.execute(
-        f"select 1 from dataops_runs where target = ? and kind in ({PIPELINE_KINDS_SQL}) and status = 'failed' "
-        "and started_at >= ? and started_at < ? and run_id <> ? limit 1", [target, since, _stored(until), run_id]))
+    return bool(
+        db.execute(
+            f"select 1 from dataops_runs where target = ? and kind in ({PIPELINE_KINDS_SQL}) and status = 'failed' "
+            "and started_at >= ? and started_at < ? and run_id <> ? limit 1",
+            [target, since, _stored(until), run_id],
+        )
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -59,10 +59,14 @@ class HistoryCollector(Collector):
         summaries, problem = self._read()
         seconds = time.perf_counter() - started
         self._report(problem)
-        yield _gauge("dataops_history_up", "1 when the run history was read at this scrape, else 0.",
-                     [((), 0 if summaries is None else 1)])
-        yield _gauge("dataops_exporter_scrape_duration_seconds", "How long reading the run history took.",
-                     [((), seconds)])
+        yield _gauge(
+            "dataops_history_up",
+            "1 when the run history was read at this scrape, else 0.",
+            [((), 0 if summaries is None else 1)],
+        )
+        yield _gauge(
+            "dataops_exporter_scrape_duration_seconds", "How long reading the run history took.", [((), seconds)]
+        )
         if summaries is not None:
             yield from history_metrics(summaries)
 
@@ -74,8 +78,10 @@ class HistoryCollector(Collector):
         except Exception as error:  # a scrape must answer: a bug here is up 0 and a traceback, not a 500
             return None, "".join(traceback.format_exception(error)).rstrip()
         if summaries is None:
-            return None, (f"no run history at {self.store.shown_url} (no run recorded there yet): run the pipeline, "
-                          "or point DATAOPS_HISTORY_URL at the history it records into")
+            return None, (
+                f"no run history at {self.store.shown_url} (no run recorded there yet): run the pipeline, "
+                "or point DATAOPS_HISTORY_URL at the history it records into"
+            )
         return summaries, None
 
     def _report(self, problem: str | None) -> None:
@@ -94,7 +100,8 @@ def history_metrics(summaries: list[TargetSummary]) -> Iterator[Metric]:
     families: dict[str, Metric] = {}
     for name, kind, documentation, labels in _FAMILIES:
         families[name] = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
-            name, documentation, labels=["target", *labels])
+            name, documentation, labels=["target", *labels]
+        )
     for summary in summaries:
         for name, labels, value in _samples(summary):
             families[name].add_metric([summary.target, *labels], value)
@@ -114,20 +121,36 @@ _FAMILIES: list[tuple[str, str, str, list[str]]] = [
     ("dataops_last_run_published", "gauge", "1 if the latest ended run published the marts, else 0.", []),
     ("dataops_mart_rows", "gauge", "Rows per mart, as the latest ended run counted them.", ["mart"]),
     ("dataops_source_rows", "gauge", "Rows per source table, as the latest ended run counted them.", ["source"]),
-    ("dataops_source_freshness_age_seconds", "gauge",
-     "Age of each source's newest row at the latest run's freshness check.", ["source"]),
-    ("dataops_anomaly", "gauge", "1 when the latest run's anomaly check flagged the relation, else 0.",
-     ["kind", "relation"]),
+    (
+        "dataops_source_freshness_age_seconds",
+        "gauge",
+        "Age of each source's newest row at the latest run's freshness check.",
+        ["source"],
+    ),
+    (
+        "dataops_anomaly",
+        "gauge",
+        "1 when the latest run's anomaly check flagged the relation, else 0.",
+        ["kind", "relation"],
+    ),
     ("dataops_anomaly_score", "gauge", "The z-score of the latest run's anomaly check.", ["kind", "relation"]),
     ("dbt_models_total", "gauge", "Models in the latest ended run.", []),
     ("dbt_execution_time_seconds", "gauge", "The latest ended run's dbt build stage, in seconds.", []),
     ("dbt_model_execution_time_seconds", "gauge", "Each model's build time in the latest ended run.", ["model"]),
-    ("dbt_model_status", "gauge", "1 for each model's status in the latest ended run, 0 for the others.",
-     ["model", "status"]),
+    (
+        "dbt_model_status",
+        "gauge",
+        "1 for each model's status in the latest ended run, 0 for the others.",
+        ["model", "status"],
+    ),
     ("dbt_model_failures_total", "counter", "Ended runs in which the model errored.", ["model"]),
     ("dbt_test_failures_total", "counter", "Ended runs in which the test's status was fail or error.", ["test"]),
-    ("dbt_source_freshness_error", "gauge", "1 when the latest freshness check of the source was an error.",
-     ["source"]),
+    (
+        "dbt_source_freshness_error",
+        "gauge",
+        "1 when the latest freshness check of the source was an error.",
+        ["source"],
+    ),
 ]
 
 Sample = tuple[str, tuple[str, ...], float]
@@ -226,6 +249,7 @@ def _gauge(name: str, documentation: str, samples: list[tuple[tuple[str, ...], f
 
 # The HTTP server ------------------------------------------------------------------------------
 
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # a line per scrape would bury the lines that matter
@@ -235,8 +259,13 @@ class ExporterServer:
     """`/metrics` on `host:port` (port 0: any free one), from the history at `store` (default:
     DATAOPS_HISTORY_URL or the SQLite file beside the warehouse)."""
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, store: HistoryStore | None = None,
-                 notify: Notify | None = None) -> None:
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        store: HistoryStore | None = None,
+        notify: Notify | None = None,
+    ) -> None:
         self.collector = HistoryCollector(store or HistoryStore(), notify)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
@@ -288,9 +317,7 @@ class ExporterServer:
     def __enter__(self) -> ExporterServer:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self._server.server_close()
 
 
@@ -324,6 +351,7 @@ def _listen_error(host: str, port: int, error: OSError) -> str:
     if error.errno in (errno.EACCES, errno.EPERM):
         return f"no permission to listen on {host}:{port}: choose a --port above 1023"
     if error.errno == errno.EADDRNOTAVAIL:
-        return (f"--host {host} is not an address of this machine ({error.strerror}): give one, e.g. 127.0.0.1 "
-                "or 0.0.0.0")
+        return (
+            f"--host {host} is not an address of this machine ({error.strerror}): give one, e.g. 127.0.0.1 or 0.0.0.0"
+        )
     return f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --host or --port"

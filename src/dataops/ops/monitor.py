@@ -17,9 +17,15 @@ from dataops.history.records import PIPELINE_KINDS, RunRecord
 from dataops.history.store import HistoryStore
 
 # Presets Airflow accepts, so the interval does not need croniter for the common schedules.
-_PRESETS = {"@hourly": timedelta(hours=1), "@daily": timedelta(days=1), "@midnight": timedelta(days=1),
-            "@weekly": timedelta(weeks=1), "@monthly": timedelta(days=31), "@yearly": timedelta(days=366),
-            "@annually": timedelta(days=366)}
+_PRESETS = {
+    "@hourly": timedelta(hours=1),
+    "@daily": timedelta(days=1),
+    "@midnight": timedelta(days=1),
+    "@weekly": timedelta(weeks=1),
+    "@monthly": timedelta(days=31),
+    "@yearly": timedelta(days=366),
+    "@annually": timedelta(days=366),
+}
 
 
 @dataclass
@@ -48,8 +54,10 @@ class MonitoringReport:
         """One line for logs and notifications."""
         verdict = "FAILED" if self.failed else "passed"
         run = f"run {self.run_id}" if self.run_id else "no run"
-        text = (f"monitoring of {self.target} {verdict}: {len(self.errors)} error(s), "
-                f"{len(self.warnings)} warning(s); latest {run} in {self.store}")
+        text = (
+            f"monitoring of {self.target} {verdict}: {len(self.errors)} error(s), "
+            f"{len(self.warnings)} warning(s); latest {run} in {self.store}"
+        )
         if self.in_flight:
             text += f", run {self.in_flight} in flight"
         if self.findings:
@@ -77,7 +85,9 @@ def _cron_interval(schedule: str) -> timedelta:
 
 
 def monitor(
-    settings: Settings, schedule: str = PIPELINE_SCHEDULE, now: datetime | None = None,
+    settings: Settings,
+    schedule: str = PIPELINE_SCHEDULE,
+    now: datetime | None = None,
     store: HistoryStore | None = None,
 ) -> MonitoringReport:
     store = store or HistoryStore()
@@ -87,10 +97,13 @@ def monitor(
     if latest is None:
         if report.in_flight:
             return report  # the first run of the target, still running
-        report.findings.append(Finding(
-            "error", "run history",
-            f"no run of {settings.target} in the run history: has the pipeline run? (`dataops run` or its DAG)",
-        ))
+        report.findings.append(
+            Finding(
+                "error",
+                "run history",
+                f"no run of {settings.target} in the run history: has the pipeline run? (`dataops run` or its DAG)",
+            )
+        )
         return report
     report.run_id = latest.run_id
     report.findings = [Finding("error" if f.level == "error" else "warn", f.check, f.message) for f in latest.findings]
@@ -125,15 +138,20 @@ def _age_findings(latest: RunRecord, schedule: str, now: datetime) -> list[Findi
     allowed = allowed_gap(schedule)
     if now - ended <= allowed:
         return []
-    return [Finding(
-        "error", "run age",
-        f"the latest run {latest.run_id} ended {_age(now - ended)} ago (at {ended.astimezone(UTC):%Y-%m-%d %H:%M} "
-        f"UTC), longer than the {_age(allowed)} the schedule {schedule} allows: check the pipeline DAG",
-    )]
+    return [
+        Finding(
+            "error",
+            "run age",
+            f"the latest run {latest.run_id} ended {_age(now - ended)} ago (at {ended.astimezone(UTC):%Y-%m-%d %H:%M} "
+            f"UTC), longer than the {_age(allowed)} the schedule {schedule} allows: check the pipeline DAG",
+        )
+    ]
 
 
 def check_history(
-    settings: Settings, schedule: str = PIPELINE_SCHEDULE, store: HistoryStore | None = None,
+    settings: Settings,
+    schedule: str = PIPELINE_SCHEDULE,
+    store: HistoryStore | None = None,
     now: datetime | None = None,
 ) -> str:
     """For an Airflow task: raise DataOpsError naming every error, else return the summary."""

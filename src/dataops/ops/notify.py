@@ -57,13 +57,15 @@ def webhook_url() -> str | None:
         raise DataOpsError(f"{AIRFLOW_CONN_ENV_VAR} is neither a URL nor an Airflow connection URI")
     # An Airflow connection URI such as `slackwebhook://:<token>@hooks.example/services`: Airflow
     # reads the scheme as the connection type and the path as its `schema`.
-    return _url_from_connection({
-        "conn_type": parts.scheme,
-        "host": parts.hostname,
-        "port": parts.port,
-        "schema": unquote(parts.path.lstrip("/")),
-        "password": unquote(parts.password) if parts.password else None,
-    })
+    return _url_from_connection(
+        {
+            "conn_type": parts.scheme,
+            "host": parts.hostname,
+            "port": parts.port,
+            "schema": unquote(parts.path.lstrip("/")),
+            "password": unquote(parts.password) if parts.password else None,
+        }
+    )
 
 
 def _url_from_connection(fields: Mapping[str, Any]) -> str:
@@ -246,9 +248,12 @@ def format_deployment(record: RunRecord, rollback: str) -> tuple[str, list[dict[
         raise ValueError(f"run {record.run_id} is not a deployment")
     succeeded = deployment.outcome in ("deployed", "unchanged")
     icon = ":large_green_circle:" if succeeded else ":red_circle:"
-    version = (f"v{deployment.published_version} published" if deployment.outcome == "deployed"
-               else "nothing published" + (f", consumers keep v{deployment.previous_version}"
-                                           if deployment.previous_version else ""))
+    version = (
+        f"v{deployment.published_version} published"
+        if deployment.outcome == "deployed"
+        else "nothing published"
+        + (f", consumers keep v{deployment.previous_version}" if deployment.previous_version else "")
+    )
     headline = f"{icon} dataops deploy to {record.target} {deployment.outcome}: {version}"
     commit = (deployment.git_commit or "unknown commit")[:12] + (" (uncommitted changes)" if deployment.dirty else "")
     changed = ", ".join(name.rsplit(".", 1)[-1] for name in deployment.changed_models) or "none"

@@ -97,9 +97,12 @@ def models_follow_naming(manifest: Manifest) -> Iterator[tuple[str, str]]:
         excused = model["config"].get("meta", {}).get(NAMING_EXCEPTION_META)
         if not model["name"].startswith(prefixes) and not excused:
             expected = " or ".join(prefixes)
-            yield model["name"], (
-                f"is in {layer}/ but does not start with {expected} "
-                f"(or declare meta.{NAMING_EXCEPTION_META} with the reason)"
+            yield (
+                model["name"],
+                (
+                    f"is in {layer}/ but does not start with {expected} "
+                    f"(or declare meta.{NAMING_EXCEPTION_META} with the reason)"
+                ),
             )
 
 
@@ -138,8 +141,7 @@ def sources_have_freshness(manifest: Manifest) -> Iterator[tuple[str, str]]:
 
 CHECKS: tuple[Check, ...] = (
     Check("models-have-tests", "every model has at least one test", models_have_tests),
-    Check("marts-have-primary-keys", "every mart has unique + not_null on one column",
-          marts_have_primary_key_tests),
+    Check("marts-have-primary-keys", "every mart has unique + not_null on one column", marts_have_primary_key_tests),
     Check("naming", "stg_ / int_ / fct_ or dim_ prefixes by layer", models_follow_naming),
     Check("no-orphans", "every non-mart model is used by another model", no_orphan_models),
     Check("described", "every model and source has a description", everything_described),
@@ -149,8 +151,4 @@ CHECKS: tuple[Check, ...] = (
 
 def run_checks(manifest: Manifest) -> list[Violation]:
     """All violations of all checks, in check order; empty when the project is in shape."""
-    return [
-        Violation(check.name, node, message)
-        for check in CHECKS
-        for node, message in check.run(manifest)
-    ]
+    return [Violation(check.name, node, message) for check in CHECKS for node, message in check.run(manifest)]

@@ -110,9 +110,9 @@ def validate(nodes: list[CompiledNode], engine: str) -> list[ValidationProblem]:
             sqlglot.parse(node.sql, read=dialect.sqlglot)
         except ParseError as error:
             first = error.errors[0] if error.errors else {}
-            problems.append(ValidationProblem(
-                label, int(first.get("line") or 1), "sqlglot", str(first.get("description") or error)
-            ))
+            problems.append(
+                ValidationProblem(label, int(first.get("line") or 1), "sqlglot", str(first.get("description") or error))
+            )
             continue
         if dialect.extra_rules is not None:
             problems.extend(
@@ -161,14 +161,17 @@ def sqlserver_scripts(settings: Settings, manifest: Any) -> list[Any]:
     keys, columns = _mart_keys_and_columns(manifest, marts)
     database = dict(settings.described_profile(mask="****")).get("database") or settings.target
     return publishing_scripts(
-        settings.consumer_schema, settings.candidate_schema, marts, settings.reader_role or EXAMPLE_READER_ROLE,
-        database, keys, columns,
+        settings.consumer_schema,
+        settings.candidate_schema,
+        marts,
+        settings.reader_role or EXAMPLE_READER_ROLE,
+        database,
+        keys,
+        columns,
     )
 
 
-def compile_project(
-    settings: Settings, run_validation: bool, project_dir: Path = DBT_PROJECT_DIR
-) -> CompileReport:
+def compile_project(settings: Settings, run_validation: bool, project_dir: Path = DBT_PROJECT_DIR) -> CompileReport:
     nodes, manifest = _compile(settings, project_dir)
     report = CompileReport(settings.target, settings.engine, nodes=nodes)
     if run_validation:

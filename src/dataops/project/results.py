@@ -58,8 +58,13 @@ class FreshnessOutcome:
 
     def to_node(self) -> NodeRecord:
         return NodeRecord(
-            unique_id=self.unique_id, kind="source", name=f"freshness of {self.source}", status=self.status,
-            level=self.level, seconds=self.seconds, message=self.message,
+            unique_id=self.unique_id,
+            kind="source",
+            name=f"freshness of {self.source}",
+            status=self.status,
+            level=self.level,
+            seconds=self.seconds,
+            message=self.message,
             age_seconds=round(self.age_hours * 3600, 1) if self.age_hours is not None else None,
         )
 
@@ -112,8 +117,12 @@ class RunSummary:
     def checks_run(self) -> int:
         c, q = self.counts, self.quality
         return (
-            c.tests_passed + c.tests_warned + c.tests_failed
-            + q.expectations_passed + q.expectations_warned + q.expectations_failed
+            c.tests_passed
+            + c.tests_warned
+            + c.tests_failed
+            + q.expectations_passed
+            + q.expectations_warned
+            + q.expectations_failed
         )
 
     @property
@@ -158,14 +167,24 @@ class RunSummary:
     def to_record(self) -> RunRecord:
         """The run as the history keeps it."""
         return RunRecord(
-            run_id=self.run_id, target=self.target, kind=self.kind, trigger=self.trigger,
-            started_at=self.started_at, finished_at=self.finished_at, status=self.status,
-            exit_code=int(self.exit_code), git_commit=self.git_commit, error=self.error,
+            run_id=self.run_id,
+            target=self.target,
+            kind=self.kind,
+            trigger=self.trigger,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            status=self.status,
+            exit_code=int(self.exit_code),
+            git_commit=self.git_commit,
+            error=self.error,
             stages=[StageRecord(s.name, s.status, round(s.seconds, 3), s.detail) for s in self.stages],
             nodes=unique_node_ids([*(outcome.to_node() for outcome in self.freshness), *self.nodes]),
             findings=[FindingRecord(f.level, f.check, f.message) for f in self.findings],
-            row_counts=dict(self.row_counts), quality_score=self.quality_score,
-            cpu_seconds=self.cpu_seconds, peak_memory_bytes=self.peak_memory_bytes, publish=self.publish,
+            row_counts=dict(self.row_counts),
+            quality_score=self.quality_score,
+            cpu_seconds=self.cpu_seconds,
+            peak_memory_bytes=self.peak_memory_bytes,
+            publish=self.publish,
         )
 
     @classmethod
@@ -183,13 +202,24 @@ class RunSummary:
         if record.error is not None:
             error_kind = "internal" if record.status == "crashed" else "usage"
         return cls(
-            run_id=record.run_id, target=record.target, started_at=record.started_at, kind=record.kind,
+            run_id=record.run_id,
+            target=record.target,
+            started_at=record.started_at,
+            kind=record.kind,
             stages=[StageResult(s.name, cast(StageStatus, s.status), s.seconds, s.detail) for s in record.stages],
-            counts=counts, quality=quality,
+            counts=counts,
+            quality=quality,
             findings=[Finding(cast(Level, f.level), f.check, f.message) for f in record.findings],
-            finished_at=record.finished_at, error=record.error, error_kind=error_kind, trigger=record.trigger,
-            git_commit=record.git_commit, nodes=list(record.nodes), row_counts=dict(record.row_counts),
-            cpu_seconds=record.cpu_seconds, peak_memory_bytes=record.peak_memory_bytes, publish=record.publish,
+            finished_at=record.finished_at,
+            error=record.error,
+            error_kind=error_kind,
+            trigger=record.trigger,
+            git_commit=record.git_commit,
+            nodes=list(record.nodes),
+            row_counts=dict(record.row_counts),
+            cpu_seconds=record.cpu_seconds,
+            peak_memory_bytes=record.peak_memory_bytes,
+            publish=record.publish,
         )
 
 
@@ -240,14 +270,18 @@ class ModelRelation(NamedTuple):
 def manifest_models(manifest: Manifest) -> list[ModelRelation]:
     return [
         ModelRelation(node.alias or node.name, node.schema, node.config.materialized)
-        for node in manifest.nodes.values() if node.resource_type == "model"
+        for node in manifest.nodes.values()
+        if node.resource_type == "model"
     ]
 
 
 def mart_names(settings: Settings, models: Iterable[ModelRelation]) -> list[str]:
     """The marts: the models dbt builds into the candidate schema (what a version publishes)."""
-    return sorted(model.name for model in models
-                  if model.schema == settings.candidate_schema and model.materialized != "ephemeral")
+    return sorted(
+        model.name
+        for model in models
+        if model.schema == settings.candidate_schema and model.materialized != "ephemeral"
+    )
 
 
 def row_counts(settings: Settings, models: Iterable[ModelRelation]) -> dict[str, int]:
@@ -266,7 +300,7 @@ def row_counts(settings: Settings, models: Iterable[ModelRelation]) -> dict[str,
         return {}
     prefix = f"{settings.candidate_schema}."
     return {
-        (f"{settings.consumer_schema}.{name[len(prefix):]}" if name.startswith(prefix) else name): count
+        (f"{settings.consumer_schema}.{name[len(prefix) :]}" if name.startswith(prefix) else name): count
         for name, count in counted.items()
     }
 
@@ -310,7 +344,11 @@ class BuildInterpretation(NamedTuple):
 
 
 _COUNTED = {  # resource type -> (counter prefix, how its findings are named)
-    "model": "models", "seed": "models", "snapshot": "models", "test": "tests", "unit_test": "unit_tests",
+    "model": "models",
+    "seed": "models",
+    "snapshot": "models",
+    "test": "tests",
+    "unit_test": "unit_tests",
 }
 
 
@@ -334,12 +372,19 @@ def interpret_build(outcome: dbtRunnerResult) -> BuildInterpretation:
             _count(counts, prefix, "skipped" if skipped else (level or "ok"))
         if level is not None and prefix is not None:
             findings.append(Finding(level if resource == "test" else "error", finding_check(resource, name), message))
-        nodes.append(NodeRecord(
-            unique_id=node_result.node.unique_id, kind=str(resource), name=name, status=status,
-            level="skipped" if skipped else (level or "ok"), seconds=round(node_result.execution_time, 3),
-            rows_affected=(node_result.adapter_response or {}).get("rows_affected"),
-            failures=node_result.failures, message=message,
-        ))
+        nodes.append(
+            NodeRecord(
+                unique_id=node_result.node.unique_id,
+                kind=str(resource),
+                name=name,
+                status=status,
+                level="skipped" if skipped else (level or "ok"),
+                seconds=round(node_result.execution_time, 3),
+                rows_affected=(node_result.adapter_response or {}).get("rows_affected"),
+                failures=node_result.failures,
+                message=message,
+            )
+        )
     if not outcome.success and not errors_in(findings):
         findings.append(Finding("error", "dbt build", _unexplained_failure(outcome)))
     elif result is None or not result.results:
@@ -389,9 +434,7 @@ def _failure_text(result: RunResult) -> str:
     return failed_test_text(metadata.name, result.failures, {**metadata.kwargs, **result.node.config.meta})
 
 
-def interpret_freshness(
-    outcome: dbtRunnerResult, stale_data: Severity
-) -> tuple[list[FreshnessOutcome], list[Finding]]:
+def interpret_freshness(outcome: dbtRunnerResult, stale_data: Severity) -> tuple[list[FreshnessOutcome], list[Finding]]:
     """Stale sources become warnings or failures by the environment's policy; a source that
     cannot be read at all is always a failure, and so is a freshness check that checked nothing."""
     outcomes: list[FreshnessOutcome] = []
@@ -405,9 +448,11 @@ def interpret_freshness(
         name = f"{source.source_name}.{source.name}"
         if not isinstance(source_result, SourceFreshnessResult):
             message = _one_line(source_result.message)
-            outcomes.append(FreshnessOutcome(
-                name, "runtime error", "error", None, None, message, source.unique_id, source_result.execution_time
-            ))
+            outcomes.append(
+                FreshnessOutcome(
+                    name, "runtime error", "error", None, None, message, source.unique_id, source_result.execution_time
+                )
+            )
             findings.append(Finding("error", f"freshness of {name}", message))
             continue
         status = str(source_result.status)

@@ -66,12 +66,18 @@ class DbtProject:
 
     def _common_args(self, command: list[str]) -> list[str]:
         return [
-            "--project-dir", str(self.project_dir),
-            "--profiles-dir", str(self.project_dir),
-            "--target", self.settings.target,
-            "--target-path", self.target_path,
-            "--log-path", str(self.settings.artifacts_dir / "logs"),
-            "--vars", json.dumps(self.vars),
+            "--project-dir",
+            str(self.project_dir),
+            "--profiles-dir",
+            str(self.project_dir),
+            "--target",
+            self.settings.target,
+            "--target-path",
+            self.target_path,
+            "--log-path",
+            str(self.settings.artifacts_dir / "logs"),
+            "--vars",
+            json.dumps(self.vars),
             # `dbt ls` runs nothing, and refuses the option.
             *(["--threads", str(self.settings.threads)] if command != ["ls"] else []),
         ]
@@ -139,8 +145,18 @@ class DbtProject:
         """The unique ids of the nodes of `resource_type` that `dbt ls --select` picks (e.g.
         `state:modified+` against the manifest in `state`), sorted; none is an empty list."""
         self._require_manifest()
-        result = self._invoke(["ls"], "--select", *select, "--resource-type", resource_type, "--output", "json",
-                              "--output-keys", "unique_id", *_state_args(state))
+        result = self._invoke(
+            ["ls"],
+            "--select",
+            *select,
+            "--resource-type",
+            resource_type,
+            "--output",
+            "json",
+            "--output-keys",
+            "unique_id",
+            *_state_args(state),
+        )
         if not result.success or not isinstance(result.result, list):
             raise DataOpsError(f"dbt ls --select {' '.join(select)} failed; see the dbt log for the cause")
         return sorted(json.loads(line)["unique_id"] for line in result.result)

@@ -48,8 +48,11 @@ def marts_of(manifest: Any, settings: Settings) -> list[Mart]:
     marts = []
     for unique_id, node in nodes.items():
         materialized = _field(_field(node, "config"), "materialized")
-        if (_field(node, "resource_type") == "model" and _field(node, "schema") == settings.candidate_schema
-                and materialized != "ephemeral"):
+        if (
+            _field(node, "resource_type") == "model"
+            and _field(node, "schema") == settings.candidate_schema
+            and materialized != "ephemeral"
+        ):
             marts.append(Mart(_field(node, "alias") or _field(node, "name"), keys.get(unique_id, ())))
     return sorted(marts, key=lambda mart: mart.name)
 
@@ -71,7 +74,10 @@ def _column_changes(candidate: dict[str, list[Column]], published: dict[str, lis
 
 
 def smoke_checks(
-    settings: Settings, warehouse: Warehouse, marts: Sequence[Mart], candidate_rows: dict[str, int],
+    settings: Settings,
+    warehouse: Warehouse,
+    marts: Sequence[Mart],
+    candidate_rows: dict[str, int],
     allow_breaking: bool = False,
 ) -> tuple[list[Finding], list[MartDiff]]:
     """The candidate against the published version. Nothing published yet: nothing to compare."""
@@ -87,11 +93,14 @@ def smoke_checks(
             continue
         change = (after - before) / before * 100 if before else (0.0 if after == 0 else float("inf"))
         if abs(change) > limit:
-            findings.append(Finding(
-                "error", SMOKE_ROWS,
-                f"{mart} has {after:,} rows against {before:,} published ({change:+.0f}%, the limit is "
-                f"±{limit:g}% in environments.yml: max_row_change_percent)",
-            ))
+            findings.append(
+                Finding(
+                    "error",
+                    SMOKE_ROWS,
+                    f"{mart} has {after:,} rows against {before:,} published ({change:+.0f}%, the limit is "
+                    f"±{limit:g}% in environments.yml: max_row_change_percent)",
+                )
+            )
     candidate_columns = warehouse.columns(settings.candidate_schema, names)
     published_columns = warehouse.columns(settings.consumer_schema, names, published=True)
     changes = _column_changes(candidate_columns, published_columns)
@@ -100,9 +109,14 @@ def smoke_checks(
         allowed = "allowed by --allow-breaking" if allow_breaking else "run with --allow-breaking if it is meant"
         findings.append(Finding(level, SMOKE_COLUMNS, f"breaking change: {'; '.join(changes)} ({allowed})"))
     diffs = [
-        warehouse.data_diff(settings.candidate_schema, mart.name, mart.key,
-                            _shared(candidate_columns[mart.name], published_columns.get(mart.name, [])))
-        for mart in marts if mart.key and mart.name in published_rows and mart.name in candidate_columns
+        warehouse.data_diff(
+            settings.candidate_schema,
+            mart.name,
+            mart.key,
+            _shared(candidate_columns[mart.name], published_columns.get(mart.name, [])),
+        )
+        for mart in marts
+        if mart.key and mart.name in published_rows and mart.name in candidate_columns
     ]
     return findings, diffs
 
@@ -115,8 +129,13 @@ def _shared(candidate: list[Column], published: list[Column]) -> list[str]:
 
 
 def anomaly_checks(
-    settings: Settings, warehouse: Warehouse, history: HistoryStore, run_id: str, started_at: datetime,
-    candidate_rows: dict[str, int], freshness: Sequence[NodeRecord],
+    settings: Settings,
+    warehouse: Warehouse,
+    history: HistoryStore,
+    run_id: str,
+    started_at: datetime,
+    candidate_rows: dict[str, int],
+    freshness: Sequence[NodeRecord],
 ) -> tuple[list[NodeRecord], list[Finding]]:
     """Each check as a node of kind `anomaly`, and each anomaly as a finding at the environment's
     level. The sources are counted here, as the run's record counts them (none when the target reads
@@ -138,5 +157,3 @@ def diff_summary(diffs: Sequence[DiffRecord]) -> str:
     if not diffs:
         return ""
     return "; ".join(f"{d.mart} +{d.added:,} -{d.removed:,} ~{d.changed:,}" for d in diffs)
-
-

@@ -41,8 +41,12 @@ def _holder_of(lease: Lease) -> LockHolder:
 
 @contextmanager
 def hold_target(
-    settings: Settings, run_id: str, wait: bool, warehouse: Warehouse | None = None,
-    on_wait: Callable[[LockHolder | None], None] | None = None, history: HistoryStore | None = None,
+    settings: Settings,
+    run_id: str,
+    wait: bool,
+    warehouse: Warehouse | None = None,
+    on_wait: Callable[[LockHolder | None], None] | None = None,
+    history: HistoryStore | None = None,
     lease: bool = False,
 ) -> Iterator[None]:
     """Hold the target for the block. Held by another run (its lock, or a DAG run's lease): wait
@@ -66,8 +70,9 @@ def hold_target(
                 held.enter_context(warehouse.hold(holder, wait=True))
             # The lock is ours; a DAG run between two of its tasks may still have the target.
             if lease:
-                other = history.take_lease(settings.target, Lease(holder.run_id, holder.host, holder.pid,
-                                                                  holder.since), LEASE_SECONDS)
+                other = history.take_lease(
+                    settings.target, Lease(holder.run_id, holder.host, holder.pid, holder.since), LEASE_SECONDS
+                )
             else:
                 other = history.lease_holder(settings.target, excluding=run_id)
             if other is None:

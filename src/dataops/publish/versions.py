@@ -37,9 +37,17 @@ class PublishOutcome:
 
 
 def publish_candidate(
-    settings: Settings, run_id: str, marts: Sequence[Mart], candidate_rows: dict[str, int],
-    blocked_by: Sequence[str], allow_breaking: bool = False, warehouse: Warehouse | None = None, *,
-    started_at: datetime | None = None, freshness: Sequence[NodeRecord] = (), history: HistoryStore | None = None,
+    settings: Settings,
+    run_id: str,
+    marts: Sequence[Mart],
+    candidate_rows: dict[str, int],
+    blocked_by: Sequence[str],
+    allow_breaking: bool = False,
+    warehouse: Warehouse | None = None,
+    *,
+    started_at: datetime | None = None,
+    freshness: Sequence[NodeRecord] = (),
+    history: HistoryStore | None = None,
 ) -> PublishOutcome:
     """Audit the candidate against the published version and the run against the target's recent
     runs (`history`; the run started at `started_at`, its freshness nodes are `freshness`), and
@@ -48,30 +56,56 @@ def publish_candidate(
     marts of a blocked run are judged when the caller counted them."""
     warehouse = warehouse or connect(settings)
     previous = _current(warehouse)
-    nodes, findings = anomaly_checks(settings, warehouse, history or HistoryStore(), run_id,
-                                     started_at or datetime.now(UTC), candidate_rows, freshness)
+    nodes, findings = anomaly_checks(
+        settings,
+        warehouse,
+        history or HistoryStore(),
+        run_id,
+        started_at or datetime.now(UTC),
+        candidate_rows,
+        freshness,
+    )
     anomalies = [f.check for f in findings if f.level == "error"]
     if blocked_by:
-        return PublishOutcome(PublishRecord(
-            "not published", previous_version=previous, reason=_stopped_by([*blocked_by, *anomalies])),
-            findings, nodes)
+        return PublishOutcome(
+            PublishRecord("not published", previous_version=previous, reason=_stopped_by([*blocked_by, *anomalies])),
+            findings,
+            nodes,
+        )
     smoke, diffs = smoke_checks(settings, warehouse, marts, candidate_rows, allow_breaking)
     findings += smoke
     errors = [f.check for f in findings if f.level == "error"]
     if errors:
-        return PublishOutcome(PublishRecord(
-            "not published", previous_version=previous, reason=_stopped_by(errors), diffs=diff_records(diffs),
-        ), findings, nodes)
+        return PublishOutcome(
+            PublishRecord(
+                "not published",
+                previous_version=previous,
+                reason=_stopped_by(errors),
+                diffs=diff_records(diffs),
+            ),
+            findings,
+            nodes,
+        )
     version = warehouse.publish(
-        settings.candidate_schema, [m.name for m in marts], run_id,
-        {f"{settings.consumer_schema}.{m}": n for m, n in candidate_rows.items()}, grant_to=settings.reader_role,
+        settings.candidate_schema,
+        [m.name for m in marts],
+        run_id,
+        {f"{settings.consumer_schema}.{m}": n for m, n in candidate_rows.items()},
+        grant_to=settings.reader_role,
     )
     # Only now, with the new version published, may the oldest go.
     warehouse.drop_versions(settings.keep_versions)
-    return PublishOutcome(PublishRecord(
-        "published", version=version.number, previous_version=previous, diffs=diff_records(diffs),
-        reason=f"v{version.number} is the published version" + (f" (was v{previous})" if previous else ""),
-    ), findings, nodes)
+    return PublishOutcome(
+        PublishRecord(
+            "published",
+            version=version.number,
+            previous_version=previous,
+            diffs=diff_records(diffs),
+            reason=f"v{version.number} is the published version" + (f" (was v{previous})" if previous else ""),
+        ),
+        findings,
+        nodes,
+    )
 
 
 def _stopped_by(checks: Sequence[str]) -> str:
@@ -88,8 +122,9 @@ def list_versions(settings: Settings) -> list[Version]:
     return connect(settings).versions()
 
 
-def rollback(settings: Settings, to: int | None = None, history: HistoryStore | None = None,
-             wait: bool = False) -> RunRecord:
+def rollback(
+    settings: Settings, to: int | None = None, history: HistoryStore | None = None, wait: bool = False
+) -> RunRecord:
     """Publish an earlier version again (the one before the published one, unless `to` names
     one), atomically, and record it in the history as a run of kind `rollback`."""
     history = history or HistoryStore()
@@ -115,13 +150,23 @@ def rollback(settings: Settings, to: int | None = None, history: HistoryStore | 
         version = warehouse.switch_to(to, grant_to=settings.reader_role)
     finished = datetime.now(UTC)
     record = RunRecord(
-        run_id=run_id, target=settings.target, kind="rollback", trigger=Trigger("cli"),
-        started_at=started, finished_at=finished, status="passed", exit_code=0, git_commit=git_commit(),
+        run_id=run_id,
+        target=settings.target,
+        kind="rollback",
+        trigger=Trigger("cli"),
+        started_at=started,
+        finished_at=finished,
+        status="passed",
+        exit_code=0,
+        git_commit=git_commit(),
         stages=[StageRecord("publish", "ok", round(time.perf_counter() - clock, 3), f"rolled back to {version.label}")],
         row_counts=dict(version.row_counts),
-        publish=PublishRecord("rolled back", version=version.number,
-                              previous_version=current.number if current else None,
-                              reason=f"{version.label} (run {version.run_id}) is the published version again"),
+        publish=PublishRecord(
+            "rolled back",
+            version=version.number,
+            previous_version=current.number if current else None,
+            reason=f"{version.label} (run {version.run_id}) is the published version again",
+        ),
     )
     history.record(record)
     return record

@@ -128,9 +128,7 @@ def _check_expectation(path: Path, index: int, expectation: Any) -> None:
     severity = expectation.get("severity", "critical")
     if severity not in SEVERITIES:
         # GX would drop the expectation with a log line: a check silently gone.
-        raise DataOpsError(
-            f"{shown(path)}: key '{where}.severity' is {severity!r}: choose {', '.join(SEVERITIES)}"
-        )
+        raise DataOpsError(f"{shown(path)}: key '{where}.severity' is {severity!r}: choose {', '.join(SEVERITIES)}")
     unknown = sorted(set(parameters_used(kwargs)) - set(RUN_PARAMETERS))
     if unknown:
         raise DataOpsError(
@@ -145,9 +143,7 @@ def suite_documents(gx_dir: Path = GX_DIR) -> dict[str, SuiteDocument]:
     for path in sorted((gx_dir / "expectations").glob("*.json")):
         suite = SuiteDocument.read(path)
         if suite.name in suites:
-            raise DataOpsError(
-                f"{shown(path)}: suite name '{suite.name}' is taken by {shown(suites[suite.name].path)}"
-            )
+            raise DataOpsError(f"{shown(path)}: suite name '{suite.name}' is taken by {shown(suites[suite.name].path)}")
         suites[suite.name] = suite
     return suites
 

@@ -92,7 +92,8 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[str]], numeric: froze
     """Cells are HTML already (escaped by the caller); `numeric` column indexes align right."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row))
+        "<tr>"
+        + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row))
         + "</tr>\n"
         for row in rows
     )
@@ -102,8 +103,8 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[str]], numeric: froze
 def _page(title: str, body: str, up: str | None) -> str:
     nav = f"<nav>{_link(up, 'all runs')}</nav>\n" if up else ""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{nav}{body}</body>\n</html>\n"
     )
 
@@ -138,15 +139,14 @@ def _arguments(expectation: dict[str, Any]) -> str:
 class _Site:
     """The pages of one build, from the history and the current suite documents."""
 
-    def __init__(self, reports: list[QualityReport], problems: list[tuple[str, str]],
-                 suites: dict[str, SuiteDocument]) -> None:
+    def __init__(
+        self, reports: list[QualityReport], problems: list[tuple[str, str]], suites: dict[str, SuiteDocument]
+    ) -> None:
         self.reports = reports
         self.problems = problems
         self.current = suites
         # Every suite a page may link to: those in gx/ now, and those only in the history.
-        self.suite_names = list(suites) + sorted(
-            {o.suite for r in reports for o in r.outcomes} - set(suites)
-        )
+        self.suite_names = list(suites) + sorted({o.suite for r in reports for o in r.outcomes} - set(suites))
 
     @staticmethod
     def run_page(report: QualityReport) -> str:
@@ -168,25 +168,38 @@ class _Site:
         title = f"Data quality{': ' + target if target else ''}"
         rows = [
             [
-                _link(self.run_page(r), r.run_id), _e(_when(r.run_time)), _e(r.target), _e(r.checkpoint),
+                _link(self.run_page(r), r.run_id),
+                _e(_when(r.run_time)),
+                _e(r.target),
+                _e(r.checkpoint),
                 ", ".join(_link(self.suite_page(s), s) for s in dict.fromkeys(o.suite for o in r.outcomes)),
-                _verdict(r.verdict), *_counts(r.outcomes),
+                _verdict(r.verdict),
+                *_counts(r.outcomes),
             ]
             for r in self.reports
         ]
-        body = f"<h1>{_e(title)}</h1>\n<p class=\"muted\">{len(self.reports)} runs, newest first.</p>\n"
-        body += _table(
-            ["run", "time", "target", "checkpoint", "suites", "verdict", "passed", "warned", "failed"],
-            rows, numeric=frozenset({6, 7, 8}),
-        ) if rows else "<p>No quality run has been kept yet: run <code>dataops quality</code>.</p>\n"
+        body = f'<h1>{_e(title)}</h1>\n<p class="muted">{len(self.reports)} runs, newest first.</p>\n'
+        body += (
+            _table(
+                ["run", "time", "target", "checkpoint", "suites", "verdict", "passed", "warned", "failed"],
+                rows,
+                numeric=frozenset({6, 7, 8}),
+            )
+            if rows
+            else "<p>No quality run has been kept yet: run <code>dataops quality</code>.</p>\n"
+        )
         suite_rows = []
         for name in self.suite_names:
             runs = self._runs_of(name)
             last = verdict_of([o for o in runs[0].outcomes if o.suite == name]) if runs else None
-            suite_rows.append([
-                _link(self.suite_page(name), name), _e(self._definition(name)[0].get("meta", {}).get("model", "")),
-                str(len(runs)), _verdict(last) if last else '<span class="muted">never run</span>',
-            ])
+            suite_rows.append(
+                [
+                    _link(self.suite_page(name), name),
+                    _e(self._definition(name)[0].get("meta", {}).get("model", "")),
+                    str(len(runs)),
+                    _verdict(last) if last else '<span class="muted">never run</span>',
+                ]
+            )
         body += "<h2>Suites</h2>\n" + _table(["suite", "mart", "runs", "last verdict"], suite_rows, frozenset({2}))
         if self.problems:
             body += "<h2>Records that could not be read</h2>\n" + _table(
@@ -214,7 +227,10 @@ class _Site:
                 ["expectation", "column", "severity", "result", "observed", "unexpected", "examples"],
                 [
                     [
-                        _e(o.expectation), _e(o.column or ""), _e(o.severity), _result(o),
+                        _e(o.expectation),
+                        _e(o.column or ""),
+                        _e(o.severity),
+                        _result(o),
                         _e(f"could not run: {o.error}" if o.error else _value(o.observed)),
                         _e(_unexpected(o)),
                         _e(", ".join(repr(e) for e in o.examples)),
@@ -246,20 +262,30 @@ class _Site:
         body += "</dl>\n<h2>Expectations</h2>\n" + _table(
             ["expectation", "column", "arguments", "severity"],
             [
-                [_e(x.get("type", "")), _e((x.get("kwargs") or {}).get("column", "")), _arguments(x),
-                 _e(x.get("severity", "critical"))]
-                for x in document.get("expectations", []) if isinstance(x, dict)
+                [
+                    _e(x.get("type", "")),
+                    _e((x.get("kwargs") or {}).get("column", "")),
+                    _arguments(x),
+                    _e(x.get("severity", "critical")),
+                ]
+                for x in document.get("expectations", [])
+                if isinstance(x, dict)
             ],
         )
         history = [
-            [_link("../" + self.run_page(r), r.run_id), _e(_when(r.run_time)),
-             _verdict(verdict_of(outcomes)), *_counts(outcomes)]
+            [
+                _link("../" + self.run_page(r), r.run_id),
+                _e(_when(r.run_time)),
+                _verdict(verdict_of(outcomes)),
+                *_counts(outcomes),
+            ]
             for r in self._runs_of(name)
             for outcomes in [[o for o in r.outcomes if o.suite == name]]
         ]
         body += "<h2>Runs</h2>\n" + (
             _table(["run", "time", "verdict", "passed", "warned", "failed"], history, frozenset({3, 4, 5}))
-            if history else "<p>Not run yet.</p>\n"
+            if history
+            else "<p>Not run yet.</p>\n"
         )
         return _page(f"Suite {name}", body, "../index.html")
 

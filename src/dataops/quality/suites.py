@@ -67,9 +67,13 @@ class ExpectationOutcome:
     def to_node(self) -> NodeRecord:
         """The expectation as a node of the run history, beside dbt's tests."""
         return NodeRecord(
-            unique_id=f"expectation.{self.suite}.{self.check}", kind="expectation", name=self.check,
+            unique_id=f"expectation.{self.suite}.{self.check}",
+            kind="expectation",
+            name=self.check,
             status="pass" if self.success else ("warn" if self.level == "warn" else "fail"),
-            level=self.level or "ok", failures=self.unexpected_count, message="" if self.success else self.describe(),
+            level=self.level or "ok",
+            failures=self.unexpected_count,
+            message="" if self.success else self.describe(),
         )
 
     def describe(self) -> str:
@@ -150,7 +154,7 @@ class QualityReport:
     def from_record(cls, record: dict[str, Any]) -> QualityReport:
         """A report from `to_record`'s JSON; ValueError for any other document."""
         if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-            raise ValueError(f"not a dataops quality record (no \"format\": \"{RECORD_FORMAT}\")")
+            raise ValueError(f'not a dataops quality record (no "format": "{RECORD_FORMAT}")')
         try:
             return cls(
                 checkpoint=str(record["checkpoint"]),
@@ -279,11 +283,15 @@ def _checkpoint_run(
         for suite in suites.values():
             # One asset per suite, named after it: two suites may validate the same mart.
             asset = datasource.add_query_asset(name=suite.name, query=f"select * from {schema}.{suite.model}")
-            definitions.append(context.validation_definitions.add(gx.ValidationDefinition(
-                name=suite.name,
-                data=asset.add_batch_definition_whole_table("whole table"),
-                suite=context.suites.add(_gx_suite(suite)),
-            )))
+            definitions.append(
+                context.validation_definitions.add(
+                    gx.ValidationDefinition(
+                        name=suite.name,
+                        data=asset.add_batch_definition_whole_table("whole table"),
+                        suite=context.suites.add(_gx_suite(suite)),
+                    )
+                )
+            )
         try:
             # The update_data_docs action is ours to honour (`Validation.build_data_docs`, once per
             # run, over the whole history): GX's would draw its own site for this run only.
@@ -318,8 +326,11 @@ def _report(checkpoint: str, suites: dict[str, SuiteDocument], result: Any) -> Q
             report.outcomes.append(_outcome(suite.name, suite.model, expectation_result))
             counts[suite.name] += 1
     # Fail closed: a suite GX skipped, or an expectation it left out, would otherwise read as passed.
-    short = [f"{name} ({counts[name]} of {len(s.expectations)})" for name, s in suites.items()
-             if counts[name] != len(s.expectations)]
+    short = [
+        f"{name} ({counts[name]} of {len(s.expectations)})"
+        for name, s in suites.items()
+        if counts[name] != len(s.expectations)
+    ]
     if short:
         raise InternalError(f"GX returned results for only some expectations: {', '.join(short)}")
     return report
@@ -333,8 +344,7 @@ def _require_marts(settings: Settings, warehouse: Any, suites: dict[str, SuiteDo
     if missing:
         build = "dataops run" + ("" if settings.target == "dev" else f" --target {settings.target}")
         raise DataOpsError(
-            f"the marts are not built yet in {settings.target} (missing {', '.join(missing)}): "
-            f"run `{build}` first"
+            f"the marts are not built yet in {settings.target} (missing {', '.join(missing)}): run `{build}` first"
         )
 
 
@@ -346,7 +356,10 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def validate(
-    settings: Settings, suites: list[str] | None = None, run_id: str | None = None, gx_dir: Path = GX_DIR,
+    settings: Settings,
+    suites: list[str] | None = None,
+    run_id: str | None = None,
+    gx_dir: Path = GX_DIR,
     published: bool = False,
 ) -> Validation:
     """Run the checkpoint (or only `suites`) on the target's marts (the candidate, or the published
@@ -371,7 +384,11 @@ def validate(
     context = _context()
     datasource = warehouse.gx_datasource(context, f"{settings.target}_warehouse", published=published)
     result = _checkpoint_run(
-        context, datasource, schema, selected, checkpoint,
+        context,
+        datasource,
+        schema,
+        selected,
+        checkpoint,
         RunIdentifier(run_name=run_id, run_time=run_time),
     )
 
@@ -387,7 +404,10 @@ def validate(
 
 
 def run_quality(
-    settings: Settings, suites: list[str] | None = None, run_id: str | None = None, gx_dir: Path = GX_DIR,
+    settings: Settings,
+    suites: list[str] | None = None,
+    run_id: str | None = None,
+    gx_dir: Path = GX_DIR,
     published: bool = False,
 ) -> QualityReport:
     """Validate, then draw the Data Docs: the pipeline's quality stage and task check the candidate;
@@ -471,7 +491,9 @@ class QualityWorker:
         self._asked = False
         self._process = subprocess.Popen(
             [sys.executable, "-m", "dataops.quality.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
         )
 
     def run(self, settings: Settings, suites: list[str] | None = None, run_id: str | None = None) -> QualityReport:

@@ -72,9 +72,7 @@ class SourceTable:
 
     @property
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema(
-            [pa.field(c.name, c.type.arrow, nullable=c.nullable) for c in self.columns]
-        )
+        return pa.schema([pa.field(c.name, c.type.arrow, nullable=c.nullable) for c in self.columns])
 
 
 T = ColumnType

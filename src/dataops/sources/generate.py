@@ -319,9 +319,7 @@ _RESELLER_MAX_QTY = 44
 # ---------------------------------------------------------------------------------------------
 
 
-def generate_tables(
-    scale: float, seed: int = 42, as_of: datetime | None = None
-) -> dict[str, pa.Table]:
+def generate_tables(scale: float, seed: int = 42, as_of: datetime | None = None) -> dict[str, pa.Table]:
     """Generate the ten source tables, keyed `Schema.Table` in `SOURCE_TABLES` order.
 
     `scale` 1 gives about the row counts of the real AdventureWorks sample (31,465 orders); the
@@ -358,9 +356,7 @@ def generate_tables(
     return {t.qualified_name: tables[t.qualified_name] for t in SOURCE_TABLES}
 
 
-def write_tables(
-    tables: dict[str, pa.Table], out_dir: Path, file_format: str = "parquet"
-) -> list[Path]:
+def write_tables(tables: dict[str, pa.Table], out_dir: Path, file_format: str = "parquet") -> list[Path]:
     """Write each table to `out_dir/Schema.Table.parquet` (or `.csv`) and return the paths.
 
     CSV follows the layout of the reference AdventureWorks files: UTF-8, a header row, commas,
@@ -371,9 +367,7 @@ def write_tables(
     """
     fmt = file_format.lower() if isinstance(file_format, str) else file_format
     if fmt not in FILE_FORMATS:
-        raise DataOpsError(
-            f"Unknown file format {file_format!r}: use one of {', '.join(FILE_FORMATS)}."
-        )
+        raise DataOpsError(f"Unknown file format {file_format!r}: use one of {', '.join(FILE_FORMATS)}.")
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -402,9 +396,7 @@ def _check_scale(scale: float) -> float:
         raise DataOpsError(f"The scale must be a number, not {scale!r}.")
     scale = float(scale)
     if not math.isfinite(scale) or scale <= 0:
-        raise DataOpsError(
-            f"The scale must be a positive number (1 = the real sample), not {scale}."
-        )
+        raise DataOpsError(f"The scale must be a positive number (1 = the real sample), not {scale}.")
     if scale > MAX_SCALE:
         raise DataOpsError(
             f"A scale of {scale:g} is too large: the most is {MAX_SCALE:g} "
@@ -528,9 +520,7 @@ def _full(n: int, value: int) -> np.ndarray:
     return np.full(n, value, dtype=np.int64)
 
 
-def _fixed_strings(
-    chars: np.ndarray, valid: np.ndarray | None = None
-) -> pa.Array | pa.ChunkedArray:
+def _fixed_strings(chars: np.ndarray, valid: np.ndarray | None = None) -> pa.Array | pa.ChunkedArray:
     """A string array from an (m, width) uint8 matrix of ASCII. With `valid`, the result has
     len(valid) rows, null where `valid` is False, and `chars` holds only the valid rows, in order.
     Chunked when the bytes would not fit one array's int32 offsets."""
@@ -553,11 +543,7 @@ def _fixed_strings(
             take = int(part_valid.sum())
         data = np.ascontiguousarray(chars[used : used + take])
         used += take
-        chunks.append(
-            pa.StringArray.from_buffers(
-                m, pa.py_buffer(offsets), pa.py_buffer(data), _validity(part_valid)
-            )
-        )
+        chunks.append(pa.StringArray.from_buffers(m, pa.py_buffer(offsets), pa.py_buffer(data), _validity(part_valid)))
     return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks, type=pa.string())
 
 
@@ -666,9 +652,7 @@ class _Catalog(NamedTuple):
     n_small: int  # the first n_small products are clothing and accessories
 
 
-def _products(
-    rng: np.random.Generator, as_of_ms: int
-) -> tuple[pa.Table, pa.Table, pa.Table, _Catalog]:
+def _products(rng: np.random.Generator, as_of_ms: int) -> tuple[pa.Table, pa.Table, pa.Table, _Catalog]:
     today = _midnight(as_of_ms)
     old = today - 7 * 365 * _DAY  # when the catalogue was set up
     revised = _reference_revision_ms(rng, as_of_ms)
@@ -803,12 +787,8 @@ def _products(
             "ListPrice": _money(price),
             "Size": size_all,
             "SizeUnitMeasureCode": _null_where(pa.array(["CM "] * n, pa.string()), size_unit_valid),
-            "WeightUnitMeasureCode": _null_where(
-                _pick(("", "LB ", "G  "), weight_unit), has_weight
-            ),
-            "Weight": _decimal(
-                both(np.zeros(n_parts, np.int64), fin_weight), pa.decimal128(8, 2), has_weight
-            ),
+            "WeightUnitMeasureCode": _null_where(_pick(("", "LB ", "G  "), weight_unit), has_weight),
+            "Weight": _decimal(both(np.zeros(n_parts, np.int64), fin_weight), pa.decimal128(8, 2), has_weight),
             "DaysToManufacture": _int32(both(np.where(part_make, 1, 0), spec.days[sub])),
             "ProductLine": pa.array(line_all.tolist(), type=pa.string()),
             "Class": _null_where(
@@ -904,9 +884,7 @@ def _people(rng: np.random.Generator, sizes: _Sizes, as_of_ms: int) -> _People:
     n_male, n_female = len(_FIRST_NAMES_MALE), len(_FIRST_NAMES_FEMALE)
     first_names = _FIRST_NAMES_MALE + _FIRST_NAMES_FEMALE
     male = rng.random(n) < 0.5
-    first = np.where(
-        male, rng.integers(0, n_male, size=n), n_male + rng.integers(0, n_female, size=n)
-    )
+    first = np.where(male, rng.integers(0, n_male, size=n), n_male + rng.integers(0, n_female, size=n))
     last = rng.integers(0, len(_LAST_NAMES), size=n)
     has_middle = rng.random(n) < 0.57
     middle = rng.integers(0, len(_MIDDLE_INITIALS), size=n)
@@ -976,8 +954,7 @@ def _stores(
     )
     annual_sales = rng.choice(np.array([300_000, 800_000, 1_500_000, 3_000_000]), size=n)
     survey = _join(
-        '<StoreSurvey xmlns="http://schemas.microsoft.com/sqlserver/2004/07/adventure-works/'
-        'StoreSurvey"><AnnualSales>',
+        '<StoreSurvey xmlns="http://schemas.microsoft.com/sqlserver/2004/07/adventure-works/StoreSurvey"><AnnualSales>',
         _text(annual_sales),
         "</AnnualSales><AnnualRevenue>",
         _text(annual_sales // 10),
@@ -1007,9 +984,7 @@ def _stores(
             "SalesPersonID": _int32(sales_person),
             "Demographics": survey,
             "rowguid": _guids(rng, n),
-            "ModifiedDate": _timestamp(
-                _uniform_ms(rng, as_of_ms - _CUSTOMER_WINDOW_MS, as_of_ms, n)
-            ),
+            "ModifiedDate": _timestamp(_uniform_ms(rng, as_of_ms - _CUSTOMER_WINDOW_MS, as_of_ms, n)),
         },
     )
     return stores, territory, sales_person
@@ -1037,9 +1012,7 @@ def _customers(
     n_store, n_ind, n_sc = sizes.stores, sizes.individuals, sizes.store_contact_customers
     n = n_store + n_ind + n_sc
     contact_stores = rng.permutation(n_store)[:n_sc]
-    store_index = np.concatenate(
-        [np.arange(n_store), np.full(n_ind, -1, dtype=np.int64), contact_stores]
-    )
+    store_index = np.concatenate([np.arange(n_store), np.full(n_ind, -1, dtype=np.int64), contact_stores])
     has_store = store_index >= 0
     territory = np.where(
         has_store,
@@ -1114,13 +1087,9 @@ def _orders(
     customer = np.concatenate(
         [
             cust.individuals,
-            cust.individuals[
-                rng.integers(0, len(cust.individuals), n_online - len(cust.individuals))
-            ],
+            cust.individuals[rng.integers(0, len(cust.individuals), n_online - len(cust.individuals))],
             cust.store_contacts,
-            cust.store_contacts[
-                rng.integers(0, len(cust.store_contacts), n_reseller - len(cust.store_contacts))
-            ],
+            cust.store_contacts[rng.integers(0, len(cust.store_contacts), n_reseller - len(cust.store_contacts))],
         ]
     )
     online = np.arange(n) < n_online
@@ -1163,9 +1132,7 @@ def _orders(
     small_start = np.where(first < n_small, first, rng.integers(0, n_small, size=n))
     start = np.where(online, small_start, first).astype(np.int32)
     length = np.where(online, n_small, n_products).astype(np.int32)
-    stride = np.where(
-        online, _coprime_strides(rng, n_small, n), _coprime_strides(rng, n_products, n)
-    ).astype(np.int32)
+    stride = np.where(online, _coprime_strides(rng, n_small, n), _coprime_strides(rng, n_products, n)).astype(np.int32)
     product = stride[line_order]
     product *= position
     product += start[line_order]
@@ -1179,9 +1146,7 @@ def _orders(
     qty = np.ones(total, dtype=np.int16)
     qty[reseller_lines] = np.minimum(rng.geometric(0.4, size=n_reseller_lines), _RESELLER_MAX_QTY)
     discount = np.zeros(total, dtype=np.int8)
-    discount[reseller_lines] = rng.choice(
-        len(_DISCOUNT_PERCENT), size=n_reseller_lines, p=_RESELLER_DISCOUNT_P
-    )
+    discount[reseller_lines] = rng.choice(len(_DISCOUNT_PERCENT), size=n_reseller_lines, p=_RESELLER_DISCOUNT_P)
     percent = _DISCOUNT_PERCENT[discount]
     unit_price = catalog.list_price[product]  # 1e-4 units (a copy: fancy indexing)
     # Resellers buy at trade price, 60% of list (58% in the real sample), rounded to 1e-4.
@@ -1261,9 +1226,7 @@ def _orders(
         {
             "SalesOrderID": _int32(line_order + np.int32(_FIRST_SALES_ORDER_ID)),
             "SalesOrderDetailID": _int32(np.arange(1, total + 1, dtype=np.int32)),
-            "CarrierTrackingNumber": _fixed_strings(
-                tracking[line_order[reseller_lines]], reseller_lines
-            ),
+            "CarrierTrackingNumber": _fixed_strings(tracking[line_order[reseller_lines]], reseller_lines),
             "OrderQty": _int16(qty),
             "ProductID": _int32(catalog.product_id[product]),
             "SpecialOfferID": _int32(_DISCOUNT_OFFER_ID[discount]),
@@ -1306,9 +1269,7 @@ def _csv_field(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_boolean(type_):
         return pc.if_else(column, "1", "0")
     if pa.types.is_string(type_) or pa.types.is_large_string(type_):
-        needs_quotes = pc.or_(
-            pc.match_substring_regex(column, r'[",\r\n]'), pc.equal(pc.binary_length(column), 0)
-        )
+        needs_quotes = pc.or_(pc.match_substring_regex(column, r'[",\r\n]'), pc.equal(pc.binary_length(column), 0))
         if not pc.any(needs_quotes).as_py():
             return column
         quoted = _join('"', pc.replace_substring(column, '"', '""'), '"')
@@ -1328,9 +1289,7 @@ def _write_csv(table: pa.Table, path: Path) -> None:
         for start in range(0, table.num_rows, _CHUNK_ROWS):  # one pass per chunk of rows
             part = table.slice(start, _CHUNK_ROWS)
             fields = [_csv_field(part.column(i)) for i in range(part.num_columns)]
-            lines = pc.binary_join_element_wise(
-                *fields, ",", null_handling="replace", null_replacement=""
-            )
+            lines = pc.binary_join_element_wise(*fields, ",", null_handling="replace", null_replacement="")
             lines = pc.binary_join_element_wise(lines, "", "\r\n")
             offset_type = np.int64 if pa.types.is_large_string(lines.type) else np.int32
             for chunk in lines.chunks:

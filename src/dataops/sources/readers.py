@@ -107,10 +107,7 @@ def read_source_folder(folder: Path) -> dict[str, pa.Table]:
             problems.append(str(error))
     if problems:
         raise SourceDataError("; ".join(problems))
-    return {
-        table.qualified_name: read_source_file(paths[table.qualified_name], table)
-        for table in SOURCE_TABLES
-    }
+    return {table.qualified_name: read_source_file(paths[table.qualified_name], table) for table in SOURCE_TABLES}
 
 
 def find_source_file(folder: Path, table: SourceTable) -> Path:
@@ -127,10 +124,7 @@ def find_source_file(folder: Path, table: SourceTable) -> Path:
             f"ambiguous source files for {table.qualified_name}: found "
             f"{_join_or([p.name for p in found], 'and')} in {folder}; keep only one of them"
         )
-    message = (
-        f"missing source file for {table.qualified_name}: expected "
-        f"{_join_or(list(names), 'or')} in {folder}"
-    )
+    message = f"missing source file for {table.qualified_name}: expected {_join_or(list(names), 'or')} in {folder}"
     lowered = {name.lower() for name in names}
     near = sorted(p.name for p in folder.iterdir() if p.name.lower() in lowered)
     if near:
@@ -221,9 +215,7 @@ def _read_text(name: str, data: bytes, table: SourceTable) -> pa.Table:
         official = _OFFICIAL_LAYOUTS.get(table.qualified_name)
         names = list(official) if official and len(first_fields) == len(official) else expected
 
-    strings, invalid = _parse_strings(
-        pa.py_buffer(payload)[body_offset:], names, text.delimiter, text.quoted
-    )
+    strings, invalid = _parse_strings(pa.py_buffer(payload)[body_offset:], names, text.delimiter, text.quoted)
     if text.line_breaks_marked:
         strings = _restore_line_breaks(strings)
     lines = _LineNumbers(strings, first_data_line)
@@ -252,9 +244,7 @@ def _read_text(name: str, data: bytes, table: SourceTable) -> pa.Table:
 
 
 def _prepare_text(name: str, data: bytes) -> _Text:
-    if data.startswith(_UTF16_BOMS) or (
-        len(data) >= 2 and data[0] != 0 and data[1] == 0
-    ):
+    if data.startswith(_UTF16_BOMS) or (len(data) >= 2 and data[0] != 0 and data[1] == 0):
         return _prepare_widechar(name, data)
     if data.startswith(_UTF8_BOM):
         data = data[len(_UTF8_BOM) :]
@@ -475,8 +465,7 @@ def _stray_carriage_return_error(name: str, text: _Text, offset: int) -> SourceD
     payload = text.payload
     if b"\n" not in payload:
         return SourceDataError(
-            f"{name}: lines end in \\r alone (old Mac line ends); save the file with \\r\\n or "
-            f"\\n line ends"
+            f"{name}: lines end in \\r alone (old Mac line ends); save the file with \\r\\n or \\n line ends"
         )
     line = payload.count(b"\n", 0, offset) + 1
     if payload.startswith(b"\r\n", offset + 1):
@@ -520,8 +509,7 @@ def _utf16_text_error(name: str, first_line: str, *, with_bom: bool) -> SourceDa
 
 def _empty_table_error(name: str, table: SourceTable, found: str) -> SourceDataError:
     return SourceDataError(
-        f"{name}: {found}; a source table cannot be empty: export {table.qualified_name} again, "
-        f"with its rows"
+        f"{name}: {found}; a source table cannot be empty: export {table.qualified_name} again, with its rows"
     )
 
 
@@ -546,24 +534,20 @@ _DESCRIPTIONS: dict[ColumnType, str] = {
     ColumnType.INT: "an int (expected a whole number from -2147483648 to 2147483647)",
     ColumnType.BIT: "a bit (expected 0 or 1)",
     ColumnType.MONEY: (
-        "a money value (expected a decimal number with at most 15 digits before and 4 after "
-        "the point, e.g. 2024.994)"
+        "a money value (expected a decimal number with at most 15 digits before and 4 after the point, e.g. 2024.994)"
     ),
     ColumnType.LINE_TOTAL: (
-        "a numeric(38,6) value (expected a decimal number with at most 32 digits before and 6 "
-        "after the point)"
+        "a numeric(38,6) value (expected a decimal number with at most 32 digits before and 6 after the point)"
     ),
     ColumnType.WEIGHT: (
-        "a decimal(8,2) value (expected a decimal number with at most 6 digits before and 2 "
-        "after the point)"
+        "a decimal(8,2) value (expected a decimal number with at most 6 digits before and 2 after the point)"
     ),
     ColumnType.DATETIME: (
         "a datetime (expected YYYY-MM-DD HH:MM:SS with up to 3 significant fractional digits, "
         "e.g. 2014-09-12 11:15:07.263)"
     ),
     ColumnType.GUID: (
-        "a uniqueidentifier (expected a GUID like 3F5AE95E-B87D-4AED-95B4-C3797AFCB74F, "
-        "with or without braces)"
+        "a uniqueidentifier (expected a GUID like 3F5AE95E-B87D-4AED-95B4-C3797AFCB74F, with or without braces)"
     ),
     ColumnType.STRING: "a string",
 }
@@ -585,9 +569,7 @@ def _pattern(column_type: ColumnType) -> str | None:
     return None
 
 
-def _coerce_column(
-    values: pa.ChunkedArray, column: Column, table: SourceTable, locate: Locate
-) -> pa.ChunkedArray:
+def _coerce_column(values: pa.ChunkedArray, column: Column, table: SourceTable, locate: Locate) -> pa.ChunkedArray:
     """Convert one column of strings to its contract type, exactly, or raise naming the first bad
     value. Empty strings are NULL; a leading U+FEFF is removed from strings; GUIDs lose their
     braces and are upper-cased."""
@@ -601,9 +583,7 @@ def _coerce_column(
     values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
     if not column.nullable and values.null_count:
         index = pc.index(pc.is_null(values), True).as_py()
-        raise fail(
-            index, f"empty value, but {column.name} cannot be NULL in {table.qualified_name}"
-        )
+        raise fail(index, f"empty value, but {column.name} cannot be NULL in {table.qualified_name}")
 
     pattern = _pattern(column_type)
     if pattern is not None:
@@ -639,9 +619,7 @@ def _coerce_column(
         return values.cast(target)
     except pa.ArrowInvalid:
         index = _first_cast_failure(values, target)
-        raise fail(
-            index, f"{_show(original[index].as_py())} is not {_DESCRIPTIONS[column_type]}"
-        ) from None
+        raise fail(index, f"{_show(original[index].as_py())} is not {_DESCRIPTIONS[column_type]}") from None
 
 
 def _first_cast_failure(values: pa.ChunkedArray, target: pa.DataType) -> int:
@@ -674,9 +652,7 @@ def _read_parquet(path: Path, table: SourceTable) -> pa.Table:
     try:
         source = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
-        raise SourceDataError(
-            f"{name}: not a readable Parquet file ({_first_line(error)})"
-        ) from error
+        raise SourceDataError(f"{name}: not a readable Parquet file ({_first_line(error)})") from error
     _check_parquet_columns(name, table, source.column_names)
     if source.num_rows == 0:
         raise _empty_table_error(name, table, "a Parquet file with no rows")
@@ -684,9 +660,7 @@ def _read_parquet(path: Path, table: SourceTable) -> pa.Table:
     def locate(row: int) -> str:
         return f"{name} row {row + 1}"
 
-    columns = [
-        _parquet_column(name, source.column(c.name), c, table, locate) for c in table.columns
-    ]
+    columns = [_parquet_column(name, source.column(c.name), c, table, locate) for c in table.columns]
     return pa.Table.from_arrays(columns, schema=table.arrow_schema)
 
 
@@ -725,10 +699,7 @@ def _parquet_column(
         return SourceDataError(f"{name}, column {column.name}: {problem}")
 
     if pa.types.is_decimal(target) and pa.types.is_floating(values.type):
-        raise fail(
-            f"stored as {values.type}; expected {target} ({column.type.value} must be exact, "
-            f"never a float)"
-        )
+        raise fail(f"stored as {values.type}; expected {target} ({column.type.value} must be exact, never a float)")
     if values.type != target:
         if pa.types.is_boolean(target) and pa.types.is_integer(values.type):
             not_bit = pc.fill_null(pc.invert(pc.is_in(values, pa.array([0, 1]))), False)
@@ -751,8 +722,7 @@ def _parquet_column(
     if not column.nullable and values.null_count:
         index = pc.index(pc.is_null(values), True).as_py()
         raise SourceDataError(
-            f"{locate(index)}, column {column.name}: NULL, but {column.name} cannot be NULL in "
-            f"{table.qualified_name}"
+            f"{locate(index)}, column {column.name}: NULL, but {column.name} cannot be NULL in {table.qualified_name}"
         )
     return values
 

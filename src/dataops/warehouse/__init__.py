@@ -86,7 +86,11 @@ def _is_distinct_from(left: str, right: str) -> str:
 
 
 def diff_sql(
-    quote: Callable[[str], str], candidate: str, published: str, key: Sequence[str], columns: Sequence[str],
+    quote: Callable[[str], str],
+    candidate: str,
+    published: str,
+    key: Sequence[str],
+    columns: Sequence[str],
     distinct: Callable[[str, str], str] = _is_distinct_from,
 ) -> str:
     """One statement that compares two relations on `key`: rows added, removed, changed, and per
@@ -164,8 +168,14 @@ class Warehouse(Protocol):
     def versions(self) -> list[Version]:
         """Every version kept, newest first; the published one has `current`."""
 
-    def publish(self, candidate_schema: str, marts: Sequence[str], run_id: str, row_counts: dict[str, int],
-                grant_to: str | None = None) -> Version:
+    def publish(
+        self,
+        candidate_schema: str,
+        marts: Sequence[str],
+        run_id: str,
+        row_counts: dict[str, int],
+        grant_to: str | None = None,
+    ) -> Version:
         """Make the candidate the next version and, in one atomic step for all marts, the published
         one. Fails whole: the version published before stays as it was."""
 
@@ -180,7 +190,6 @@ class Warehouse(Protocol):
         """Before a partial build (`--select`): each of `marts` the candidate lacks, copied into it
         from the published version, so that the build's tests and the quality suites read whole
         marts. Returns those copied; none when nothing is published."""
-
 
 
 def release_dbt_connections(settings: Settings) -> None:
@@ -205,6 +214,4 @@ def connect(settings: Settings) -> Warehouse:
         from dataops.warehouse.postgres import PostgresWarehouse
 
         return PostgresWarehouse(settings.connection(), consumer_schema=settings.consumer_schema)
-    raise DataOpsError(
-        f"target '{settings.target}' uses engine '{settings.engine}', which dataops cannot load yet"
-    )
+    raise DataOpsError(f"target '{settings.target}' uses engine '{settings.engine}', which dataops cannot load yet")

@@ -92,8 +92,7 @@ def _relation(table: SourceTable) -> str:
 
 def create_table_sql(table: SourceTable) -> str:
     columns = ",\n    ".join(
-        f"{_quote(c.name)} {SQL_TYPES[c.type]}{'' if c.nullable else ' NOT NULL'}"
-        for c in table.columns
+        f"{_quote(c.name)} {SQL_TYPES[c.type]}{'' if c.nullable else ' NOT NULL'}" for c in table.columns
     )
     return f"CREATE TABLE {_relation(table)} (\n    {columns}\n)"
 
@@ -130,7 +129,10 @@ def _fsync_directory(folder: Path) -> None:
 
 class DuckDBWarehouse:
     def __init__(
-        self, path: Path, on_table_loaded: Callable[[str], None] | None = None, consumer_schema: str = "marts",
+        self,
+        path: Path,
+        on_table_loaded: Callable[[str], None] | None = None,
+        consumer_schema: str = "marts",
     ) -> None:
         self.path = path
         # Called with each table's name once it is written, before the commit (a test seam).
@@ -149,9 +151,7 @@ class DuckDBWarehouse:
 
     def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         if read_only and not self.path.exists():
-            raise DataOpsError(
-                f"no warehouse at {self.path}: run `dataops run` (or `dataops load`) first"
-            )
+            raise DataOpsError(f"no warehouse at {self.path}: run `dataops run` (or `dataops load`) first")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -164,9 +164,7 @@ class DuckDBWarehouse:
     def _folder_error(self, error: OSError) -> DataOpsError:
         in_the_way = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
         reason = f"{in_the_way} is a file, not a folder" if in_the_way else error.strerror or error
-        return DataOpsError(
-            f"cannot create the folder of the DuckDB warehouse {self.path}: {reason}; {_PATH_FIX}"
-        )
+        return DataOpsError(f"cannot create the folder of the DuckDB warehouse {self.path}: {reason}; {_PATH_FIX}")
 
     def _open_error(self, error: duckdb.Error) -> DataOpsError:
         """DuckDB raises the same IOException for every reason it cannot open a file; tell them
@@ -175,13 +173,10 @@ class DuckDBWarehouse:
         found = _IO_ERROR.match(str(error).strip())
         reason = found.group("reason") if found else str(error)
         if path.is_dir():
-            return DataOpsError(
-                f"the DuckDB warehouse {path} is a directory, not a database file; {_PATH_FIX}"
-            )
+            return DataOpsError(f"the DuckDB warehouse {path} is a directory, not a database file; {_PATH_FIX}")
         if path.is_file() and not _is_duckdb_file(path):
             return DataOpsError(
-                f"{path} is not a DuckDB database (the file holds something else); {_PATH_FIX}, "
-                f"or move the file away"
+                f"{path} is not a DuckDB database (the file holds something else); {_PATH_FIX}, or move the file away"
             )
         if "lock" in reason.lower():
             return DataOpsError(
@@ -209,8 +204,7 @@ class DuckDBWarehouse:
                 connection.register("incoming_rows", data)
                 column_list = ", ".join(_quote(name) for name in table.column_names)
                 connection.execute(
-                    f"INSERT INTO {_relation(table)} ({column_list}) "
-                    f"SELECT {column_list} FROM incoming_rows"
+                    f"INSERT INTO {_relation(table)} ({column_list}) SELECT {column_list} FROM incoming_rows"
                 )
                 connection.unregister("incoming_rows")
                 if self.on_table_loaded is not None:
@@ -318,8 +312,10 @@ class DuckDBWarehouse:
                 f"nothing is published in {self.consumer_schema} yet: `dataops run` publishes the marts "
                 f"once every check passed (the last build is in {self.candidate_schema})"
             )
-        for found, alias, path in ((published, "published", self.published_path),
-                                   (candidate, "candidate", self.candidate_path)):
+        for found, alias, path in (
+            (published, "published", self.published_path),
+            (candidate, "candidate", self.candidate_path),
+        ):
             if found and path.exists():
                 connection.execute(f"ATTACH {_literal(str(path))} AS {alias} (READ_ONLY)")
                 for table in found:
@@ -415,7 +411,8 @@ class DuckDBWarehouse:
             connection = duckdb.connect(str(self._version_path(current)), read_only=True)
             try:
                 run_id, built_at, counts = connection.execute(
-                    f"SELECT run_id, built_at, row_counts FROM {_METADATA}").fetchone()  # type: ignore[misc]
+                    f"SELECT run_id, built_at, row_counts FROM {_METADATA}"
+                ).fetchone()  # type: ignore[misc]
                 about = {"run_id": run_id, "built_at": built_at, "row_counts": json.loads(counts)}
             finally:
                 connection.close()
@@ -456,7 +453,8 @@ class DuckDBWarehouse:
             rows = connection.execute(
                 "SELECT table_name, column_name, data_type FROM information_schema.columns "
                 "WHERE table_schema = ? AND table_catalog = coalesce(?, current_database()) "
-                "ORDER BY table_name, ordinal_position", [schema, catalog]
+                "ORDER BY table_name, ordinal_position",
+                [schema, catalog],
             ).fetchall()
         finally:
             if own is not None:
@@ -476,9 +474,16 @@ class DuckDBWarehouse:
         prefix = "published." if connection is not None else ""
         own = None if connection is not None else duckdb.connect(str(self.published_path), read_only=True)
         try:
-            counts = (connection or own).execute("SELECT " + ", ".join(  # type: ignore[union-attr]
-                f"(SELECT count(*) FROM {prefix}{_quote(self.consumer_schema)}.{_quote(m)})" for m in present
-            )).fetchone()
+            counts = (
+                (connection or own)
+                .execute(
+                    "SELECT "
+                    + ", ".join(  # type: ignore[union-attr]
+                        f"(SELECT count(*) FROM {prefix}{_quote(self.consumer_schema)}.{_quote(m)})" for m in present
+                    )
+                )
+                .fetchone()
+            )
             return dict(zip(present, counts or (), strict=True))
         finally:
             if own is not None:
@@ -489,8 +494,11 @@ class DuckDBWarehouse:
         if connection is None or self._published_number() is None:
             raise DataOpsError("a data diff needs a candidate and a published version")
         sql = diff_sql(
-            _quote, f"{_quote(candidate_schema)}.{_quote(mart)}",
-            f"published.{_quote(self.consumer_schema)}.{_quote(mart)}", key, columns,
+            _quote,
+            f"{_quote(candidate_schema)}.{_quote(mart)}",
+            f"published.{_quote(self.consumer_schema)}.{_quote(mart)}",
+            key,
+            columns,
         )
         return mart_diff(mart, key, columns, connection.execute(sql).fetchone() or ())
 
@@ -502,15 +510,27 @@ class DuckDBWarehouse:
             # The first entry of a version is its publish, with what it holds; later ones, rollbacks.
             published.setdefault(entry["version"], entry)
         return [
-            Version(number, str(published[number].get("run_id", "")), str(published[number].get("built_at", "")),
-                    dict(published[number].get("row_counts", {})), published[number]["at"], number == current)
+            Version(
+                number,
+                str(published[number].get("run_id", "")),
+                str(published[number].get("built_at", "")),
+                dict(published[number].get("row_counts", {})),
+                published[number]["at"],
+                number == current,
+            )
             for number in sorted(self._version_files(), reverse=True)
             # A file no switch ever pointed at was left by a run killed before it published it.
             if number in published
         ]
 
-    def publish(self, candidate_schema: str, marts: Sequence[str], run_id: str, row_counts: dict[str, int],
-                grant_to: str | None = None) -> Version:
+    def publish(
+        self,
+        candidate_schema: str,
+        marts: Sequence[str],
+        run_id: str,
+        row_counts: dict[str, int],
+        grant_to: str | None = None,
+    ) -> Version:
         self._close_audit()  # the candidate is about to be written, then renamed
         self._reconcile()
         if not self.candidate_path.exists():
@@ -536,7 +556,8 @@ class DuckDBWarehouse:
             connection.execute("CREATE SCHEMA IF NOT EXISTS dataops")
             connection.execute(
                 f"CREATE OR REPLACE TABLE {_METADATA} AS SELECT ? AS number, ? AS run_id, "
-                "? AS built_at, ? AS row_counts", [number, run_id, built_at, json.dumps(row_counts)]
+                "? AS built_at, ? AS row_counts",
+                [number, run_id, built_at, json.dumps(row_counts)],
             )
             connection.commit()
             connection.execute("CHECKPOINT")  # one file, no WAL beside it
@@ -561,10 +582,14 @@ class DuckDBWarehouse:
         except duckdb.Error as error:
             raise self._open_error(error) from error
         try:
-            present = {row[0].lower() for row in connection.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-                "AND table_catalog = current_database()", [candidate_schema]
-            ).fetchall()}
+            present = {
+                row[0].lower()
+                for row in connection.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+                    "AND table_catalog = current_database()",
+                    [candidate_schema],
+                ).fetchall()
+            }
             missing = [mart for mart in marts if mart.lower() not in present]
             if missing:
                 connection.execute(f"ATTACH {_literal(str(self.published_path))} AS published (READ_ONLY)")
@@ -595,8 +620,7 @@ class DuckDBWarehouse:
         self._switch_link(number)
         self._log_switch(number, "rollback")
         version = kept[number]
-        return Version(version.number, version.run_id, version.built_at, version.row_counts,
-                       version.published_at, True)
+        return Version(version.number, version.run_id, version.built_at, version.row_counts, version.published_at, True)
 
     def drop_versions(self, keep: int) -> list[int]:
         self._reconcile()

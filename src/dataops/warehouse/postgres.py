@@ -228,9 +228,7 @@ class PostgresWarehouse:
     def _load_table(self, cursor: Cursor, table: SourceTable, data: pa.Table) -> None:
         self._prepare(cursor, table)
         # Contract types (zero-copy when they already match); NOT NULL is left to the server.
-        typed = data.select(table.column_names).cast(
-            pa.schema([pa.field(c.name, c.type.arrow) for c in table.columns])
-        )
+        typed = data.select(table.column_names).cast(pa.schema([pa.field(c.name, c.type.arrow) for c in table.columns]))
         columns = ", ".join(_quote(name) for name in table.column_names)
         cursor.copy_expert(
             f"COPY {_relation(table)} ({columns}) FROM STDIN WITH (FORMAT csv)",
@@ -327,15 +325,19 @@ class PostgresWarehouse:
         if not qualified_names:
             return {}
         # A missing relation would fail the whole count at parse time: ask first which exist.
-        exists = self._read("SELECT " + ", ".join(
-            f"to_regclass('{_qualified(name).replace(chr(39), chr(39) * 2)}') IS NOT NULL" for name in qualified_names
-        )).rows[0]
+        exists = self._read(
+            "SELECT "
+            + ", ".join(
+                f"to_regclass('{_qualified(name).replace(chr(39), chr(39) * 2)}') IS NOT NULL"
+                for name in qualified_names
+            )
+        ).rows[0]
         names = [name for name, present in zip(qualified_names, exists, strict=True) if present]
         if not names:
             return {}
-        counts = self._read(
-            "SELECT " + ", ".join(f"(SELECT count(*) FROM {_qualified(name)})" for name in names)
-        ).rows[0]
+        counts = self._read("SELECT " + ", ".join(f"(SELECT count(*) FROM {_qualified(name)})" for name in names)).rows[
+            0
+        ]
         return dict(zip(names, (int(count) for count in counts), strict=True))
 
     def read_only_query(self, sql: str) -> QueryResult:
@@ -344,8 +346,11 @@ class PostgresWarehouse:
             return self._read(sql)
         except DataOpsError as error:
             cause = error.__cause__
-            missing_mart = isinstance(cause, psycopg2.Error) and cause.pgcode == "42P01" \
+            missing_mart = (
+                isinstance(cause, psycopg2.Error)
+                and cause.pgcode == "42P01"
                 and f'"{self.consumer_schema}.' in str(cause)
+            )
             if missing_mart and self._published_schema() is None:
                 raise DataOpsError(
                     f"nothing is published in {self.consumer_schema} yet: `dataops run` publishes the marts "
@@ -389,11 +394,11 @@ class PostgresWarehouse:
         lock statement carries the holder in a comment, which pg_stat_activity shows another run
         (its `query`, the session's last statement); application_name carries a short form."""
         document = json.dumps(holder.__dict__).replace("*/", "* /")
-        application = _truncated(f"dataops {holder.run_id} pid {holder.pid} on {holder.host}",
-                                 _APPLICATION_NAME_BYTES)
+        application = _truncated(f"dataops {holder.run_id} pid {holder.pid} on {holder.host}", _APPLICATION_NAME_BYTES)
         # Keepalives on both ends: a holder whose machine vanished is noticed within about a minute.
-        connection = self._connect(application_name=application, keepalives=1, keepalives_idle=30,
-                                   keepalives_interval=10, keepalives_count=3)
+        connection = self._connect(
+            application_name=application, keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3
+        )
         try:
             try:
                 self._lock_target(connection, document, wait)
@@ -415,13 +420,16 @@ class PostgresWarehouse:
         connection.autocommit = True
         with connection.cursor() as cursor:
             # No timeout of the server's or the role's may end the session that holds the lock.
-            cursor.execute("SET statement_timeout = 0; SET lock_timeout = 0; "
-                           "SET idle_in_transaction_session_timeout = 0; SET tcp_keepalives_idle = 30; "
-                           "SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3")
+            cursor.execute(
+                "SET statement_timeout = 0; SET lock_timeout = 0; "
+                "SET idle_in_transaction_session_timeout = 0; SET tcp_keepalives_idle = 30; "
+                "SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
+            )
             if connection.server_version >= 140000:
                 cursor.execute("SET idle_session_timeout = 0")
-            try_lock = (f"SELECT pg_try_advisory_lock({self._hold_key[0]}, {self._hold_key[1]}) "
-                        f"/* dataops holder {document} */")
+            try_lock = (
+                f"SELECT pg_try_advisory_lock({self._hold_key[0]}, {self._hold_key[1]}) /* dataops holder {document} */"
+            )
             while True:
                 cursor.execute(try_lock)
                 if cursor.fetchone()[0]:
@@ -461,8 +469,9 @@ class PostgresWarehouse:
         named = _HOLDER_APPLICATION.match(application or "")
         if named:
             return LockHolder(named.group(1), named.group(3), int(named.group(2)), since)
-        return LockHolder(f"unknown (server process {backend_pid}, {application or 'no application name'})",
-                          "?", 0, since)
+        return LockHolder(
+            f"unknown (server process {backend_pid}, {application or 'no application name'})", "?", 0, since
+        )
 
     def _check_hold(self) -> None:
         """When this process holds the target, make sure it still does before changing what
@@ -507,8 +516,9 @@ class PostgresWarehouse:
         cursor.execute(f"SELECT to_regclass('{_METADATA}.published') IS NOT NULL")
         if not cursor.fetchone()[0]:
             return None
-        cursor.execute(f"SELECT number FROM {_quote(_METADATA)}.published WHERE consumer_schema = %s",
-                       (self.consumer_schema,))
+        cursor.execute(
+            f"SELECT number FROM {_quote(_METADATA)}.published WHERE consumer_schema = %s", (self.consumer_schema,)
+        )
         row = cursor.fetchone()
         return None if row is None else int(row[0])
 
@@ -525,7 +535,8 @@ class PostgresWarehouse:
             "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f') "
-            "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum", (schema,),
+            "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
+            (schema,),
         )
         by_relation: dict[str, list[Column]] = {}
         for relation, column, type_ in cursor.fetchall():
@@ -543,9 +554,9 @@ class PostgresWarehouse:
             present = [] if schema is None else list(self._columns_of(cursor, schema, marts))
             if schema is None or not present:
                 return {}
-            cursor.execute("SELECT " + ", ".join(
-                f"(SELECT count(*) FROM {_quote(schema)}.{_quote(mart)})" for mart in present
-            ))
+            cursor.execute(
+                "SELECT " + ", ".join(f"(SELECT count(*) FROM {_quote(schema)}.{_quote(mart)})" for mart in present)
+            )
             return dict(zip(present, (int(count) for count in cursor.fetchone()), strict=True))
 
         return self._reading(read)
@@ -557,9 +568,15 @@ class PostgresWarehouse:
                 raise DataOpsError(
                     f"nothing is published in {self.consumer_schema} yet: there is nothing to compare with"
                 )
-            cursor.execute(diff_sql(
-                _quote, f"{_quote(candidate_schema)}.{_quote(mart)}", f"{_quote(schema)}.{_quote(mart)}", key, columns
-            ))
+            cursor.execute(
+                diff_sql(
+                    _quote,
+                    f"{_quote(candidate_schema)}.{_quote(mart)}",
+                    f"{_quote(schema)}.{_quote(mart)}",
+                    key,
+                    columns,
+                )
+            )
             return mart_diff(mart, key, columns, cursor.fetchone())
 
         return self._reading(read)
@@ -575,16 +592,29 @@ class PostgresWarehouse:
             f"SELECT v.number, v.run_id, v.built_at, v.row_counts, v.published_at, p.number IS NOT NULL "
             f"FROM {_quote(_METADATA)}.versions v LEFT JOIN {_quote(_METADATA)}.published p "
             "ON p.consumer_schema = v.consumer_schema AND p.number = v.number "
-            "WHERE v.consumer_schema = %s ORDER BY v.number DESC", (self.consumer_schema,),
+            "WHERE v.consumer_schema = %s ORDER BY v.number DESC",
+            (self.consumer_schema,),
         )
         return [
-            Version(int(number), run_id, _iso(built_at), {k: int(n) for k, n in counts.items()},
-                    _iso(published_at), bool(current))
+            Version(
+                int(number),
+                run_id,
+                _iso(built_at),
+                {k: int(n) for k, n in counts.items()},
+                _iso(published_at),
+                bool(current),
+            )
             for number, run_id, built_at, counts, published_at, current in cursor.fetchall()
         ]
 
-    def publish(self, candidate_schema: str, marts: Sequence[str], run_id: str, row_counts: dict[str, int],
-                grant_to: str | None = None) -> Version:
+    def publish(
+        self,
+        candidate_schema: str,
+        marts: Sequence[str],
+        run_id: str,
+        row_counts: dict[str, int],
+        grant_to: str | None = None,
+    ) -> Version:
         names = sorted(dict.fromkeys(marts))
         if not names:
             raise DataOpsError(f"nothing to publish from {candidate_schema}: the run built no marts")
@@ -613,10 +643,18 @@ class PostgresWarehouse:
                 "marts, published_at) VALUES (%s, %s, %s, %s, %s, %s, now())",
                 (self.consumer_schema, number, run_id, built_at, json.dumps(row_counts), names),
             ).decode()
-            self._lock_and_run(cursor, relations, [
-                f"ALTER SCHEMA {_quote(candidate_schema)} RENAME TO {_quote(schema)}", *revoke, *swap, record,
-                *self._switch_statements(cursor, number, "publish", run_id),
-            ], lock_ms)
+            self._lock_and_run(
+                cursor,
+                relations,
+                [
+                    f"ALTER SCHEMA {_quote(candidate_schema)} RENAME TO {_quote(schema)}",
+                    *revoke,
+                    *swap,
+                    record,
+                    *self._switch_statements(cursor, number, "publish", run_id),
+                ],
+                lock_ms,
+            )
             return Version(number, run_id, _iso(built_at), dict(row_counts), _iso(published_at), True)
 
         return self._swap(f"publishing {candidate_schema}", change, grant_to)
@@ -632,8 +670,10 @@ class PostgresWarehouse:
                     cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(candidate_schema)}")
                     missing = self._missing_in(cursor, candidate_schema, marts)
                     for mart in missing:
-                        cursor.execute(f"CREATE TABLE {_quote(candidate_schema)}.{_quote(mart)} AS "
-                                       f"TABLE {_quote(published)}.{_quote(mart)}")
+                        cursor.execute(
+                            f"CREATE TABLE {_quote(candidate_schema)}.{_quote(mart)} AS "
+                            f"TABLE {_quote(published)}.{_quote(mart)}"
+                        )
                 connection.commit()
                 return missing
             except psycopg2.Error as error:
@@ -651,7 +691,8 @@ class PostgresWarehouse:
         def change(cursor: Cursor, lock_ms: int) -> Version:
             cursor.execute(
                 f"SELECT number, run_id, built_at, row_counts, marts, published_at FROM {_quote(_METADATA)}.versions "
-                "WHERE consumer_schema = %s ORDER BY number DESC", (self.consumer_schema,),
+                "WHERE consumer_schema = %s ORDER BY number DESC",
+                (self.consumer_schema,),
             )
             kept = {int(row[0]): row for row in cursor.fetchall()}
             if number not in kept:
@@ -663,13 +704,17 @@ class PostgresWarehouse:
             schema = self._version_schema(number)
             missing = self._missing_in(cursor, schema, names)
             if missing:
-                raise DataOpsError(f"v{number} is incomplete ({', '.join(missing)} missing from {schema}): "
-                                   "it cannot be published again")
+                raise DataOpsError(
+                    f"v{number} is incomplete ({', '.join(missing)} missing from {schema}): "
+                    "it cannot be published again"
+                )
             relations, swap = self._view_swap(cursor, schema, schema, names, grant_to)
-            self._lock_and_run(cursor, relations, [*swap, *self._switch_statements(cursor, number, "rollback", run_id)],
-                               lock_ms)
-            return Version(number, run_id, _iso(built_at), {k: int(n) for k, n in counts.items()},
-                           _iso(published_at), True)
+            self._lock_and_run(
+                cursor, relations, [*swap, *self._switch_statements(cursor, number, "rollback", run_id)], lock_ms
+            )
+            return Version(
+                number, run_id, _iso(built_at), {k: int(n) for k, n in counts.items()}, _iso(published_at), True
+            )
 
         return self._swap(f"publishing v{number} again", change, grant_to)
 
@@ -684,8 +729,11 @@ class PostgresWarehouse:
             with connection.cursor() as cursor:
                 versions = self._versions(cursor)
                 in_use = set(self._referenced_versions(cursor))
-                schemas = [number for name in self._schemas_like(f"{self.consumer_schema}__v%", cursor)
-                           if (number := self._version_number(name)) is not None]
+                schemas = [
+                    number
+                    for name in self._schemas_like(f"{self.consumer_schema}__v%", cursor)
+                    if (number := self._version_number(name)) is not None
+                ]
             connection.rollback()
             current = next((v.number for v in versions if v.current), None)
             others = [v.number for v in versions if v.number != current]  # newest first
@@ -733,8 +781,10 @@ class PostgresWarehouse:
                         f"PostgreSQL {self.location}: create it (CREATE ROLE {grant_to} LOGIN ...) or leave "
                         "reader_role out; nothing was published"
                     )
-            cursor.execute(f"SELECT to_regclass('{_METADATA}.publish_log') IS NOT NULL, "
-                           f"to_regnamespace({_literal(_quote(self.consumer_schema))}) IS NOT NULL")
+            cursor.execute(
+                f"SELECT to_regclass('{_METADATA}.publish_log') IS NOT NULL, "
+                f"to_regnamespace({_literal(_quote(self.consumer_schema))}) IS NOT NULL"
+            )
             metadata, consumer = cursor.fetchone()
             if not metadata:
                 # Two sessions creating them at once would collide in the catalogs.
@@ -834,16 +884,21 @@ class PostgresWarehouse:
         for pid, user, application, client, started, state, query in rows[:3]:
             since = f"in a transaction since {_iso(started)}" if started else "in a transaction"
             source = f" from {client}" if client else ""
-            described.append(f"server process {pid} (user {user}, application '{application or ''}'{source}, "
-                             f"{since}, {state}: {query})")
+            described.append(
+                f"server process {pid} (user {user}, application '{application or ''}'{source}, "
+                f"{since}, {state}: {query})"
+            )
         more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-        return (f"held by {'; '.join(described)}{more}: end that transaction (SELECT pg_terminate_backend(pid) "
-                "if it hangs) or publish when it has finished")
+        return (
+            f"held by {'; '.join(described)}{more}: end that transaction (SELECT pg_terminate_backend(pid) "
+            "if it hangs) or publish when it has finished"
+        )
 
     def _missing_in(self, cursor: Cursor, schema: str, names: Sequence[str]) -> list[str]:
         cursor.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')", (schema,),
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')",
+            (schema,),
         )
         present = {row[0] for row in cursor.fetchall()}
         return [name for name in names if name not in present]
@@ -859,11 +914,13 @@ class PostgresWarehouse:
         return [row[0] for row in cursor.fetchall()]
 
     def _next_number(self, cursor: Cursor) -> int:
-        cursor.execute(f"SELECT max(number) FROM {_quote(_METADATA)}.versions WHERE consumer_schema = %s",
-                       (self.consumer_schema,))
+        cursor.execute(
+            f"SELECT max(number) FROM {_quote(_METADATA)}.versions WHERE consumer_schema = %s", (self.consumer_schema,)
+        )
         recorded = cursor.fetchone()[0] or 0
-        leftovers = [self._version_number(name) or 0
-                     for name in self._schemas_like(f"{self.consumer_schema}__v%", cursor)]
+        leftovers = [
+            self._version_number(name) or 0 for name in self._schemas_like(f"{self.consumer_schema}__v%", cursor)
+        ]
         return max([recorded, *leftovers]) + 1
 
     def _referenced_versions(self, cursor: Cursor) -> dict[int, set[str]]:
@@ -885,8 +942,9 @@ class PostgresWarehouse:
                 found.setdefault(number, set()).add(view)
         return found
 
-    def _view_swap(self, cursor: Cursor, source: str, schema: str, names: Sequence[str],
-                   grant_to: str | None) -> tuple[list[str], list[str]]:
+    def _view_swap(
+        self, cursor: Cursor, source: str, schema: str, names: Sequence[str], grant_to: str | None
+    ) -> tuple[list[str], list[str]]:
         """What the swap locks and runs, worked out before it locks anything: the consumer relations
         it replaces or drops (in name order), and its statements. `source` holds the marts now, and
         `schema` will (the candidate and its version's name, or a kept version twice).
@@ -899,10 +957,10 @@ class PostgresWarehouse:
         cursor.execute(
             "SELECT c.relname, c.relkind, c.relacl IS NOT NULL FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')", (self.consumer_schema,),
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')",
+            (self.consumer_schema,),
         )
-        existing = {name: (kind, has_acl) for name, kind, has_acl in cursor.fetchall()
-                    if name in names or name in ours}
+        existing = {name: (kind, has_acl) for name, kind, has_acl in cursor.fetchall() if name in names or name in ours}
         columns = self._columns_by_relation(cursor, [self.consumer_schema, source])
         consumer = _quote(self.consumer_schema)
         statements = []
@@ -921,14 +979,14 @@ class PostgresWarehouse:
                     statements.extend(self._grants(cursor, self.consumer_schema, name, view))
             if grant_to:
                 statements.append(f"GRANT SELECT ON {view} TO {_quote(grant_to)}")
-        statements.extend(f"DROP VIEW {consumer}.{_quote(name)}" for name in sorted(existing)
-                          if name not in names and name in ours)
+        statements.extend(
+            f"DROP VIEW {consumer}.{_quote(name)}" for name in sorted(existing) if name not in names and name in ours
+        )
         if grant_to:
             statements.append(f"GRANT USAGE ON SCHEMA {consumer} TO {_quote(grant_to)}")
         return sorted(existing), statements
 
-    def _lock_and_run(self, cursor: Cursor, relations: Sequence[str], statements: Sequence[str],
-                      lock_ms: int) -> None:
+    def _lock_and_run(self, cursor: Cursor, relations: Sequence[str], statements: Sequence[str], lock_ms: int) -> None:
         """Lock every consumer relation the swap changes at once, in name order, by one LOCK
         statement whose whole wait is bounded by `lock_ms`; then the swap, in one round trip."""
         if relations:
@@ -947,7 +1005,8 @@ class PostgresWarehouse:
             "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'v', 'm', 'p', 'f') AND a.attnum > 0 "
-            "AND NOT a.attisdropped ORDER BY n.nspname, c.relname, a.attnum", (list(schemas),),
+            "AND NOT a.attisdropped ORDER BY n.nspname, c.relname, a.attnum",
+            (list(schemas),),
         )
         found: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for schema, relation, column, type_ in cursor.fetchall():
@@ -963,8 +1022,10 @@ class PostgresWarehouse:
             "aclexplode(c.relacl) g WHERE n.nspname = %s AND c.relname = %s AND g.grantee <> c.relowner",
             (schema, name),
         )
-        return [f"GRANT {privilege} ON {relation} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}"
-                for grantee, privilege, grantable in cursor.fetchall()]
+        return [
+            f"GRANT {privilege} ON {relation} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}"
+            for grantee, privilege, grantable in cursor.fetchall()
+        ]
 
     def _switch_statements(self, cursor: Cursor, number: int, action: str, run_id: str) -> list[str]:
         """Records the switch: the published pointer and the publish log."""
@@ -972,11 +1033,13 @@ class PostgresWarehouse:
             cursor.mogrify(
                 f"INSERT INTO {_quote(_METADATA)}.published (consumer_schema, number, switched_at) "
                 "VALUES (%s, %s, now()) ON CONFLICT (consumer_schema) DO UPDATE SET number = excluded.number, "
-                "switched_at = excluded.switched_at", (self.consumer_schema, number),
+                "switched_at = excluded.switched_at",
+                (self.consumer_schema, number),
             ).decode(),
             cursor.mogrify(
                 f"INSERT INTO {_quote(_METADATA)}.publish_log (consumer_schema, number, action, run_id) "
-                "VALUES (%s, %s, %s, %s)", (self.consumer_schema, number, action, run_id),
+                "VALUES (%s, %s, %s, %s)",
+                (self.consumer_schema, number, action, run_id),
             ).decode(),
         ]
 

@@ -125,8 +125,12 @@ _REFUSED = 50000
 # The server's words for error 1222 (LOCK_TIMEOUT expired).
 _LOCK_TIMEOUT_TEXT = "lock request time out period exceeded"
 # sp_getapplock's answers below zero.
-_APPLOCK_ERRORS = {-1: "timed out", -2: "was cancelled", -3: "was chosen as a deadlock victim",
-                   -999: "was refused (a parameter or call error)"}
+_APPLOCK_ERRORS = {
+    -1: "timed out",
+    -2: "was cancelled",
+    -3: "was chosen as a deadlock victim",
+    -999: "was refused (a parameter or call error)",
+}
 
 
 @dataclass(frozen=True)
@@ -171,35 +175,47 @@ def _refuse(message: str) -> str:
 
 
 def _transaction(statements: list[str], lock_timeout_ms: int) -> tuple[str, ...]:
-    return ("SET NOCOUNT ON", "SET XACT_ABORT ON", f"SET LOCK_TIMEOUT {int(lock_timeout_ms)}",
-            "BEGIN TRANSACTION", *statements, "COMMIT TRANSACTION")
+    return (
+        "SET NOCOUNT ON",
+        "SET XACT_ABORT ON",
+        f"SET LOCK_TIMEOUT {int(lock_timeout_ms)}",
+        "BEGIN TRANSACTION",
+        *statements,
+        "COMMIT TRANSACTION",
+    )
 
 
 def metadata_script() -> Script:
     """The tables that say which versions there are and which one is published, and who holds the
     target; created once, idempotently (under the target's lock)."""
     meta = _quote(METADATA_SCHEMA)
-    return Script("metadata", (
-        f"IF SCHEMA_ID({_literal(METADATA_SCHEMA)}) IS NULL {_dynamic(f'CREATE SCHEMA {meta}')}",
-        f"IF OBJECT_ID({_literal(f'{meta}.[versions]')}, N'U') IS NULL CREATE TABLE {meta}.[versions] ("
-        "[consumer_schema] NVARCHAR(128) NOT NULL, [number] INT NOT NULL, [run_id] NVARCHAR(100) NOT NULL, "
-        "[built_at] NVARCHAR(40) NOT NULL, [row_counts] NVARCHAR(MAX) NOT NULL, [published_at] NVARCHAR(40) NOT NULL, "
-        "CONSTRAINT [pk_dataops_versions] PRIMARY KEY ([consumer_schema], [number]))",
-        f"IF OBJECT_ID({_literal(f'{meta}.[published]')}, N'U') IS NULL CREATE TABLE {meta}.[published] ("
-        "[consumer_schema] NVARCHAR(128) NOT NULL CONSTRAINT [pk_dataops_published] PRIMARY KEY, "
-        "[number] INT NOT NULL, [switched_at] NVARCHAR(40) NOT NULL)",
-        f"IF OBJECT_ID({_literal(f'{meta}.[lock_holders]')}, N'U') IS NULL CREATE TABLE {meta}.[lock_holders] ("
-        "[resource] NVARCHAR(255) NOT NULL CONSTRAINT [pk_dataops_lock_holders] PRIMARY KEY, "
-        "[run_id] NVARCHAR(100) NOT NULL, [host] NVARCHAR(255) NOT NULL, [pid] INT NOT NULL, "
-        "[since] NVARCHAR(40) NOT NULL, [session_id] INT NOT NULL)",
-    ))
+    return Script(
+        "metadata",
+        (
+            f"IF SCHEMA_ID({_literal(METADATA_SCHEMA)}) IS NULL {_dynamic(f'CREATE SCHEMA {meta}')}",
+            f"IF OBJECT_ID({_literal(f'{meta}.[versions]')}, N'U') IS NULL CREATE TABLE {meta}.[versions] ("
+            "[consumer_schema] NVARCHAR(128) NOT NULL, [number] INT NOT NULL, [run_id] NVARCHAR(100) NOT NULL, "
+            "[built_at] NVARCHAR(40) NOT NULL, [row_counts] NVARCHAR(MAX) NOT NULL, "
+            "[published_at] NVARCHAR(40) NOT NULL, "
+            "CONSTRAINT [pk_dataops_versions] PRIMARY KEY ([consumer_schema], [number]))",
+            f"IF OBJECT_ID({_literal(f'{meta}.[published]')}, N'U') IS NULL CREATE TABLE {meta}.[published] ("
+            "[consumer_schema] NVARCHAR(128) NOT NULL CONSTRAINT [pk_dataops_published] PRIMARY KEY, "
+            "[number] INT NOT NULL, [switched_at] NVARCHAR(40) NOT NULL)",
+            f"IF OBJECT_ID({_literal(f'{meta}.[lock_holders]')}, N'U') IS NULL CREATE TABLE {meta}.[lock_holders] ("
+            "[resource] NVARCHAR(255) NOT NULL CONSTRAINT [pk_dataops_lock_holders] PRIMARY KEY, "
+            "[run_id] NVARCHAR(100) NOT NULL, [host] NVARCHAR(255) NOT NULL, [pid] INT NOT NULL, "
+            "[since] NVARCHAR(40) NOT NULL, [session_id] INT NOT NULL)",
+        ),
+    )
 
 
-def _consumer_views(consumer_schema: str, version: str, marts: Sequence[str], retired: Sequence[str],
-                    grant_to: str | None) -> list[str]:
+def _consumer_views(
+    consumer_schema: str, version: str, marts: Sequence[str], retired: Sequence[str], grant_to: str | None
+) -> list[str]:
     """Point every consumer view at `version`, grant them, drop those of marts it does not have."""
-    statements = [f"IF SCHEMA_ID({_literal(consumer_schema)}) IS NULL "
-                  f"{_dynamic(f'CREATE SCHEMA {_quote(consumer_schema)}')}"]
+    statements = [
+        f"IF SCHEMA_ID({_literal(consumer_schema)}) IS NULL {_dynamic(f'CREATE SCHEMA {_quote(consumer_schema)}')}"
+    ]
     for mart in marts:
         view = _name(consumer_schema, mart)
         # A table of that name is a build from before versions (dbt built into the consumer schema).
@@ -221,9 +237,17 @@ def _point_at(consumer_schema: str, number: int, at: str) -> list[str]:
 
 
 def publish_script(
-    consumer_schema: str, candidate_schema: str, number: int, marts: Sequence[str], run_id: str,
-    built_at: str, row_counts: dict[str, int], published_at: str, retired: Sequence[str] = (),
-    grant_to: str | None = None, lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+    consumer_schema: str,
+    candidate_schema: str,
+    number: int,
+    marts: Sequence[str],
+    run_id: str,
+    built_at: str,
+    row_counts: dict[str, int],
+    published_at: str,
+    retired: Sequence[str] = (),
+    grant_to: str | None = None,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
 ) -> Script:
     """The candidate's marts become version `number` and the published version, in one transaction.
     `retired`: marts of the version published now that this one does not have (their views go).
@@ -254,13 +278,19 @@ def publish_script(
 
 
 def switch_script(
-    consumer_schema: str, number: int, marts: Sequence[str], switched_at: str, retired: Sequence[str] = (),
-    grant_to: str | None = None, lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+    consumer_schema: str,
+    number: int,
+    marts: Sequence[str],
+    switched_at: str,
+    retired: Sequence[str] = (),
+    grant_to: str | None = None,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
 ) -> Script:
     """A kept version (its `marts`) becomes the published one again, in one transaction."""
     version = version_schema(consumer_schema, number)
-    statements = [f"IF SCHEMA_ID({_literal(version)}) IS NULL "
-                  + _refuse(f"schema {version} is gone: nothing was switched")]
+    statements = [
+        f"IF SCHEMA_ID({_literal(version)}) IS NULL " + _refuse(f"schema {version} is gone: nothing was switched")
+    ]
     statements += [
         f"IF OBJECT_ID({_literal(_name(version, mart))}, N'U') IS NULL "
         + _refuse(f"{version}.{mart} is gone: nothing was switched")
@@ -272,7 +302,10 @@ def switch_script(
 
 
 def drop_version_script(
-    consumer_schema: str, number: int, tables: Sequence[str], views: Sequence[str] = (),
+    consumer_schema: str,
+    number: int,
+    tables: Sequence[str],
+    views: Sequence[str] = (),
     lock_timeout_ms: int = LOCK_TIMEOUT_MS,
 ) -> Script:
     """Drop one version: its objects (SQL Server has no DROP SCHEMA ... CASCADE), its schema and
@@ -294,39 +327,50 @@ def drop_version_script(
 def lock_script(resource: str, wait: bool) -> Script:
     """Take the target's application lock for this session: at once or not at all, or waiting for
     it (`wait`). The answer, one row: sp_getapplock's result (0 or 1 granted, below 0 not)."""
-    return Script("take the lock", (
-        "SET NOCOUNT ON",
-        "DECLARE @result INT",
-        f"EXEC @result = sys.sp_getapplock @Resource = {_literal(resource)}, @LockMode = N'Exclusive', "
-        f"@LockOwner = N'Session', @LockTimeout = {-1 if wait else 0}",
-        "SELECT @result AS [result]",
-    ))
+    return Script(
+        "take the lock",
+        (
+            "SET NOCOUNT ON",
+            "DECLARE @result INT",
+            f"EXEC @result = sys.sp_getapplock @Resource = {_literal(resource)}, @LockMode = N'Exclusive', "
+            f"@LockOwner = N'Session', @LockTimeout = {-1 if wait else 0}",
+            "SELECT @result AS [result]",
+        ),
+    )
 
 
 def holder_script(resource: str, holder: LockHolder) -> Script:
     """Say who holds the lock, where a session that is refused it can read it."""
     table = f"{_quote(METADATA_SCHEMA)}.[lock_holders]"
-    return Script("name the holder", (
-        "SET NOCOUNT ON",
-        f"DELETE FROM {table} WHERE [resource] = {_literal(resource)}",
-        f"INSERT INTO {table} ([resource], [run_id], [host], [pid], [since], [session_id]) VALUES "
-        f"({_literal(resource)}, {_literal(holder.run_id)}, {_literal(holder.host)}, {int(holder.pid)}, "
-        f"{_literal(holder.since)}, @@SPID)",
-    ))
+    return Script(
+        "name the holder",
+        (
+            "SET NOCOUNT ON",
+            f"DELETE FROM {table} WHERE [resource] = {_literal(resource)}",
+            f"INSERT INTO {table} ([resource], [run_id], [host], [pid], [since], [session_id]) VALUES "
+            f"({_literal(resource)}, {_literal(holder.run_id)}, {_literal(holder.host)}, {int(holder.pid)}, "
+            f"{_literal(holder.since)}, @@SPID)",
+        ),
+    )
 
 
 def lock_holder_query(resource: str) -> str:
-    return (f"SELECT [run_id], [host], [pid], [since] FROM {_quote(METADATA_SCHEMA)}.[lock_holders] "
-            f"WHERE [resource] = {_literal(resource)}")
+    return (
+        f"SELECT [run_id], [host], [pid], [since] FROM {_quote(METADATA_SCHEMA)}.[lock_holders] "
+        f"WHERE [resource] = {_literal(resource)}"
+    )
 
 
 def release_script(resource: str) -> Script:
-    return Script("release the lock", (
-        "SET NOCOUNT ON",
-        f"DELETE FROM {_quote(METADATA_SCHEMA)}.[lock_holders] WHERE [resource] = {_literal(resource)} "
-        "AND [session_id] = @@SPID",
-        f"EXEC sys.sp_releaseapplock @Resource = {_literal(resource)}, @LockOwner = N'Session'",
-    ))
+    return Script(
+        "release the lock",
+        (
+            "SET NOCOUNT ON",
+            f"DELETE FROM {_quote(METADATA_SCHEMA)}.[lock_holders] WHERE [resource] = {_literal(resource)} "
+            "AND [session_id] = @@SPID",
+            f"EXEC sys.sp_releaseapplock @Resource = {_literal(resource)}, @LockOwner = N'Session'",
+        ),
+    )
 
 
 def versions_query(consumer_schema: str) -> str:
@@ -340,8 +384,10 @@ def versions_query(consumer_schema: str) -> str:
 
 
 def published_number_query(consumer_schema: str) -> str:
-    return (f"SELECT [number] FROM {_quote(METADATA_SCHEMA)}.[published] "
-            f"WHERE [consumer_schema] = {_literal(consumer_schema)}")
+    return (
+        f"SELECT [number] FROM {_quote(METADATA_SCHEMA)}.[published] "
+        f"WHERE [consumer_schema] = {_literal(consumer_schema)}"
+    )
 
 
 def version_schemas_query(consumer_schema: str) -> str:
@@ -352,8 +398,10 @@ def version_schemas_query(consumer_schema: str) -> str:
 
 def schema_objects_query(schema: str) -> str:
     """The tables and views in `schema` (what its drop must drop first)."""
-    return (f"SELECT [name], RTRIM([type]) FROM sys.objects WHERE [schema_id] = SCHEMA_ID({_literal(schema)}) "
-            "AND [type] IN ('U', 'V') ORDER BY [name]")
+    return (
+        f"SELECT [name], RTRIM([type]) FROM sys.objects WHERE [schema_id] = SCHEMA_ID({_literal(schema)}) "
+        "AND [type] IN ('U', 'V') ORDER BY [name]"
+    )
 
 
 def columns_query(schema: str) -> str:
@@ -382,8 +430,9 @@ _CHARACTER_TYPES = {"char", "varchar", "nchar", "nvarchar", "binary", "varbinary
 _FRACTIONAL_SECOND_TYPES = {"datetime2", "datetimeoffset", "time"}
 
 
-def _column_type(data_type: str, length: int | None, precision: int | None, scale: int | None,
-                 fraction: int | None) -> str:
+def _column_type(
+    data_type: str, length: int | None, precision: int | None, scale: int | None, fraction: int | None
+) -> str:
     """INFORMATION_SCHEMA's parts as the type a column was declared with: `nvarchar(max)`,
     `numeric(38,6)`, `datetime2(6)`; a change of length or precision is a change of type."""
     kind = data_type.lower()
@@ -397,8 +446,13 @@ def _column_type(data_type: str, length: int | None, precision: int | None, scal
 
 
 def publishing_scripts(
-    consumer_schema: str, candidate_schema: str, marts: Sequence[str], grant_to: str | None, database: str,
-    keys: dict[str, Sequence[str]] | None = None, columns: dict[str, Sequence[str]] | None = None,
+    consumer_schema: str,
+    candidate_schema: str,
+    marts: Sequence[str],
+    grant_to: str | None,
+    database: str,
+    keys: dict[str, Sequence[str]] | None = None,
+    columns: dict[str, Sequence[str]] | None = None,
 ) -> list[Script]:
     """Everything dataops runs to publish, roll back, drop versions and hold the target, rendered
     for `marts` as a run would (v2 published over v1, one retired mart), for offline validation.
@@ -409,10 +463,22 @@ def publishing_scripts(
     retired = ["a_retired_mart"]
     scripts = [
         metadata_script(),
-        lock_script(resource, wait=False), lock_script(resource, wait=True),
-        holder_script(resource, holder), release_script(resource),
-        publish_script(consumer_schema, candidate_schema, 2, marts, holder.run_id, at,
-                       {f"{consumer_schema}.{mart}": 0 for mart in marts}, at, retired, grant_to),
+        lock_script(resource, wait=False),
+        lock_script(resource, wait=True),
+        holder_script(resource, holder),
+        release_script(resource),
+        publish_script(
+            consumer_schema,
+            candidate_schema,
+            2,
+            marts,
+            holder.run_id,
+            at,
+            {f"{consumer_schema}.{mart}": 0 for mart in marts},
+            at,
+            retired,
+            grant_to,
+        ),
         switch_script(consumer_schema, 1, marts, at, retired, grant_to),
         drop_version_script(consumer_schema, 1, marts),
     ]
@@ -427,10 +493,17 @@ def publishing_scripts(
     ]
     for mart, key in (keys or {}).items():
         if key:
-            reads.append((f"data diff of {mart}", mart_diff_query(
-                _name(candidate_schema, mart), _name(version_schema(consumer_schema, 1), mart),
-                key, (columns or {}).get(mart) or key,
-            )))
+            reads.append(
+                (
+                    f"data diff of {mart}",
+                    mart_diff_query(
+                        _name(candidate_schema, mart),
+                        _name(version_schema(consumer_schema, 1), mart),
+                        key,
+                        (columns or {}).get(mart) or key,
+                    ),
+                )
+            )
     return scripts + [Script(name, (sql,)) for name, sql in reads]
 
 
@@ -475,9 +548,7 @@ class SqlServerWarehouse:
         import sqlalchemy
 
         odbc = odbc_connection_string({"Driver": self._driver, **self._attributes})
-        return sqlalchemy.URL.create("mssql+pyodbc", query={"odbc_connect": odbc}).render_as_string(
-            hide_password=False
-        )
+        return sqlalchemy.URL.create("mssql+pyodbc", query={"odbc_connect": odbc}).render_as_string(hide_password=False)
 
     @property
     def location(self) -> str:
@@ -502,9 +573,7 @@ class SqlServerWarehouse:
         try:
             return mssql_python.connect(self.connection_string, autocommit=autocommit, timeout=15)
         except mssql_python.Error as error:
-            raise self._error(
-                "connecting (check DBT_<TARGET>_SERVER / _PORT / _USER / _PASSWORD)", error
-            ) from error
+            raise self._error("connecting (check DBT_<TARGET>_SERVER / _PORT / _USER / _PASSWORD)", error) from error
 
     def ping(self) -> str:
         connection = self._connect(autocommit=True)
@@ -528,9 +597,7 @@ class SqlServerWarehouse:
         contract = [SOURCE_TABLES_BY_NAME[name] for name in tables]
         try:
             for table in contract:
-                cursor.execute(
-                    f"IF SCHEMA_ID(N'{table.schema}') IS NULL EXEC(N'CREATE SCHEMA {_quote(table.schema)}')"
-                )
+                cursor.execute(f"IF SCHEMA_ID(N'{table.schema}') IS NULL EXEC(N'CREATE SCHEMA {_quote(table.schema)}')")
                 cursor.execute(f"DROP TABLE IF EXISTS {_relation(table, INCOMING_SUFFIX)}")
                 cursor.execute(create_table_sql(table, INCOMING_SUFFIX))
                 cursor.bulkcopy_arrow(
@@ -544,9 +611,7 @@ class SqlServerWarehouse:
             cursor.execute("BEGIN TRANSACTION")
             for table in contract:
                 cursor.execute(f"DROP TABLE IF EXISTS {_relation(table)}")
-                cursor.execute(
-                    f"EXEC sp_rename N'{table.schema}.{table.name}{INCOMING_SUFFIX}', N'{table.name}'"
-                )
+                cursor.execute(f"EXEC sp_rename N'{table.schema}.{table.name}{INCOMING_SUFFIX}', N'{table.name}'")
             cursor.execute("COMMIT TRANSACTION")
         except (mssql_python.Error, RuntimeError, ValueError) as error:
             cursor.execute("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION")
@@ -577,7 +642,8 @@ class SqlServerWarehouse:
         present = self._relations()
         return {
             name: int(self.read_only_query(f"SELECT COUNT(*) FROM {_qualified(name)}").rows[0][0])
-            for name in qualified_names if name.lower() in present
+            for name in qualified_names
+            if name.lower() in present
         }
 
     def read_only_query(self, sql: str) -> QueryResult:
@@ -659,9 +725,11 @@ class SqlServerWarehouse:
         return self.read_only_query(sql).rows
 
     def _has_metadata(self) -> bool:
-        return bool(self._rows(
-            f"SELECT 1 WHERE OBJECT_ID({_literal(f'{_quote(METADATA_SCHEMA)}.[published]')}, N'U') IS NOT NULL"
-        ))
+        return bool(
+            self._rows(
+                f"SELECT 1 WHERE OBJECT_ID({_literal(f'{_quote(METADATA_SCHEMA)}.[published]')}, N'U') IS NOT NULL"
+            )
+        )
 
     def _published_number(self) -> int | None:
         if not self._has_metadata():
@@ -757,7 +825,8 @@ class SqlServerWarehouse:
         return [
             Version(int(number), str(run_id), str(built_at), json.loads(counts or "{}"), published_at, bool(current))
             for number, run_id, built_at, counts, published_at, current in self._rows(
-                versions_query(self.consumer_schema))
+                versions_query(self.consumer_schema)
+            )
         ]
 
     def _retired(self, current: int | None, marts: Sequence[str]) -> list[str]:
@@ -767,8 +836,14 @@ class SqlServerWarehouse:
         keep = {mart.lower() for mart in marts}
         return [m for m in self._tables(version_schema(self.consumer_schema, current)) if m.lower() not in keep]
 
-    def publish(self, candidate_schema: str, marts: Sequence[str], run_id: str, row_counts: dict[str, int],
-                grant_to: str | None = None) -> Version:
+    def publish(
+        self,
+        candidate_schema: str,
+        marts: Sequence[str],
+        run_id: str,
+        row_counts: dict[str, int],
+        grant_to: str | None = None,
+    ) -> Version:
         import mssql_python
 
         if not marts:
@@ -785,8 +860,16 @@ class SqlServerWarehouse:
         number = max(known, default=0) + 1
         built_at = published_at = _now()
         script = publish_script(
-            self.consumer_schema, candidate_schema, number, marts, run_id, built_at, row_counts,
-            published_at, self._retired(current, marts), grant_to,
+            self.consumer_schema,
+            candidate_schema,
+            number,
+            marts,
+            run_id,
+            built_at,
+            row_counts,
+            published_at,
+            self._retired(current, marts),
+            grant_to,
         )
         self._swap(script, f"publishing {version_schema(self.consumer_schema, number)}", number)
         return Version(number, run_id, built_at, dict(row_counts), published_at, True)
@@ -807,12 +890,16 @@ class SqlServerWarehouse:
         if not marts:
             raise DataOpsError(f"v{number} has no marts left in {version_schema(self.consumer_schema, number)}")
         script = switch_script(
-            self.consumer_schema, number, marts, _now(), self._retired(self._published_number(), marts), grant_to,
+            self.consumer_schema,
+            number,
+            marts,
+            _now(),
+            self._retired(self._published_number(), marts),
+            grant_to,
         )
         self._swap(script, f"switching to v{number}", number)
         version = kept[number]
-        return Version(version.number, version.run_id, version.built_at, version.row_counts,
-                       version.published_at, True)
+        return Version(version.number, version.run_id, version.built_at, version.row_counts, version.published_at, True)
 
     def drop_versions(self, keep: int) -> list[int]:
         """A version a consumer's query still reads (it began before the switch) times its drop
@@ -831,7 +918,8 @@ class SqlServerWarehouse:
         for number in sorted((recorded | set(schemas)) - keeping):
             objects = self._objects(schemas[number]) if number in schemas else {}
             script = drop_version_script(
-                self.consumer_schema, number,
+                self.consumer_schema,
+                number,
                 tables=sorted(n for n, kind in objects.items() if kind == "U"),
                 views=sorted(n for n, kind in objects.items() if kind == "V"),
             )

@@ -68,8 +68,9 @@ def _line_of(tokens: list[Token], name: str) -> int:
 
 # `OBJECT::[s].[t]` in GRANT, DENY, REVOKE, ALTER SCHEMA ... TRANSFER, ALTER AUTHORIZATION: the class
 # of a securable, which T-SQL writes with `::` too.
-_SECURABLE_CLASSES = frozenset({"object", "schema", "type", "database", "role", "user", "login", "certificate",
-                                "assembly", "collection"})
+_SECURABLE_CLASSES = frozenset(
+    {"object", "schema", "type", "database", "role", "user", "login", "certificate", "assembly", "collection"}
+)
 
 
 def _scope_qualifier(before: Token | None, token: Token) -> bool:
@@ -90,9 +91,7 @@ def portability_problems(sql: str) -> list[Problem]:
         for function in statement.find_all(exp.Anonymous):
             name = function.name.lower()
             if name not in _TSQL_FUNCTIONS:
-                problems.append(
-                    Problem(_line_of(tokens, name), f"{name}() is not a SQL Server function")
-                )
+                problems.append(Problem(_line_of(tokens, name), f"{name}() is not a SQL Server function"))
         for _ in statement.find_all(exp.Extract):
             problems.append(Problem(_line_of(tokens, "extract"), "EXTRACT is not T-SQL; use DATEPART"))
     return sorted(set(problems), key=lambda problem: problem.line)
@@ -183,7 +182,7 @@ def _split_if(statement: str) -> tuple[str, str] | None:
         elif token.token_type == TokenType.R_PAREN:
             depth -= 1
         elif depth == 0 and token.text.lower() in _STATEMENT_STARTS:
-            return statement[len(tokens[0].text):token.start].strip(), statement[token.start:].strip()
+            return statement[len(tokens[0].text) : token.start].strip(), statement[token.start :].strip()
     return None
 
 
@@ -205,12 +204,19 @@ def _check(statement: str, first: bool) -> _Checked:
     branch = _split_if(statement)
     if branch is not None:
         condition, body = branch
-        checked.problems += [("sqlglot", f"IF condition: {message}")
-                             for message in _sqlglot_problems(f"SELECT CASE WHEN {condition} THEN 1 END")]
+        checked.problems += [
+            ("sqlglot", f"IF condition: {message}")
+            for message in _sqlglot_problems(f"SELECT CASE WHEN {condition} THEN 1 END")
+        ]
     opening = _FIRST_IN_BATCH.match(body)
     if opening and (branch is not None or not first):
-        checked.problems.append(("sqlserver batch", f"{' '.join(opening.group(0).upper().split())} must be the "
-                                 "first statement of its batch: run it with EXEC sys.sp_executesql"))
+        checked.problems.append(
+            (
+                "sqlserver batch",
+                f"{' '.join(opening.group(0).upper().split())} must be the "
+                "first statement of its batch: run it with EXEC sys.sp_executesql",
+            )
+        )
     if re.match(r"ALTER\s+SCHEMA\b", body, re.I):
         checked.fluff = None  # neither parser knows ALTER SCHEMA ... TRANSFER: its exact shape, then
         if not _TRANSFER.fullmatch(body):
@@ -221,8 +227,9 @@ def _check(statement: str, first: bool) -> _Checked:
         if not thrown:
             checked.problems.append(("sqlserver batch", "not a THROW <number>, <message>, <state>"))
         elif int(thrown.group("number")) < 50000 or int(thrown.group("state")) > 255:
-            checked.problems.append(("sqlserver batch", "THROW takes an error number of 50000 or more and a "
-                                     "state of 0 to 255"))
+            checked.problems.append(
+                ("sqlserver batch", "THROW takes an error number of 50000 or more and a state of 0 to 255")
+            )
         return checked
     checked.problems += [("sqlglot", message) for message in _sqlglot_problems(body)]
     dynamic = _DYNAMIC.fullmatch(body)
@@ -251,8 +258,9 @@ def batch_problems(statements: Sequence[str], atomic: bool = False) -> list[Prob
     for prefix, parsed in fluff.items():
         problems += [Problem(line, prefix + message, "sqlfluff") for line, message in _sqlfluff_problems(parsed)]
     if atomic:
-        problems += [Problem(line, message, "sqlserver transaction")
-                     for line, message in _transaction_problems(statements)]
+        problems += [
+            Problem(line, message, "sqlserver transaction") for line, message in _transaction_problems(statements)
+        ]
     return sorted(set(problems), key=lambda problem: (problem.line, problem.validator, problem.message))
 
 
@@ -262,19 +270,35 @@ def _transaction_problems(statements: list[str]) -> list[tuple[int, str]]:
         return [(begins[1] if begins else 1, "an atomic batch has exactly one BEGIN TRANSACTION")]
     begin = begins[0]
     before = statements[: begin - 1]
-    problems = [(n, "only SET statements come before BEGIN TRANSACTION")
-                for n, s in enumerate(before, start=1) if not s.upper().startswith("SET ")]
+    problems = [
+        (n, "only SET statements come before BEGIN TRANSACTION")
+        for n, s in enumerate(before, start=1)
+        if not s.upper().startswith("SET ")
+    ]
     if not any(_XACT_ABORT.fullmatch(s) for s in before):
-        problems.append((begin, "SET XACT_ABORT ON must come before BEGIN TRANSACTION: without it an error "
-                         "(a lock timeout among them) leaves the statements before it to commit"))
+        problems.append(
+            (
+                begin,
+                "SET XACT_ABORT ON must come before BEGIN TRANSACTION: without it an error "
+                "(a lock timeout among them) leaves the statements before it to commit",
+            )
+        )
     timeouts = [_LOCK_TIMEOUT.fullmatch(s) for s in before]
     if not any(timeouts):
-        problems.append((begin, "SET LOCK_TIMEOUT <ms> must come before BEGIN TRANSACTION: without it the swap "
-                         "waits for as long as any reader holds a view, and every later reader waits behind it"))
+        problems.append(
+            (
+                begin,
+                "SET LOCK_TIMEOUT <ms> must come before BEGIN TRANSACTION: without it the swap "
+                "waits for as long as any reader holds a view, and every later reader waits behind it",
+            )
+        )
     elif any(found and int(found.group("ms")) < 0 for found in timeouts):
         problems.append((begin, "SET LOCK_TIMEOUT -1 waits without end: give it milliseconds"))
     if not _COMMIT.fullmatch(statements[-1]):
         problems.append((len(statements), "an atomic batch ends with COMMIT TRANSACTION"))
-    problems += [(n, "nothing but the last statement ends the transaction")
-                 for n, s in enumerate(statements[begin:-1], start=begin + 1) if _END.fullmatch(s)]
+    problems += [
+        (n, "nothing but the last statement ends the transaction")
+        for n, s in enumerate(statements[begin:-1], start=begin + 1)
+        if _END.fullmatch(s)
+    ]
     return problems
