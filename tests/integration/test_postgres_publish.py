@@ -10,6 +10,7 @@ CREATE TABLE AS, changed where a test needs different data; what publishes them 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -868,7 +869,9 @@ def test_a_publish_killed_at_any_point_leaves_one_whole_version(target: Settings
     for trial in range(1, 25):
         point = list(KILL_POINTS)[trial % len(KILL_POINTS)]
         marker = f"{point} {trial * 1000 + chance.randint(1, 3)}"
-        loop = _loop(trial, 3, SWAP_PAUSE if point == "swapped" else 0.0)
+        # One publish more than the marker can name: a kill after the last named one still finds
+        # the loop at work, never already done (a fast machine finished it within the delay).
+        loop = _loop(trial, 4, SWAP_PAUSE if point == "swapped" else 0.0)
         seen = []
         while (line := loop.next()) != marker:
             assert not line.startswith(("error", "done")), (line, seen)
@@ -913,25 +916,27 @@ def test_a_publish_killed_at_any_point_leaves_one_whole_version(target: Settings
     built = []
     for _ in range(2):
         run = _dataops("run", "--target", "postgres", "--no-docs", "--no-quality", "--select", "path:models/marts")
-        try:
-            _wait_for(
-                lambda: (
-                    connect(target)
-                    .read_only_query(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE query ILIKE '%create%table%\"marts\\_\\_candidate\"%' "
-                        "AND application_name NOT LIKE 'dataops%'"
-                    )
-                    .rows[0][0]
-                    > 0
-                ),
-                180,
-                "dbt to build the marts",
-                every=0.02,
+
+        def building(run: subprocess.Popen[str] = run) -> bool:
+            # A run that ended before dbt built anything would make the wait below a long timeout.
+            assert run.poll() is None, f"the run ended (exit {run.returncode}): {run.communicate()}"
+            return bool(
+                connect(target)
+                .read_only_query(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE query ILIKE '%create%table%\"marts\\_\\_candidate\"%' "
+                    "AND application_name NOT LIKE 'dataops%'"
+                )
+                .rows[0][0]
+                > 0
             )
+
+        try:
+            _wait_for(building, 180, "dbt to build the marts", every=0.02)
             time.sleep(chance.uniform(0.0, 1.0))
         finally:
-            os.killpg(run.pid, signal.SIGKILL)  # the run and its quality worker
+            with contextlib.suppress(ProcessLookupError):  # gone already if it ended by itself
+                os.killpg(run.pid, signal.SIGKILL)  # the run and its quality worker
             run.communicate(timeout=30)
         assert run.returncode == -signal.SIGKILL
         _wait_for(lambda: not _hold_pids(target), 10, "the killed run's lock to go")

@@ -360,15 +360,24 @@ def contended(baseline: Baseline) -> Iterator[Contended]:
             stderr=subprocess.PIPE,
         )
         holder = _lock_holder(settings, first.pid)
-        time.sleep(1)  # the second run comes a second or two later, as a second cron job would
-        second = subprocess.run([*run, "--scale", "0.1"], env=env, text=True, capture_output=True, timeout=120)
-        waiter = subprocess.Popen([*run, "--wait"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # The first run is paused while it holds the target, so that the second and the waiter
+        # surely find it held, however fast the machine runs it.
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = subprocess.run([*run, "--scale", "0.1"], env=env, text=True, capture_output=True, timeout=120)
+            waiter = subprocess.Popen(
+                [*run, "--wait"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            assert waiter.stdout is not None
+            said = waiter.stdout.readline()  # whom it waits for, before anything else
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         out, err = first.communicate(timeout=600)
         # Read at once: the waiting run needs many seconds before it could publish v3.
         after_first = _reader_state(published)
         first_done = subprocess.CompletedProcess(first.args, first.returncode, out, err)
         out, err = waiter.communicate(timeout=600)
-        waited = subprocess.CompletedProcess(waiter.args, waiter.returncode, out, err)
+        waited = subprocess.CompletedProcess(waiter.args, waiter.returncode, said + out, err)
         consumer.stdin.write("done\n")
         consumer.stdin.flush()
         saw = json.loads(consumer.stdout.readline())
