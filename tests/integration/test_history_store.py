@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -14,7 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from dataops.core.errors import DataOpsError
-from dataops.history.records import NodeRecord, RunRecord, StageRecord, Trigger
+from dataops.history.records import IncidentRecord, NodeRecord, RunRecord, StageRecord, Trigger
 from dataops.history.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore, Lease, schema_version
 
 # tests/postgres_server.py: tests/ is on sys.path under pytest's default import mode.
@@ -133,7 +134,7 @@ def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> 
     store.record(run("new", 5))
 
     with store.transaction() as db:
-        assert schema_version(db) == SCHEMA_VERSION == 5
+        assert schema_version(db) == SCHEMA_VERSION == 6
         assert db.has_table("dataops_row_counts") and db.has_table("dataops_leases")
         assert db.execute("select count(*) from dataops_nodes where age_seconds is not null or score is not null") == [
             (0,)
@@ -146,6 +147,31 @@ def test_a_store_of_the_first_version_is_upgraded_in_place(history_url: str) -> 
     assert (cpu, rows) == (12.5, 2)
     assert [row.run_id for row in store.runs("dev")] == ["new", "old"]
     assert store.get("old") == old
+
+
+def test_incidents_are_kept_once_listed_newest_first_and_resolved_in_place(history_url: str) -> None:
+    store = HistoryStore(history_url)
+    assert store.incidents() == []  # no store yet: nothing, and nothing created
+    store.record(run("r1", status="failed"))
+    first = IncidentRecord(
+        "2026-11-25-negative-revenue",
+        "dev",
+        "Negative revenue in fct_orders",
+        "major",
+        START,
+        run_id="r1",
+        path="incidents/2026-11-25-negative-revenue.md",
+    )
+    later = IncidentRecord("2026-11-26-stale-orders", "prod", "Stale orders", "critical", START + timedelta(days=1))
+    store.record_incident(first)
+    store.record_incident(later)
+    assert [i.incident_id for i in store.incidents()] == [later.incident_id, first.incident_id]
+    assert store.incidents("dev") == [first]
+    assert store.incidents(since=START + timedelta(hours=1)) == [later]
+    resolved = replace(first, resolved_at=START + timedelta(hours=3), resolution="v1 rolled back; fixed in #42")
+    store.record_incident(resolved)
+    assert store.incident(first.incident_id) == resolved and resolved.seconds_open == 3 * 3600
+    assert store.incidents(open_only=True) == [later]
 
 
 def test_a_store_newer_than_this_dataops_is_refused(history_url: str) -> None:

@@ -100,6 +100,27 @@ class PublishRecord:
 
 
 @dataclass(frozen=True)
+class IncidentRecord:
+    """An incident, as `dataops incident` keeps it in the run history: its report's file (relative
+    to the project), the run that opened it (the first failing run), when it was opened and, once
+    `dataops incident resolve` stamped it, resolved."""
+
+    incident_id: str  # the report's name: YYYY-MM-DD-<slug>
+    target: str
+    title: str
+    severity: str  # critical, major, minor
+    opened_at: datetime
+    run_id: str | None = None
+    path: str = ""
+    resolved_at: datetime | None = None
+    resolution: str = ""
+
+    @property
+    def seconds_open(self) -> float | None:
+        return (self.resolved_at - self.opened_at).total_seconds() if self.resolved_at else None
+
+
+@dataclass(frozen=True)
 class DeploymentRecord:
     """What a `dataops deploy` deployed (the `deployment` part of a run of kind `deploy`): the code
     (commit, its time, branch, author; `dirty` when the working tree had uncommitted changes), the

@@ -26,7 +26,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from dataops.core.config import warehouse_dir
 from dataops.core.errors import DataOpsError
-from dataops.history.records import PIPELINE_KINDS, PIPELINE_KINDS_SQL, PublishRecord, RunRecord, RunSummaryRow
+from dataops.history.records import (
+    PIPELINE_KINDS,
+    PIPELINE_KINDS_SQL,
+    IncidentRecord,
+    PublishRecord,
+    RunRecord,
+    RunSummaryRow,
+)
 
 HISTORY_URL_ENV_VAR = "DATAOPS_HISTORY_URL"
 DEFAULT_FILE = "history.sqlite"
@@ -153,7 +160,17 @@ def _publish_from_document(dialect: str) -> tuple[str, str]:
 
 
 # Version N is reached by running MIGRATIONS[N - 1]; append, never edit, once released.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: Database) -> None:
+    """Incidents: each one once, with the run that opened it and, once resolved, when."""
+    db.execute(
+        "create table dataops_incidents (incident_id varchar(128) primary key, target varchar(64) not null, "
+        "title varchar(512) not null, severity varchar(16) not null, opened_at varchar(32) not null, "
+        "run_id varchar(64), path varchar(512) not null, resolved_at varchar(32), resolution text not null)"
+    )
+    db.execute("create index ix_dataops_incidents_target_opened on dataops_incidents (target, opened_at)")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -409,6 +426,71 @@ class HistoryStore:
                 _summary(db, self.shown_url, target, runs, failures.get(target, {}), columns)
                 for target, runs in sorted(counts.items())
             ]
+
+    # Incidents --------------------------------------------------------------------------------
+
+    def record_incident(self, incident: IncidentRecord) -> None:
+        """Write an incident (again, if its id is known: it replaces what was kept)."""
+        with self.transaction() as db:
+            db.execute("delete from dataops_incidents where incident_id = ?", [incident.incident_id])
+            db.insert_many(
+                "dataops_incidents",
+                [
+                    {
+                        "incident_id": incident.incident_id,
+                        "target": incident.target,
+                        "title": incident.title,
+                        "severity": incident.severity,
+                        "opened_at": _timestamp(incident.opened_at),
+                        "run_id": incident.run_id,
+                        "path": incident.path,
+                        "resolved_at": _timestamp(incident.resolved_at) if incident.resolved_at else None,
+                        "resolution": incident.resolution,
+                    }
+                ],
+            )
+
+    def incidents(
+        self, target: str | None = None, since: datetime | None = None, open_only: bool = False
+    ) -> list[IncidentRecord]:
+        """Incidents, the newest opened first: of one target (or all), opened at or after `since`."""
+        if not self._exists():
+            return []
+        where, values = [], []
+        if target is not None:
+            where.append("target = ?")
+            values.append(target)
+        if since is not None:
+            where.append("opened_at >= ?")
+            values.append(_timestamp(since))
+        if open_only:
+            where.append("resolved_at is null")
+        sql = (
+            "select incident_id, target, title, severity, opened_at, run_id, path, resolved_at, resolution "
+            f"from dataops_incidents {'where ' + ' and '.join(where) if where else ''} "
+            "order by opened_at desc, incident_id desc"
+        )
+        with self.transaction(write=False) as db:
+            if not db.has_table("dataops_incidents"):
+                return []
+            rows = db.execute(sql, values)
+        return [
+            IncidentRecord(
+                str(incident_id),
+                str(target),
+                str(title),
+                str(severity),
+                datetime.fromisoformat(str(opened)),
+                run_id,
+                str(path),
+                datetime.fromisoformat(str(resolved)) if resolved else None,
+                str(resolution),
+            )
+            for incident_id, target, title, severity, opened, run_id, path, resolved, resolution in rows
+        ]
+
+    def incident(self, incident_id: str) -> IncidentRecord | None:
+        return next((i for i in self.incidents() if i.incident_id == incident_id), None)
 
     # Leases -----------------------------------------------------------------------------------
 
