@@ -48,6 +48,8 @@ ALERTMANAGER_CONFIG = MONITORING / "alertmanager.yml"
 ROUTE_CASES = MONITORING / "tests" / "alertmanager-routes.yml"
 RUNBOOKS = PROJECT_ROOT / "docs" / "runbooks"
 DASHBOARDS = MONITORING / "grafana" / "dashboards"
+# The incident playbooks beside the per-alert pages (docs/runbooks/README.md, Playbooks).
+PLAYBOOKS = ("data-quality-issue.md", "pipeline-failure.md", "stale-source.md", "failed-deploy.md", "rollback.md")
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
@@ -164,6 +166,17 @@ def test_every_alert_has_a_severity_a_summary_a_description_and_its_runbook() ->
             problems.append(f"{name}: runbook_url {annotations.get('runbook_url')!r}")
         elif not (PROJECT_ROOT / annotations["runbook_url"]).is_file():
             problems.append(f"{name}: no page {annotations['runbook_url']}")
+    # Every relative link of every runbook reaches a file, and every page is in the index.
+    pages = sorted(RUNBOOKS.glob("*.md"))
+    for page in pages:
+        for link in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if "://" not in link and not (page.parent / link).exists():
+                problems.append(f"{page.name}: a link to {link}, which does not exist")
+    indexed = set(re.findall(r"\]\(([^)#\s]+\.md)\)", (RUNBOOKS / "README.md").read_text(encoding="utf-8")))
+    problems += [
+        f"{page.name}: not in docs/runbooks/README.md" for page in pages if page.name not in indexed | {"README.md"}
+    ]
+    problems += [f"{playbook}: no such playbook" for playbook in PLAYBOOKS if not (RUNBOOKS / playbook).is_file()]
     assert problems == []
 
 
