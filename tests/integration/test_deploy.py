@@ -64,6 +64,11 @@ class Project:
         assert old in text
         path.write_text(text.replace(old, new), encoding="utf-8")
 
+    def parses(self) -> int:
+        """dbt parses so far on the ci target: dbt logs where it wrote its parse timings once per parse."""
+        log = self.warehouse / "artifacts" / "ci" / "logs" / "dbt.log"
+        return log.read_text(encoding="utf-8").count("Performance info: ") if log.is_file() else 0
+
     def manifest(self, record: RunRecord) -> dict[str, object]:
         assert record.deployment is not None and record.deployment.artifacts is not None
         return json.loads((Path(record.deployment.artifacts) / "manifest.json").read_text(encoding="utf-8"))
@@ -139,7 +144,9 @@ def test_the_first_deploy_builds_everything_and_keeps_its_manifest(project: Proj
     assert (deployment.branch, deployment.author) == ("main", "Dana Deployer <dana@example.com>")
     assert deployment.commit_time == _git(project.root, "show", "-s", "--format=%cI", "HEAD")
     assert deployment.notification == "not sent: no webhook set (DATAOPS_WEBHOOK_URL)"
-    assert {"checks", "plan", "build", "publish"} <= {stage.name for stage in first.stages}
+    stages = [stage.name for stage in first.stages]
+    assert stages[:5] == ["doctor", "parse", "compile", "checks", "plan"]
+    assert {"build", "quality", "publish"} <= set(stages) and stages.count("parse") == 1
     assert (Path(deployment.artifacts or "") / "run_results.json").is_file()
 
 
@@ -157,7 +164,10 @@ def test_changes_lists_the_edited_model_and_its_descendants(project: Project, fi
 
 
 def test_a_slim_deploy_builds_only_the_edited_model_and_its_descendants(project: Project, first: RunRecord) -> None:
+    parses_before = project.parses()
     code, record = project.deploy()
+    # One parse serves the compile, the project checks, the plan's `dbt ls` and the build.
+    assert project.parses() - parses_before == 1
     deployment = record.deployment
     assert code == 0 and deployment is not None, record.error
     assert (deployment.outcome, deployment.build, deployment.state_of) == ("deployed", "slim", first.run_id)
@@ -227,3 +237,24 @@ def test_history_lists_the_deploys(project: Project) -> None:
     runs = json.loads(done.stdout)["runs"]
     assert [run["kind"] for run in runs][:4] == ["deploy"] * 4
     assert [run["status"] for run in runs][:4] == ["failed", "passed", "passed", "passed"]
+
+
+def test_the_checks_on_the_one_parse_still_stop_a_project_that_breaks_its_conventions(project: Project) -> None:
+    """Last: the project checks run on the deployment's only parse, and a model that breaks the
+    conventions (no prefix, no test, no key, no description) fails the deploy before anything is built."""
+    model = project.root / "dbt" / "models" / "marts" / "territory_summary.sql"
+    model.write_text("select territory_id from {{ ref('dim_territories') }}\n", encoding="utf-8")
+    try:
+        code, record = project.deploy()
+    finally:
+        model.unlink()
+    assert code == 1 and record.status == "failed" and record.deployment is not None
+    assert record.deployment.reason == "not planned: the checks stopped it" and not record.deployment.nodes_built
+    assert [(stage.name, stage.status) for stage in record.stages] == [
+        ("doctor", "ok"),
+        ("parse", "ok"),
+        ("compile", "ok"),
+        ("checks", "failed"),
+    ]
+    assert record.error is not None and "naming on territory_summary" in record.error
+    assert "v3 (published)" in project.dataops("versions", "--target", "ci").stdout

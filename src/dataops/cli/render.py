@@ -390,7 +390,10 @@ def deploy_summary(console: Console, report: DeployReport) -> None:
         if record.error:
             console.print(f"[bold red]stopped by:[/] {escape(record.error)}", highlight=False)
     assert record.deployment is not None
-    console.print(_stages_table("pre-deployment", [s for s in record.stages if s.name in ("checks", "plan")]))
+    from dataops.commands.deploy import PRE_DEPLOYMENT_STAGES
+
+    shown = [s for s in record.stages if s.name in PRE_DEPLOYMENT_STAGES]
+    console.print(_stages_table("pre-deployment", shown))
     _deployment_lines(console, record.deployment)
     console.print(f"rollback: {escape(report.rollback)}", highlight=False, soft_wrap=True)
     verdict = (

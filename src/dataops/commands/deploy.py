@@ -46,7 +46,7 @@ import yaml
 
 from dataops.commands.changes import MANIFEST, read_state
 from dataops.commands.doctor import diagnose
-from dataops.commands.run import Pipeline, Reporter, RunOptions, SilentReporter, SlimBuild
+from dataops.commands.run import Pipeline, Reporter, RunOptions, SilentReporter, SlimBuild, parse_detail
 from dataops.core.config import DBT_PROJECT_DIR, PROJECT_ROOT, Settings
 from dataops.core.errors import DataOpsError, ExitCode
 from dataops.history.provenance import git_commit
@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from dataops.quality.suites import QualityWorker
 
 KEPT_ARTIFACTS = (MANIFEST, "run_results.json")
+# The deployment's own stages, before the pipeline's: what `dataops deploy` shows as pre-deployment.
+PRE_DEPLOYMENT_STAGES = ("doctor", "parse", "compile", "checks", "plan")
 # Runs that write nothing to the warehouse do not break a slim build's premise.
 _READ_ONLY_KINDS = frozenset({"quality"})
 _RUNS_LOOKED_AT = 200
@@ -264,19 +266,33 @@ class Deployment:
         self.stages.append(StageRecord(stage.name, stage.status, round(stage.seconds, 3), stage.detail))
         self.reporter.stage_finished(stage)
 
-    def _checks(self, project: DbtProject) -> tuple[None, str]:
-        """The pre-deployment checks; a problem is a configuration error (exit 2) or, for the
-        project's own checks, a failed check (exit 1)."""
+    def _doctor(self) -> tuple[None, str]:
+        """A problem is a configuration error (exit 2)."""
         report = diagnose(self.settings)
         failing = [f"{f.name}: {f.detail}" for f in report.findings if f.status == "fail"]
         if failing:
             raise DataOpsError(f"dataops doctor found problems on {self.settings.target}: {'; '.join(failing)}")
-        compiled = compile_project(self.settings, run_validation=False)
+        return None, "healthy"
+
+    def _compile(self, project: DbtProject) -> tuple[None, str]:
+        compiled = compile_project(self.settings, run_validation=False, project=project)
+        return None, f"{len(compiled.nodes)} nodes compiled"
+
+    def _project_checks(self, project: DbtProject) -> tuple[None, str]:
+        """A violation is a failed check (exit 1)."""
         violations = run_checks(project.manifest_dict())
         if violations:
             shown = "; ".join(f"{v.check} on {v.node}: {v.message}" for v in violations[:5])
             raise _ChecksFailed(f"{len(violations)} project check(s) failed: {shown} (see `dataops check`)")
-        return None, f"doctor healthy, {len(compiled.nodes)} nodes compiled, project checks passed"
+        return None, "project checks passed"
+
+    def _pre_deployment(self, project: DbtProject, options: DeployOptions) -> BuildPlan:
+        """Doctor, the one parse, the compile, the project checks and the plan, each a stage of its own."""
+        self._stage("doctor", self._doctor)
+        self._stage("parse", lambda: (None, f"{parse_detail(project.parse())}; the deployment's only parse"))
+        self._stage("compile", lambda: self._compile(project))
+        self._stage("checks", lambda: self._project_checks(project))
+        return self._stage("plan", lambda: _described(plan_build(self.settings, self.history, project, options)))
 
     def run(self, options: DeployOptions) -> DeployReport:
         try:
@@ -290,18 +306,25 @@ class Deployment:
         run_id = new_run_id()
         started, clock = datetime.now(UTC), time.perf_counter()
         provenance = _provenance()
+        # Parsed once, into the compile folder; the run reuses the parse with its artifacts in the run folder.
         project = DbtProject(self.settings, compile_only=True)
         plan: BuildPlan | None = None
         summary: RunSummary | None = None
         error: BaseException | None = None
         try:
-            self._stage("checks", lambda: self._checks(project))
-            plan = self._stage("plan", lambda: _described(plan_build(self.settings, self.history, project, options)))
+            plan = self._pre_deployment(project, options)
             if plan.slim and not plan.selected:
                 if self.quality_worker is not None:
                     self.quality_worker.finish()
             else:
-                summary = Pipeline(self.settings, self.reporter, self.quality_worker, self.history).run(
+                pipeline = Pipeline(
+                    self.settings,
+                    self.reporter,
+                    self.quality_worker,
+                    self.history,
+                    project=project.sharing_parse(compile_only=False),
+                )
+                summary = pipeline.run(
                     RunOptions(kind="deploy", run_id=run_id, wait=options.wait, slim=self._slim(plan, project, run_id))
                 )
         except BaseException as raised:

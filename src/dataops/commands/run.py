@@ -40,6 +40,8 @@ from dataops.publish.versions import publish_candidate
 from dataops.warehouse import LockHolder, connect
 
 if TYPE_CHECKING:
+    from dbt.contracts.graph.manifest import Manifest
+
     from dataops.quality.suites import QualityWorker
 
 DEFAULT_SCALE = 1.0
@@ -104,6 +106,14 @@ class RunOptions:
     slim: SlimBuild | None = None
 
 
+def parse_detail(manifest: Manifest) -> str:
+    kinds = [node.resource_type for node in manifest.nodes.values()]
+    return (
+        f"{kinds.count('model')} models, {kinds.count('test')} tests, "
+        f"{len(manifest.unit_tests)} unit tests, {len(manifest.sources)} sources"
+    )
+
+
 class Pipeline:
     def __init__(
         self,
@@ -111,11 +121,13 @@ class Pipeline:
         reporter: Reporter | None = None,
         quality_worker: QualityWorker | None = None,
         history: HistoryStore | None = None,
+        project: DbtProject | None = None,
     ) -> None:
         self.settings = settings
         self.history = history or HistoryStore()
         self.reporter = reporter or SilentReporter()
-        self.project = DbtProject(settings)
+        # A project parsed already (`dataops deploy` parses once, before its checks) is not parsed again.
+        self.project = project or DbtProject(settings)
         self.project.on_progress = self.reporter.node_progress
         # A caller may start the worker before importing this module (and dbt with it): the
         # earlier it starts, the more of Great Expectations' import the build hides.
@@ -195,7 +207,7 @@ class Pipeline:
             raise DataOpsError("give either --data or --scale, not both")
         steps: list[tuple[str, Callable[[RunSummary], tuple[StageStatus, str]]]] = [
             ("load", lambda s: self._load(s, options)),
-            ("parse", self._parse),
+            *([("parse", self._parse)] if self.project.manifest is None else []),
             ("freshness", self._freshness),
             ("build", lambda s: self._build(s, options.select, options.slim)),
         ]
@@ -275,12 +287,7 @@ class Pipeline:
 
     def _parse(self, summary: RunSummary) -> tuple[StageStatus, str]:
         """Parse once; every later dbt command of this run reuses the manifest."""
-        manifest = self.project.parse()
-        kinds = [node.resource_type for node in manifest.nodes.values()]
-        return "ok", (
-            f"{kinds.count('model')} models, {kinds.count('test')} tests, "
-            f"{len(manifest.unit_tests)} unit tests, {len(manifest.sources)} sources"
-        )
+        return "ok", parse_detail(self.project.parse())
 
     def _freshness(self, summary: RunSummary) -> tuple[StageStatus, str]:
         result = self.project.source_freshness()

@@ -74,11 +74,14 @@ def compile_offline(settings: Settings, project_dir: Path = DBT_PROJECT_DIR) -> 
     return _compile(settings, project_dir)[0]
 
 
-def _compile(settings: Settings, project_dir: Path) -> tuple[list[CompiledNode], Any]:
-    """The compiled nodes, and the manifest they came from."""
-    # Into its own folder: a deploy-time compile must not replace the last run's artifacts.
-    project = DbtProject(settings, project_dir=project_dir, compile_only=True)
-    project.extra_env = {name: OFFLINE_PLACEHOLDER for name in settings.missing_variables()}
+def _compile(
+    settings: Settings, project_dir: Path, project: DbtProject | None = None
+) -> tuple[list[CompiledNode], Any]:
+    """The compiled nodes, and the manifest they came from (`project`'s own parse when it has one)."""
+    if project is None:
+        # Into its own folder: a deploy-time compile must not replace the last run's artifacts.
+        project = DbtProject(settings, project_dir=project_dir, compile_only=True)
+        project.extra_env = {name: OFFLINE_PLACEHOLDER for name in settings.missing_variables()}
     result = project.compile_offline()
     if not result.success or result.result is None:
         failures = [
@@ -171,8 +174,10 @@ def sqlserver_scripts(settings: Settings, manifest: Any) -> list[Any]:
     )
 
 
-def compile_project(settings: Settings, run_validation: bool, project_dir: Path = DBT_PROJECT_DIR) -> CompileReport:
-    nodes, manifest = _compile(settings, project_dir)
+def compile_project(
+    settings: Settings, run_validation: bool, project_dir: Path = DBT_PROJECT_DIR, project: DbtProject | None = None
+) -> CompileReport:
+    nodes, manifest = _compile(settings, project_dir, project)
     report = CompileReport(settings.target, settings.engine, nodes=nodes)
     if run_validation:
         report.problems = validate(report.nodes, settings.engine)

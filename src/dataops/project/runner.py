@@ -114,6 +114,13 @@ class DbtProject:
         self.manifest = result.result
         return self.manifest
 
+    def sharing_parse(self, compile_only: bool) -> DbtProject:
+        """The same project and the same parse, with dbt's artifacts in the other folder: one parse
+        serves both a deploy's pre-deployment compile (compile folder) and its run (run folder)."""
+        twin = DbtProject(self.settings, self.vars, self.project_dir, compile_only)
+        twin.manifest = self.manifest
+        return twin
+
     def _require_manifest(self) -> None:
         if self.manifest is None:
             self.parse()
