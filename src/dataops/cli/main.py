@@ -29,6 +29,11 @@ docs_app = typer.Typer(help="The dbt project's documentation site.", no_args_is_
 app.add_typer(docs_app, name="docs")
 history_app = typer.Typer(help="The run history: every run of a target, whoever started it.")
 app.add_typer(history_app, name="history")
+incident_app = typer.Typer(
+    help="Incidents: a report drafted from the run history, lineage and git; resolved; listed.",
+    no_args_is_help=True,
+)
+app.add_typer(incident_app, name="incident")
 # Logs and CI have no terminal width; give the summary tables room instead of Rich's 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 140)
 error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -465,6 +470,57 @@ def history_show(
         render.history_run(console, record)
     else:
         _print_json(record.to_dict())
+
+
+IncidentsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir",
+        envvar="DATAOPS_INCIDENTS_DIR",
+        help="Folder of the incident reports (default: incidents/ of the project).",
+        show_default=False,
+    ),
+]
+
+
+@incident_app.command("new")
+def incident_new(
+    run: Annotated[
+        str | None, typer.Option("--run", help="A failing run (default: the newest failing run of the target).")
+    ] = None,
+    title: Annotated[
+        str | None, typer.Option("--title", help="Default: the first failing check and the target.")
+    ] = None,
+    target: TargetOption = None,
+    folder: IncidentsDirOption = None,
+) -> None:
+    """Open an incident for a failure: writes incidents/YYYY-MM-DD-<slug>.md (severity, impact with the
+    downstream models and exposures, timeline, hints at the cause, action items) and records it."""
+    from dataops.ops.incidents import open_incident
+
+    incident = open_incident(load_settings(target), run_id=run, title=title, folder=folder)
+    render.incident_opened(console, incident)
+
+
+@incident_app.command("resolve")
+def incident_resolve(
+    incident_id: Annotated[str, typer.Argument(help="An incident id from `dataops incident list`.")],
+    note: Annotated[str, typer.Option("--note", help="What fixed it.")] = "",
+    folder: IncidentsDirOption = None,
+) -> None:
+    """Stamp an incident resolved, in its report and in the run history."""
+    from dataops.ops.incidents import resolve_incident
+
+    render.incident_resolved(console, resolve_incident(incident_id, note=note, folder=folder))
+
+
+@incident_app.command("list")
+def incident_list(target: TargetOption = None) -> None:
+    """List the incidents, newest first: id, severity, opened, resolved and how long each was open."""
+    from dataops.ops.incidents import list_incidents
+
+    settings = load_settings(target) if target else None
+    render.incidents_table(console, list_incidents(settings.target if settings else None))
 
 
 def _print_json(document: object) -> None:

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
     from dataops.commands.deploy import DeployReport
     from dataops.commands.doctor import DoctorReport
-    from dataops.history.records import DeploymentRecord, PublishRecord, RunRecord, RunSummaryRow
+    from dataops.history.records import DeploymentRecord, IncidentRecord, PublishRecord, RunRecord, RunSummaryRow
+    from dataops.ops.incidents import Incident
     from dataops.project.checks import Check, Violation
     from dataops.project.compile import CompileReport
     from dataops.project.progress import NodeProgress
@@ -434,6 +435,63 @@ def _publish_lines(console: Console, target: str, publish: PublishRecord) -> Non
             f"[bold red]not published[/]: {escape(publish.reason.removeprefix('not published: '))}; "
             f"consumers keep {kept}"
         )
+
+
+def incident_opened(console: Console, incident: Incident) -> None:
+    record = incident.record
+    console.print(
+        f"opened incident {record.incident_id} ({record.severity}) on {record.target}: {escape(record.title)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for check in incident.failed:
+        reached = ", ".join(c.label for c in check.consumers) or "no exposure"
+        console.print(f"  {escape(check.node.name)} reaches {escape(reached)}", highlight=False, soft_wrap=True)
+    console.print(f"report: {record.path}", highlight=False, soft_wrap=True)
+
+
+def incident_resolved(console: Console, record: IncidentRecord) -> None:
+    from dataops.ops.incident_report import duration
+
+    assert record.seconds_open is not None
+    console.print(
+        f"resolved incident {record.incident_id} after {duration(record.seconds_open)}: {escape(record.resolution)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def incidents_table(console: Console, incidents: Sequence[IncidentRecord]) -> None:
+    from datetime import UTC, datetime
+
+    from dataops.ops.incident_report import duration
+
+    if not incidents:
+        console.print("no incident in the run history", highlight=False)
+        return
+    table = Table(title="incidents, newest first", title_justify="left")
+    for column in ("incident", "target", "severity", "opened (UTC)", "resolved (UTC)", "duration", "title"):
+        # The id is what `incident resolve` takes: never wrapped, so it can be copied whole.
+        table.add_column(column, overflow="fold", no_wrap=column != "title")
+    for incident in incidents:
+        if incident.seconds_open is not None and incident.resolved_at is not None:
+            resolved, took = f"{incident.resolved_at.astimezone(UTC):%Y-%m-%d %H:%M}", duration(incident.seconds_open)
+        else:
+            open_for = (datetime.now(UTC) - incident.opened_at).total_seconds()
+            resolved, took = "[yellow]open[/]", f"open for {duration(open_for)}"
+        table.add_row(
+            incident.incident_id,
+            incident.target,
+            _SEVERITY_STYLE.get(incident.severity, "{}").format(incident.severity),
+            f"{incident.opened_at.astimezone(UTC):%Y-%m-%d %H:%M}",
+            resolved,
+            took,
+            escape(incident.title),
+        )
+    console.print(table)
+
+
+_SEVERITY_STYLE = {"critical": "[bold red]{}[/]", "major": "[yellow]{}[/]"}
 
 
 def versions_table(console: Console, target: str, versions: Sequence[Version]) -> None:
