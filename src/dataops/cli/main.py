@@ -427,6 +427,61 @@ def rollback(
     )
 
 
+SinceOption = Annotated[
+    str, typer.Option("--since", help="The window to look back over: a number and h, d or w (30d, 12h, 2w).")
+]
+
+
+def _metrics_help() -> str:
+    from dataops.ops.metrics import COST_RATE_ENV_VAR, DEFINITIONS, NOT_AVAILABLE
+
+    lines = [f"{name}: {definition} ({unit})." for name, (unit, definition) in DEFINITIONS.items()]
+    lines += [f"{name}: not available; it would need {needs}." for name, needs in NOT_AVAILABLE.items()]
+    return (
+        "The DataOps success metrics of a target, computed from the run history.\n\n"
+        + "\n\n".join(lines)
+        + f"\n\nCost needs {COST_RATE_ENV_VAR}. JSON: format dataops.metrics/v1 (README, DataOps metrics)."
+    )
+
+
+@app.command(help=_metrics_help())
+def metrics(
+    target: TargetOption = None,
+    since: SinceOption = "30d",
+    output: Annotated[
+        RecordFormat, typer.Option("--format", "-f", help="table, or json (stable: see README).")
+    ] = RecordFormat.table,
+) -> None:
+    from dataops.history.store import HistoryStore
+    from dataops.ops.metrics import compute_metrics, parse_window
+
+    settings = load_settings(target)
+    report = compute_metrics(HistoryStore(), settings.target, parse_window(since), settings.artifacts_dir)
+    if output is RecordFormat.table:
+        render.metrics_table(console, report)
+    else:
+        _print_json(report.to_dict())
+
+
+@app.command()
+def report(
+    target: TargetOption = None,
+    since: SinceOption = "30d",
+    out: Annotated[Path | None, typer.Option("--out", help="The HTML file (default: report-TARGET.html).")] = None,
+) -> None:
+    """Write one self-contained HTML report of a target (works offline): run duration by stage, checks
+    over time, the quality score, freshness per source, rows per mart with the anomaly band, the
+    DataOps metrics, incidents and the latest run's findings."""
+    from dataops.history.store import HistoryStore
+    from dataops.ops.metrics import parse_window
+    from dataops.ops.report import write_report
+
+    settings = load_settings(target)
+    path = out or Path(f"report-{settings.target}.html")
+    written = write_report(HistoryStore(), settings, parse_window(since), path)
+    console.print(f"wrote the report of {settings.target} to {written}", highlight=False, soft_wrap=True)
+
+
 @history_app.callback(invoke_without_command=True)
 def history(
     context: typer.Context,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dataops.commands.doctor import DoctorReport
     from dataops.history.records import DeploymentRecord, IncidentRecord, PublishRecord, RunRecord, RunSummaryRow
     from dataops.ops.incidents import Incident
+    from dataops.ops.metrics import MetricsReport
     from dataops.project.checks import Check, Violation
     from dataops.project.compile import CompileReport
     from dataops.project.progress import NodeProgress
@@ -505,4 +506,41 @@ def versions_table(console: Console, target: str, versions: Sequence[Version]) -
         rows = ", ".join(f"{name.split('.')[-1]} {count:,}" for name, count in sorted(version.row_counts.items()))
         label = f"[bold green]{version.label} (published)[/]" if version.current else version.label
         table.add_row(label, version.run_id, version.published_at or "-", rows)
+    console.print(table)
+
+
+def _metric_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "[dim]none in the window[/]"
+    if unit == "seconds":
+        return _duration(value)
+    if unit == "ratio":
+        return f"{value:.0%}"
+    return f"{value:,.3g}"
+
+
+def _detail_value(key: str, value: object) -> str:
+    if isinstance(value, float):
+        return _metric_value(value, "ratio" if key.endswith("share") else "")
+    return "-" if value is None else str(value)
+
+
+def metrics_table(console: Console, report: MetricsReport) -> None:
+    table = Table(
+        title=f"DataOps metrics of {escape(report.target)}, {report.since:%Y-%m-%d %H:%M} to "
+        f"{report.until:%Y-%m-%d %H:%M} UTC ({report.runs} pipeline runs)",
+        title_justify="left",
+    )
+    for column in ("metric", "value", "unit", "detail"):
+        table.add_column(column)
+    for metric in report.metrics:
+        if not metric.available:
+            table.add_row(metric.name, "[dim]not available[/]", "", escape(f"needs {metric.needs}"))
+            continue
+        detail = ", ".join(
+            f"{key} {_detail_value(key, value)}"
+            for key, value in metric.detail.items()
+            if not isinstance(value, (list, dict)) and key != "manifest"
+        )
+        table.add_row(metric.name, _metric_value(metric.value, metric.unit), metric.unit, escape(detail))
     console.print(table)

@@ -533,6 +533,18 @@ class HistoryStore:
         with self.transaction() as db:
             db.execute("delete from dataops_leases where target = ? and run_id = ?", [target, run_id])
 
+    # What the ops modules read with their own SQL (metrics, report) ----------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Database | None]:
+        """One read transaction over the store; None when no run is recorded yet (no file, no
+        tables), which a read must not create."""
+        if not self._exists():
+            yield None
+            return
+        with self.transaction(write=False) as db:
+            yield db if _has_runs(db) else None
+
 
 def _write(db: Database, run: RunRecord) -> None:
     """One run's rows, replacing those it had."""

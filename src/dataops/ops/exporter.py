@@ -25,9 +25,11 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dataops.core.config import warehouse_dir
 from dataops.core.errors import DataOpsError
 from dataops.history.records import NodeRecord, RunRecord
 from dataops.history.store import HistoryStore, TargetSummary
+from dataops.ops.metrics import DEFAULT_WINDOW, MetricsReport, compute_metrics, parse_window
 from dataops.sources.contract import SOURCE_TABLES_BY_NAME
 
 DEFAULT_HOST = "127.0.0.1"
@@ -69,6 +71,7 @@ class HistoryCollector(Collector):
         )
         if summaries is not None:
             yield from history_metrics(summaries)
+            yield from success_metrics(self.store, [summary.target for summary in summaries])
 
     def _read(self) -> tuple[list[TargetSummary] | None, str | None]:
         try:
@@ -238,6 +241,108 @@ def _anomaly(node: NodeRecord) -> Iterator[Sample]:
     yield "dataops_anomaly", labels, 1 if node.status == "anomalous" else 0
     if node.score is not None:
         yield "dataops_anomaly_score", labels, node.score
+
+
+# The DataOps success metrics (`dataops metrics`, over its default window), one gauge family each:
+# family, help, metric, the field of it (value or a detail), and the label that field is under.
+_SUCCESS_FAMILIES: list[tuple[str, str, str, list[tuple[str, tuple[str, ...]]], list[str]]] = [
+    (
+        "dataops_metric_deployments_per_day",
+        "Deployments that published, per day.",
+        "deployment_frequency",
+        [("value", ())],
+        [],
+    ),
+    (
+        "dataops_metric_lead_time_seconds",
+        "Median commit-to-production time of those deployments.",
+        "lead_time_for_changes",
+        [("value", ())],
+        [],
+    ),
+    (
+        "dataops_metric_time_to_restore_seconds",
+        "Median time from an incident opened to resolved.",
+        "time_to_restore",
+        [("value", ())],
+        [],
+    ),
+    (
+        "dataops_metric_change_failure_ratio",
+        "Deployments followed by an incident or a rollback.",
+        "change_failure_rate",
+        [("value", ())],
+        [],
+    ),
+    (
+        "dataops_metric_test_coverage_ratio",
+        "Models, and columns, with at least one test.",
+        "test_coverage",
+        [("value", ("models",)), ("column_share", ("columns",))],
+        ["of"],
+    ),
+    (
+        "dataops_metric_documentation_coverage_ratio",
+        "Models, and columns, with a description.",
+        "documentation_coverage",
+        [("value", ("models",)), ("column_share", ("columns",))],
+        ["of"],
+    ),
+    (
+        "dataops_metric_quality_score_mean",
+        "Mean quality score of the window's pipeline runs.",
+        "data_quality_score",
+        [("value", ())],
+        [],
+    ),
+    ("dataops_metric_incidents_per_week", "Incidents opened per week.", "incident_frequency", [("value", ())], []),
+    (
+        "dataops_metric_pipeline_duration_seconds",
+        "Pipeline runs' wall time, p50 and p95 (nearest rank).",
+        "pipeline_execution_time",
+        [("p50", ("0.5",)), ("p95", ("0.95",))],
+        ["quantile"],
+    ),
+    ("dataops_metric_cpu_seconds_per_run", "Mean CPU seconds of a pipeline run.", "resource_use", [("value", ())], []),
+    (
+        "dataops_metric_peak_memory_bytes",
+        "Largest peak memory of a pipeline run.",
+        "resource_use",
+        [("max_peak_memory_bytes", ())],
+        [],
+    ),
+    (
+        "dataops_metric_cost_per_run",
+        "Mean cost of a pipeline run (DATAOPS_COST_PER_CPU_HOUR).",
+        "cost_per_run",
+        [("value", ())],
+        [],
+    ),
+]
+
+
+def success_metrics(store: HistoryStore, targets: list[str]) -> Iterator[Metric]:
+    """`dataops metrics` of each target, over its default window; a figure with nothing to compute
+    it from (no deployment, no incident, no manifest) is absent rather than 0."""
+    window = parse_window(DEFAULT_WINDOW)
+    reports = [compute_metrics(store, target, window, warehouse_dir() / "artifacts" / target) for target in targets]
+    for name, documentation, metric, fields, labels in _SUCCESS_FAMILIES:
+        family = GaugeMetricFamily(name, f"{documentation} Over the last {DEFAULT_WINDOW}.", labels=["target", *labels])
+        for report in reports:
+            for field_name, values in fields:
+                value = _field(report, metric, field_name)
+                if value is not None:
+                    family.add_metric([report.target, *values], value)
+        if family.samples:
+            yield family
+
+
+def _field(report: MetricsReport, metric: str, field_name: str) -> float | None:
+    found = report.metric(metric)
+    if not found.available:
+        return None
+    value = found.value if field_name == "value" else found.detail.get(field_name)
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _gauge(name: str, documentation: str, samples: list[tuple[tuple[str, ...], float]]) -> Metric:
