@@ -63,6 +63,7 @@ benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark_exporter.py --write BENCHMARKS.md
 	$(BIN)/python scripts/benchmark_publish.py --write BENCHMARKS.md
 	$(BIN)/python scripts/benchmark_deploy.py --write BENCHMARKS.md
+	$(BIN)/python scripts/benchmark_metrics.py --write BENCHMARKS.md
 
 airflow: $(STAMP)
 	$(BIN)/python scripts/airflow_local.py standalone
