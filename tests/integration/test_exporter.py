@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dataops.commands.run import Pipeline, RunOptions
 from dataops.core.config import load_settings
 from dataops.history.records import NodeRecord, PublishRecord, RunRecord, StageRecord, Trigger
-from dataops.history.store import MIGRATIONS, HistoryStore, schema_version
+from dataops.history.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore, schema_version
 from dataops.sources.faults import inject
 from dataops.sources.generate import generate_tables, write_tables
 
@@ -482,7 +482,7 @@ def test_a_store_of_schema_v4_is_read_as_it_is_and_filled_in_when_upgraded(histo
 
     HistoryStore(history_url).record(HISTORY[2])
     with HistoryStore(history_url).transaction(write=False) as db:
-        assert db.execute("select version from dataops_schema") == [(5,)]
+        assert db.execute("select version from dataops_schema") == [(SCHEMA_VERSION,)]
         filled = db.execute("select run_id, publish_status, published_version from dataops_runs order by run_id")
     assert filled == [("r0", "published", 1), ("r1", "not published", 1), ("r2", "not published", 1)]
     assert value(_scrape(env), "dataops_runs_not_published_total", target="dev") == 2
