@@ -90,7 +90,8 @@ def _assert_the_run_is_in_the_history(env: dict[str, str]) -> None:
     record = json.loads(shown.stdout)
     assert record["format"] == "dataops.run/v1" and record["run_id"] == row["run_id"]
     kinds = {node["kind"] for node in record["nodes"]}
-    assert kinds == {"model", "test", "unit_test", "source", "expectation", "anomaly"}
+    # dbt build reports the exposures too (a no-op each): the consumers of the marts.
+    assert kinds == {"model", "test", "unit_test", "source", "expectation", "anomaly", "exposure"}
     table = dataops("history", "show", row["run_id"], env=env)
     assert table.returncode == 0 and row["run_id"] in table.stdout and "build" in table.stdout
     _assert_user_error(dataops("history", "show", "no-such-run", env=env), "no run no-such-run")
