@@ -8,22 +8,16 @@ process of its own, as CI runs it; the steps build on each other, in this order.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from dataops.core.config import PROJECT_ROOT
 from dataops.history.records import RunRecord
-from dataops.history.store import HistoryStore
+from project_copy import ProjectCopy, copy_project  # tests/project_copy.py
 from webhook_receiver import serve
 
-DATAOPS = Path(sys.executable).with_name("dataops")
 EDITED = Path("dbt/models/staging/sales/stg_territories.sql")
 NAME_COLUMN = '"Name" as territory_name'
 # Not a no-op: the deployed marts must show it, or a deploy that rebuilt nothing would pass too.
@@ -32,31 +26,12 @@ BROKEN_KEY = '"TerritoryID" as territory_id'
 
 
 @dataclass
-class Project:
-    root: Path
-    warehouse: Path
-    env: dict[str, str]
-
-    def dataops(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(DATAOPS), *args],
-            cwd=self.root,
-            env={**self.env, **(extra_env or {})},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-
+class Project(ProjectCopy):
     def deploy(self, *args: str, extra_env: dict[str, str] | None = None) -> tuple[int, RunRecord]:
         done = self.dataops("deploy", "--target", "ci", *args, extra_env=extra_env)
         latest = self.history.latest("ci", kind="deploy")
         assert latest is not None, done.stdout + done.stderr
         return done.returncode, latest
-
-    @property
-    def history(self) -> HistoryStore:
-        return HistoryStore(f"sqlite:///{self.warehouse / 'history.sqlite'}")
 
     def edit(self, old: str, new: str) -> None:
         path = self.root / EDITED
@@ -74,35 +49,12 @@ class Project:
         return json.loads((Path(record.deployment.artifacts) / "manifest.json").read_text(encoding="utf-8"))
 
 
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """The copy (dbt/, environments.yml, gx/; committed by a known author on `main`), its sources
     loaded at scale 0.1, and its first deployment."""
     root = tmp_path_factory.mktemp("project")
-    for name in ("dbt", "gx"):
-        shutil.copytree(PROJECT_ROOT / name, root / name, ignore=shutil.ignore_patterns("target", "logs"))
-    shutil.copy2(PROJECT_ROOT / "environments.yml", root / "environments.yml")
-    identity = {
-        "GIT_AUTHOR_NAME": "Dana Deployer",
-        "GIT_AUTHOR_EMAIL": "dana@example.com",
-        "GIT_COMMITTER_NAME": "Dana Deployer",
-        "GIT_COMMITTER_EMAIL": "dana@example.com",
-    }
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATAOPS_", "GITHUB_", "GIT_")) and key != "AIRFLOW_CONN_DATAOPS_WEBHOOK"
-    }
-    warehouse = root / "warehouse"
-    env.update(identity, DATAOPS_PROJECT_ROOT=str(root), DATAOPS_WAREHOUSE_DIR=str(warehouse))
-    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True, env=env)
-    _git(root, "add", "dbt", "gx", "environments.yml")
-    subprocess.run(["git", "-C", str(root), "commit", "-q", "-m", "feat(models): the project"], check=True, env=env)
-    copy = Project(root, warehouse, env)
+    copy = Project(**vars(copy_project(root, "Dana Deployer", "dana@example.com")))
     loaded = copy.dataops("load", "--scale", "0.1", "--target", "ci")
     assert loaded.returncode == 0, loaded.stderr
     yield copy
@@ -140,9 +92,9 @@ def test_the_first_deploy_builds_everything_and_keeps_its_manifest(project: Proj
     assert deployment.reason == "first deployment to ci"
     assert set(deployment.nodes_built) == _models(project.manifest(first))
     assert deployment.published_version == 1 and deployment.tests_failed == 0 and deployment.tests_passed > 100
-    assert deployment.git_commit == _git(project.root, "rev-parse", "HEAD") and not deployment.dirty
+    assert deployment.git_commit == project.git("rev-parse", "HEAD") and not deployment.dirty
     assert (deployment.branch, deployment.author) == ("main", "Dana Deployer <dana@example.com>")
-    assert deployment.commit_time == _git(project.root, "show", "-s", "--format=%cI", "HEAD")
+    assert deployment.commit_time == project.git("show", "-s", "--format=%cI", "HEAD")
     assert deployment.notification == "not sent: no webhook set (DATAOPS_WEBHOOK_URL)"
     stages = [stage.name for stage in first.stages]
     assert stages[:5] == ["doctor", "parse", "compile", "checks", "plan"]

@@ -9,23 +9,18 @@ them. Each step is the CLI in a process of its own, as an operator runs it."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from dataops.core.config import PROJECT_ROOT
 from dataops.history.records import IncidentRecord, RunRecord
-from dataops.history.store import HistoryStore
+from project_copy import ProjectCopy, copy_project  # tests/project_copy.py
 from webhook_receiver import serve
 
 pytestmark = pytest.mark.integration
 
-DATAOPS = Path(sys.executable).with_name("dataops")
 FAULT, FAILING_TEST = "negative_total", "assert_no_negative_revenue"  # faults.py: caught_by
 # The models the test reads, and the exposures (dbt/models/marts/_marts__exposures.yml) reading them.
 TESTED = {"fct_orders", "fct_order_lines"}
@@ -35,36 +30,13 @@ SECOND_COMMIT = "fix(models): say why fct_orders keeps cancelled orders"
 
 
 @dataclass
-class Project:
+class Project(ProjectCopy):
     """The copy: the CLI runs in it, and its run history is read directly."""
-
-    root: Path
-    env: dict[str, str]
-
-    def dataops(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(DATAOPS), *args],
-            cwd=self.root,
-            env={**self.env, **(extra_env or {})},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-
-    def git(self, *args: str) -> str:
-        done = subprocess.run(["git", "-C", str(self.root), *args], capture_output=True, text=True, env=self.env)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    @property
-    def store(self) -> HistoryStore:
-        return HistoryStore(f"sqlite:///{self.root / 'warehouse' / 'history.sqlite'}")
 
     def step(self, *args: str, expect: int, extra_env: dict[str, str] | None = None) -> RunRecord:
         done = self.dataops(*args, extra_env=extra_env)
         assert done.returncode == expect, done.stdout[-3000:] + done.stderr
-        latest = self.store.latest("ci")
+        latest = self.history.latest("ci")
         assert latest is not None
         return latest
 
@@ -81,21 +53,8 @@ class History(Project):
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     root = tmp_path_factory.mktemp("project")
-    for name in ("dbt", "gx"):
-        shutil.copytree(PROJECT_ROOT / name, root / name, ignore=shutil.ignore_patterns("target", "logs"))
-    shutil.copy2(PROJECT_ROOT / "environments.yml", root / "environments.yml")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATAOPS_", "GITHUB_", "GIT_")) and key != "AIRFLOW_CONN_DATAOPS_WEBHOOK"
-    }
-    for role in ("AUTHOR", "COMMITTER"):
-        env.update({f"GIT_{role}_NAME": "Dana Deployer", f"GIT_{role}_EMAIL": "dana@example.com"})
-    env.update(DATAOPS_PROJECT_ROOT=str(root), DATAOPS_WAREHOUSE_DIR=str(root / "warehouse"))
-    project = Project(root, env)
-    project.git("init", "-q", "-b", "main")
-    project.git("add", "dbt", "gx", "environments.yml")
-    project.git("commit", "-q", "-m", "feat(models): the project")
+    project = Project(**vars(copy_project(root, "Dana Deployer", "dana@example.com")))
+    env = project.env
     first_commit = project.git("rev-parse", "HEAD")
     assert project.dataops("load", "--scale", "0.1", "--target", "ci").returncode == 0
     good = project.step("deploy", "--target", "ci", expect=0)
@@ -126,7 +85,7 @@ def _section(report: str, title: str) -> str:
 
 
 def _the_incident(history: History) -> IncidentRecord:
-    [incident] = history.store.incidents("ci")
+    [incident] = history.history.incidents("ci")
     return incident
 
 

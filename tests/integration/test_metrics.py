@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,13 +18,12 @@ from typing import Any
 
 import pytest
 
-from dataops.core.config import PROJECT_ROOT
 from dataops.history.records import IncidentRecord, RunRecord
 from dataops.history.store import HistoryStore
+from project_copy import DATAOPS, copy_project  # tests/project_copy.py
 
 pytestmark = pytest.mark.integration
 
-DATAOPS = Path(sys.executable).with_name("dataops")
 EDITED = Path("dbt/models/staging/sales/stg_territories.sql")
 NAME_COLUMN = '"Name" as territory_name'
 UPPER_NAMES = 'upper("Name") as territory_name'
@@ -42,47 +39,23 @@ class History:
     table: str
 
 
-def _git(root: Path, env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True, env=env)
-    return done.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     root = tmp_path_factory.mktemp("metrics-project")
-    for name in ("dbt", "gx"):
-        shutil.copytree(PROJECT_ROOT / name, root / name, ignore=shutil.ignore_patterns("target", "logs"))
-    shutil.copy2(PROJECT_ROOT / "environments.yml", root / "environments.yml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAOPS_", "GITHUB_", "GIT_"))}
-    env.pop("AIRFLOW_CONN_DATAOPS_WEBHOOK", None)
-    warehouse = root / "warehouse"
-    env.update(
-        GIT_AUTHOR_NAME="Mo Metrics",
-        GIT_AUTHOR_EMAIL="mo@example.com",
-        GIT_COMMITTER_NAME="Mo Metrics",
-        GIT_COMMITTER_EMAIL="mo@example.com",
-        DATAOPS_PROJECT_ROOT=str(root),
-        DATAOPS_WAREHOUSE_DIR=str(warehouse),
-        DATAOPS_COST_PER_CPU_HOUR=str(RATE),
-    )
+    copy = copy_project(root, "Mo Metrics", "mo@example.com", DATAOPS_COST_PER_CPU_HOUR=str(RATE))
 
     def dataops(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(DATAOPS), *args], cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False
-        )
+        done = copy.dataops(*args)
         assert done.returncode == 0, f"dataops {' '.join(args)}: {done.stdout[-3000:]}{done.stderr[-3000:]}"
         return done
 
     def commit(old: str, new: str, message: str) -> None:
         path = root / EDITED
         path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
-        _git(root, env, "add", "dbt")
-        _git(root, env, "commit", "-q", "-m", message)
+        copy.git("add", "dbt")
+        copy.git("commit", "-q", "-m", message)
 
-    _git(root, env, "init", "-q", "-b", "main")
-    _git(root, env, "add", "dbt", "gx", "environments.yml")
-    _git(root, env, "commit", "-q", "-m", "feat(models): the project")
-    store = HistoryStore(f"sqlite:///{warehouse / 'history.sqlite'}")
+    store = copy.history
     dataops("load", "--scale", "0.1", "--target", "ci")
     dataops("run", "--target", "ci", "--no-docs")
     dataops("deploy", "--target", "ci")
