@@ -441,10 +441,10 @@ class HistoryStore:
                         "target": incident.target,
                         "title": incident.title,
                         "severity": incident.severity,
-                        "opened_at": _timestamp(incident.opened_at),
+                        "opened_at": stored_moment(incident.opened_at),
                         "run_id": incident.run_id,
                         "path": incident.path,
-                        "resolved_at": _timestamp(incident.resolved_at) if incident.resolved_at else None,
+                        "resolved_at": stored_moment(incident.resolved_at) if incident.resolved_at else None,
                         "resolution": incident.resolution,
                     }
                 ],
@@ -462,7 +462,7 @@ class HistoryStore:
             values.append(target)
         if since is not None:
             where.append("opened_at >= ?")
-            values.append(_timestamp(since))
+            values.append(stored_moment(since))
         if open_only:
             where.append("resolved_at is null")
         sql = (
@@ -559,8 +559,8 @@ def _write(db: Database, run: RunRecord) -> None:
                 "target": run.target,
                 "kind": run.kind,
                 "trigger": run.trigger.kind,
-                "started_at": _timestamp(run.started_at),
-                "finished_at": _timestamp(run.finished_at) if run.finished_at else None,
+                "started_at": stored_moment(run.started_at),
+                "finished_at": stored_moment(run.finished_at) if run.finished_at else None,
                 "seconds": run.seconds,
                 "status": run.status,
                 "exit_code": run.exit_code,
@@ -692,7 +692,9 @@ def schema_version(db: Database) -> int:
     return int(found[0][0]) if found else 0
 
 
-def _timestamp(moment: datetime) -> str:
+def stored_moment(moment: datetime) -> str:
+    """A moment as the store writes it (UTC, to the microsecond): such texts compare as the moments
+    do, so a query over the store can bound its timestamps with them."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 

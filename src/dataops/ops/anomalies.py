@@ -44,7 +44,7 @@ from typing import Literal
 from dataops.core.config import AnomalySettings, Severity
 from dataops.core.findings import Finding
 from dataops.history.records import PIPELINE_KINDS_SQL, NodeRecord
-from dataops.history.store import Database, HistoryStore
+from dataops.history.store import Database, HistoryStore, stored_moment
 
 Kind = Literal["volume", "freshness"]
 PASS, ANOMALOUS, NOT_ENOUGH_HISTORY = "pass", "anomalous", "not enough history"
@@ -240,11 +240,6 @@ def findings_of(checks: Sequence[AnomalyCheck], level: Severity) -> list[Finding
     return [Finding(level, check.name, check.message) for check in checks if check.anomalous]
 
 
-def _stored(moment: datetime) -> str:
-    # As the store writes started_at, so that it compares as text.
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def training_history(
     store: HistoryStore, target: str, run_id: str, started_at: datetime, config: AnomalySettings
 ) -> TrainingHistory:
@@ -259,8 +254,8 @@ def training_history(
         f"r.target = ? and r.kind in ({PIPELINE_KINDS_SQL}) and r.status in (?, ?) and r.finished_at is not null "
         "and r.started_at >= ? and r.started_at < ? and r.run_id <> ?"
     )
-    window_start = _stored(started_at - timedelta(days=config.training_days))
-    bounds = [target, *TRAINED_STATUSES, window_start, _stored(started_at), run_id]
+    window_start = stored_moment(started_at - timedelta(days=config.training_days))
+    bounds = [target, *TRAINED_STATUSES, window_start, stored_moment(started_at), run_id]
     history = TrainingHistory()
     with store.transaction(write=False) as db:
         if not db.has_table("dataops_runs"):
@@ -271,7 +266,7 @@ def training_history(
                 f"select r.started_at from dataops_runs r where r.target = ? and r.kind in ({PIPELINE_KINDS_SQL}) "
                 "and r.status in (?, ?) and r.finished_at is not null and r.started_at < ? and r.run_id <> ? "
                 "order by r.started_at desc limit ?",
-                [target, *TRAINED_STATUSES, _stored(started_at), run_id, config.min_training_runs],
+                [target, *TRAINED_STATUSES, stored_moment(started_at), run_id, config.min_training_runs],
             )
             if len(older) == config.min_training_runs:
                 bounds[3] = str(older[-1][0])
@@ -297,7 +292,7 @@ def _failed_in(db: Database, target: str, since: str, until: datetime, run_id: s
         db.execute(
             f"select 1 from dataops_runs where target = ? and kind in ({PIPELINE_KINDS_SQL}) and status = 'failed' "
             "and started_at >= ? and started_at < ? and run_id <> ? limit 1",
-            [target, since, _stored(until), run_id],
+            [target, since, stored_moment(until), run_id],
         )
     )
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from dataops.core.errors import DataOpsError
 from dataops.history.records import PIPELINE_KINDS_SQL, IncidentRecord, RunRecord
-from dataops.history.store import Database, HistoryStore, _timestamp
+from dataops.history.store import Database, HistoryStore, stored_moment
 
 METRICS_FORMAT = "dataops.metrics/v1"
 COST_RATE_ENV_VAR = "DATAOPS_COST_PER_CPU_HOUR"
@@ -167,7 +167,7 @@ def compute_metrics(
             rollbacks = _times(
                 db,
                 "select started_at from dataops_runs where target = ? and kind = 'rollback' and started_at >= ?",
-                [target, _timestamp(since)],
+                [target, stored_moment(since)],
             )
             runs, durations = _durations(db, target, since)
             scores = _scores(db, target, since)
@@ -232,7 +232,7 @@ def _deploys(db: Database, store: str, target: str, since: datetime) -> list[_De
     rows = db.execute(
         "select run_id, document from dataops_runs where target = ? and kind = 'deploy' and started_at >= ? "
         "and finished_at is not null order by started_at, run_id",
-        [target, _timestamp(since)],
+        [target, stored_moment(since)],
     )
     deploys = []
     for run_id, document in rows:
@@ -255,7 +255,7 @@ def _record(store: str, run_id: str, document: str) -> RunRecord:
 def _pipeline_window(target: str, since: datetime) -> tuple[str, list[Any]]:
     return (
         f"target = ? and kind in ({PIPELINE_KINDS_SQL}) and started_at >= ? and finished_at is not null",
-        [target, _timestamp(since)],
+        [target, stored_moment(since)],
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dataops.core.config import Settings
 from dataops.history.records import PIPELINE_KINDS_SQL, IncidentRecord, RunRecord
-from dataops.history.store import HistoryStore, _timestamp
+from dataops.history.store import HistoryStore, stored_moment
 from dataops.ops.anomalies import training_history
 from dataops.ops.metrics import MetricsReport, compute_metrics
 from dataops.sources.contract import SOURCE_TABLES_BY_NAME
@@ -74,7 +74,7 @@ def _charted_runs(store: HistoryStore, target: str, since: datetime) -> list[Run
         rows = db.execute(
             f"select run_id, document from dataops_runs where target = ? and kind in ({PIPELINE_KINDS_SQL}) "
             "and started_at >= ? and finished_at is not null order by started_at desc, run_id desc limit ?",
-            [target, _timestamp(since), MAX_RUNS_CHARTED],
+            [target, stored_moment(since), MAX_RUNS_CHARTED],
         )
     return [RunRecord.from_dict(json.loads(str(document))) for _, document in reversed(rows)]
 
