@@ -33,6 +33,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataops.core.errors import DataOpsError
+from dataops.sources.edits import (
+    LINE_TOTAL,
+    decimal,
+    ids,
+    ms,
+    replace_rows,
+    round_div,
+    set_order_money,
+    timestamps,
+    units,
+)
 
 __all__ = ["FAULTS", "Fault", "inject"]
 
@@ -47,8 +58,6 @@ _DAY_MS = 86_400_000
 _FEW = 3
 """How many rows the row-level faults touch: enough to show up as a count, few enough to find."""
 
-_MONEY = pa.decimal128(19, 4)
-_LINE_TOTAL = pa.decimal128(38, 6)
 _MAX_SMALLINT = 32_767
 
 # Money in int64 units of 1e-4; 1,000,000 is the upper bound of customer_analytics.lifetime_value.
@@ -92,94 +101,12 @@ def _pick(rng: np.random.Generator, candidates: np.ndarray, k: int, fault: str) 
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
-def _mask(n: int, rows: np.ndarray) -> pa.Array:
-    mask = np.zeros(n, dtype=bool)
-    mask[rows] = True
-    return pa.array(mask)
-
-
-def _replace(
-    table: pa.Table,
-    column: str,
-    rows: np.ndarray | pa.Array,
-    values: pa.Array | pa.ChunkedArray,
-    nullable: bool | None = None,
-) -> pa.Table:
-    """`table` with `column` set to `values` on `rows` (ascending indices or a boolean mask)."""
-    index = table.schema.get_field_index(column)
-    field = table.schema.field(index)
-    if nullable is not None:
-        field = field.with_nullable(nullable)
-    mask = rows if isinstance(rows, pa.Array) else _mask(table.num_rows, rows)
-    if isinstance(values, pa.ChunkedArray):  # replace_with_mask wants one array of replacements
-        values = values.combine_chunks()
-    updated = pc.replace_with_mask(table.column(index), mask, values.cast(field.type))
-    return table.set_column(index, field, updated)
-
-
-def _units(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """The unscaled int64 values of a decimal128 array (e.g. 1.5 as money -> 15000), exactly."""
-    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    if len(array) == 0:
-        return np.zeros(0, dtype=np.int64)
-    words = np.frombuffer(array.buffers()[1], dtype="<i8").reshape(-1, 2)
-    words = words[array.offset : array.offset + len(array)]
-    low, high = words[:, 0], words[:, 1]
-    # The high word of a value that fits in int64 is just its sign; anything else is out of reach.
-    if not np.array_equal(high, low >> 63):
-        raise DataOpsError("An amount is too large to be handled exactly (more than 18 digits).")
-    return low.copy()
-
-
-def _decimal(units: np.ndarray, type_: pa.DataType) -> pa.Array:
-    """A decimal128 array whose unscaled values are exactly the int64 `units`."""
-    units = np.asarray(units, dtype=np.int64)
-    words = np.empty((len(units), 2), dtype="<i8")  # 16 bytes each, little-endian two's complement
-    words[:, 0] = units
-    words[:, 1] = units >> 63
-    return pa.Array.from_buffers(type_, len(units), [None, pa.py_buffer(words)])
-
-
-def _round_div(units: np.ndarray, divisor: int) -> np.ndarray:
-    """`units / divisor` rounded half away from zero, as SQL `round()` does on decimals."""
-    magnitude = (np.abs(units) + divisor // 2) // divisor
-    return np.sign(units) * magnitude
-
-
-def _ms(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Timestamps as int64 milliseconds; NULL becomes the smallest int64, older than any date."""
-    return pc.fill_null(values.cast(pa.int64()), np.iinfo(np.int64).min).to_numpy()
-
-
-def _timestamps(ms: np.ndarray) -> pa.Array:
-    return pa.array(np.asarray(ms, dtype=np.int64).astype("datetime64[ms]"), type=pa.timestamp("ms"))
-
-
-def _order_money(sub_total: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """TaxAmt, Freight and TotalDue of SubTotals (1e-4 units), by the generator's rules."""
-    tax = _round_div(sub_total * 8, 100)  # SubTotal * 0.08
-    freight = _round_div(sub_total * 25, 1000)  # SubTotal * 0.025
-    return tax, freight, sub_total + tax + freight
-
-
-def _set_order_money(header: pa.Table, rows: np.ndarray, sub_total: np.ndarray) -> pa.Table:
-    tax, freight, total = _order_money(sub_total)
-    for column, units in (("SubTotal", sub_total), ("TaxAmt", tax), ("Freight", freight), ("TotalDue", total)):
-        header = _replace(header, column, rows, _decimal(units, _MONEY))
-    return header
-
-
 def _customer_sums(customer_ids: np.ndarray, amounts: np.ndarray) -> np.ndarray:
     """For each row, the sum of `amounts` over all rows with the same customer, exactly in int64."""
     _, inverse = np.unique(customer_ids, return_inverse=True)
     sums = np.zeros(int(inverse.max()) + 1 if len(inverse) else 0, dtype=np.int64)
     np.add.at(sums, inverse, amounts)
     return sums[inverse]
-
-
-def _ids(values: pa.ChunkedArray) -> np.ndarray:
-    """Integer ids as int64; NULL as -1, which no AdventureWorks id is."""
-    return pc.fill_null(values.cast(pa.int64()), -1).to_numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +120,7 @@ def _null_primary_key(tables: Tables, rng: np.random.Generator) -> Tables:
     _column(customer, _CUSTOMER, "CustomerID", fault)
     rows = _pick(rng, np.arange(customer.num_rows), _FEW, fault)
     # The field must become nullable: Parquet refuses to write NULLs in a non-nullable column.
-    customer = _replace(customer, "CustomerID", rows, pa.nulls(len(rows), pa.int32()), nullable=True)
+    customer = replace_rows(customer, "CustomerID", rows, pa.nulls(len(rows), pa.int32()), nullable=True)
     return {**tables, _CUSTOMER: customer}
 
 
@@ -208,8 +135,8 @@ def _duplicate_order(tables: Tables, rng: np.random.Generator) -> Tables:
 def _negative_total(tables: Tables, rng: np.random.Generator) -> Tables:
     fault = "negative_total"
     header, detail = _table(tables, _HEADER, fault), _table(tables, _DETAIL, fault)
-    total = _units(_column(header, _HEADER, "TotalDue", fault))
-    customer = _ids(header.column("CustomerID"))
+    total = units(_column(header, _HEADER, "TotalDue", fault))
+    customer = ids(header.column("CustomerID"))
     # Prefer an order whose customer's other orders outweigh it, so that the customer's lifetime
     # value stays >= 0 and the lifetime_value range check does not fire as well.
     others_outweigh = (_customer_sums(customer, total) - 2 * total >= 0) & (total > 0)
@@ -218,50 +145,50 @@ def _negative_total(tables: Tables, rng: np.random.Generator) -> Tables:
         candidates = np.flatnonzero(total > 0)
     row = _pick(rng, candidates, 1, fault)
     for column in ("SubTotal", "TaxAmt", "Freight", "TotalDue"):
-        header = _replace(header, column, row, pc.negate(header.column(column).take(row)))
+        header = replace_rows(header, column, row, pc.negate(header.column(column).take(row)))
     # Negating UnitPrice and LineTotal (never OrderQty, which must stay >= 1) keeps LineTotal =
     # OrderQty * UnitPrice * (1 - discount) and SubTotal = round(SUM(LineTotal), 4): SQL rounds half
     # away from zero, so round(-x) = -round(x) and the totals still match their lines.
     order_id = header.column("SalesOrderID")[int(row[0])]
     lines = pc.equal(detail.column("SalesOrderID"), order_id).combine_chunks()
     for column in ("UnitPrice", "LineTotal"):
-        detail = _replace(detail, column, lines, pc.negate(detail.column(column).filter(lines)))
+        detail = replace_rows(detail, column, lines, pc.negate(detail.column(column).filter(lines)))
     return {**tables, _HEADER: header, _DETAIL: detail}
 
 
 def _future_order_date(tables: Tables, rng: np.random.Generator) -> Tables:
     fault = "future_order_date"
     header = _table(tables, _HEADER, fault)
-    order = _ms(_column(header, _HEADER, "OrderDate", fault))
-    newest = int(max(order.max(), _ms(header.column("ModifiedDate")).max()))
+    order = ms(_column(header, _HEADER, "OrderDate", fault))
+    newest = int(max(order.max(), ms(header.column("ModifiedDate")).max()))
     rows = _pick(rng, np.arange(header.num_rows), _FEW, fault)
     # Midnight, like every OrderDate, 31 to 60 days after the newest day: at least 30 days after
     # the newest timestamp, whatever its time of day.
     new_order = newest - newest % _DAY_MS + (31 + rng.integers(0, 30, size=len(rows))) * _DAY_MS
     shift = new_order - order[rows]
-    due = _ms(header.column("DueDate").take(rows)) + shift
-    header = _replace(header, "OrderDate", rows, _timestamps(new_order))
-    header = _replace(header, "DueDate", rows, _timestamps(due))
+    due = ms(header.column("DueDate").take(rows)) + shift
+    header = replace_rows(header, "OrderDate", rows, timestamps(new_order))
+    header = replace_rows(header, "DueDate", rows, timestamps(due))
     # An order dated in the future cannot have shipped. ModifiedDate stays: the row was written
     # when it was (a mistyped date), so freshness and recency do not change.
-    header = _replace(header, "ShipDate", rows, pa.nulls(len(rows), pa.timestamp("ms")))
+    header = replace_rows(header, "ShipDate", rows, pa.nulls(len(rows), pa.timestamp("ms")))
     return {**tables, _HEADER: header}
 
 
 def _orphan_order(tables: Tables, rng: np.random.Generator) -> Tables:
     fault = "orphan_order"
     header, customer = _table(tables, _HEADER, fault), _table(tables, _CUSTOMER, fault)
-    known = _ids(_column(customer, _CUSTOMER, "CustomerID", fault))
+    known = ids(_column(customer, _CUSTOMER, "CustomerID", fault))
     rows = _pick(rng, np.arange(header.num_rows), _FEW, fault)
     # Ids just above the largest existing one: certainly unknown, and still valid ints.
     missing = int(known.max(initial=0)) + 1 + np.arange(len(rows), dtype=np.int64)
-    header = _replace(header, "CustomerID", rows, pa.array(missing, pa.int32()))
+    header = replace_rows(header, "CustomerID", rows, pa.array(missing, pa.int32()))
     # The order's AccountNumber (10-4030-000123) embeds its customer id; keep the two in step.
     account = header.column("AccountNumber").take(rows)
     renumbered = pc.binary_join_element_wise(
         pc.utf8_slice_codeunits(account, 0, 8), pc.utf8_lpad(pa.array(missing).cast(pa.string()), 6, "0"), ""
     )
-    header = _replace(header, "AccountNumber", rows, renumbered)
+    header = replace_rows(header, "AccountNumber", rows, renumbered)
     return {**tables, _HEADER: header}
 
 
@@ -280,7 +207,7 @@ def _malformed_email(tables: Tables, rng: np.random.Generator) -> Tables:
     )
     which = pa.array(np.arange(len(rows)) % len(variants), pa.int8())
     broken = pc.choose(which, *(v.combine_chunks() for v in variants))
-    return {**tables, _EMAIL: _replace(email, "EmailAddress", rows, broken)}
+    return {**tables, _EMAIL: replace_rows(email, "EmailAddress", rows, broken)}
 
 
 _STALE_SHIFT = pa.scalar(timedelta(days=30), pa.duration("ms"))
@@ -338,7 +265,7 @@ def _truncated_load(tables: Tables, rng: np.random.Generator) -> Tables:
     keep = max(1, round(n * _TRUNCATED_SHARE))
     # Always keep the most recently modified order, so freshness and recency still pass and only
     # the volume check notices; the rest of the survivors are a random sample, in their order.
-    newest = int(np.argmax(_ms(_column(header, _HEADER, "ModifiedDate", fault))))
+    newest = int(np.argmax(ms(_column(header, _HEADER, "ModifiedDate", fault))))
     others = np.delete(np.arange(n), newest)
     rows = np.sort(np.concatenate([[newest], rng.choice(others, size=keep - 1, replace=False)]))
     header = header.take(rows)
@@ -353,8 +280,8 @@ def _extreme_value(tables: Tables, rng: np.random.Generator) -> Tables:
     customer = _table(tables, _CUSTOMER, fault)
 
     store_customers = pc.filter(customer.column("CustomerID"), pc.is_valid(customer.column("StoreID")))
-    order_customer = _ids(header.column("CustomerID"))
-    total = _units(_column(header, _HEADER, "TotalDue", fault))
+    order_customer = ids(header.column("CustomerID"))
+    total = units(_column(header, _HEADER, "TotalDue", fault))
     lifetime = _customer_sums(order_customer, total)
     store_order = pc.is_in(header.column("CustomerID"), value_set=store_customers.combine_chunks()).to_numpy(
         zero_copy_only=False
@@ -364,8 +291,8 @@ def _extreme_value(tables: Tables, rng: np.random.Generator) -> Tables:
     order_row = pc.index_in(detail.column("SalesOrderID"), value_set=header.column("SalesOrderID").combine_chunks())
     order_row = pc.fill_null(order_row, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     qty = detail.column("OrderQty").to_numpy().astype(np.int64)
-    price = _units(detail.column("UnitPrice"))
-    discount = _units(detail.column("UnitPriceDiscount"))
+    price = units(detail.column("UnitPrice"))
+    discount = units(detail.column("UnitPriceDiscount"))
     net = price * (10_000 - discount)  # one unit's LineTotal in 1e-8: UnitPrice * (1 - discount)
 
     # The quantity that takes the customer's lifetime value to about 1.2 million: the SubTotal must
@@ -385,18 +312,18 @@ def _extreme_value(tables: Tables, rng: np.random.Generator) -> Tables:
     line = int(_pick(rng, np.flatnonzero(usable), 1, fault)[0])
     line_rows = np.array([line])
 
-    line_total = _round_div(new_qty[line : line + 1] * net[line : line + 1], 100)  # 1e-8 -> 1e-6
-    detail = _replace(detail, "OrderQty", line_rows, pa.array(new_qty[line : line + 1], pa.int16()))
-    detail = _replace(detail, "LineTotal", line_rows, _decimal(line_total, _LINE_TOTAL))
+    line_total = round_div(new_qty[line : line + 1] * net[line : line + 1], 100)  # 1e-8 -> 1e-6
+    detail = replace_rows(detail, "OrderQty", line_rows, pa.array(new_qty[line : line + 1], pa.int16()))
+    detail = replace_rows(detail, "LineTotal", line_rows, decimal(line_total, LINE_TOTAL))
 
     # Recompute the order's money from all of its lines, exactly as the generator does.
     order_id = detail.column("SalesOrderID")[line]
     order_lines = pc.equal(detail.column("SalesOrderID"), order_id)
-    sub_total = _round_div(np.array([_units(detail.column("LineTotal").filter(order_lines)).sum()]), 100)
+    sub_total = round_div(np.array([units(detail.column("LineTotal").filter(order_lines)).sum()]), 100)
     order_rows = np.flatnonzero(pc.equal(header.column("SalesOrderID"), order_id).to_numpy(zero_copy_only=False))
-    header = _set_order_money(header, order_rows, np.repeat(sub_total, len(order_rows)))
+    header = set_order_money(header, order_rows, np.repeat(sub_total, len(order_rows)))
 
-    new_total = _units(header.column("TotalDue"))
+    new_total = units(header.column("TotalDue"))
     who = order_customer[order_rows[0]]
     if new_total[order_customer == who].sum() <= _LIFETIME_LIMIT:  # cannot happen by construction
         raise DataOpsError(f"Cannot inject {fault}: customer {who}'s lifetime value stayed below 1,000,000.")
@@ -419,8 +346,8 @@ def _order_total_mismatch(tables: Tables, rng: np.random.Generator) -> Tables:
     # TaxAmt, Freight and TotalDue follow the inflated SubTotal by the usual rules, so the order is
     # consistent in itself (TotalDue = SubTotal + TaxAmt + Freight) and only the comparison of
     # SubTotal with its lines fails.
-    sub_total = _units(_column(header, _HEADER, "SubTotal", fault).take(rows)) + _MISMATCH
-    return {**tables, _HEADER: _set_order_money(header, rows, sub_total)}
+    sub_total = units(_column(header, _HEADER, "SubTotal", fault).take(rows)) + _MISMATCH
+    return {**tables, _HEADER: set_order_money(header, rows, sub_total)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -278,6 +278,8 @@ _LAST_NAMES = (
 )
 # fmt: on
 _MIDDLE_INITIALS = tuple("ABCDEFGHIJKLMNOPRSTVW")
+_FIRST_NAMES = _FIRST_NAMES_MALE + _FIRST_NAMES_FEMALE
+_FIRST_NAMES_LOWER = tuple(name.lower() for name in _FIRST_NAMES)
 _SUFFIXES = ("Jr.", "Sr.", "II", "III", "IV", "PhD")
 # fmt: off
 _STORE_WORDS_1 = (
@@ -855,6 +857,75 @@ class _People(NamedTuple):
     individual_ids: np.ndarray  # IN persons
 
 
+class _Names(NamedTuple):
+    """A person's name parts, drawn once per person: indices into the vocabularies above."""
+
+    male: np.ndarray
+    first: np.ndarray  # into _FIRST_NAMES
+    last: np.ndarray
+    has_middle: np.ndarray
+    middle: np.ndarray
+    has_title: np.ndarray
+    has_suffix: np.ndarray
+    suffix: np.ndarray
+    promotion: np.ndarray
+
+
+def _names(rng: np.random.Generator, n: int) -> _Names:
+    n_male, n_female = len(_FIRST_NAMES_MALE), len(_FIRST_NAMES_FEMALE)
+    male = rng.random(n) < 0.5
+    first = np.where(male, rng.integers(0, n_male, size=n), n_male + rng.integers(0, n_female, size=n))
+    last = rng.integers(0, len(_LAST_NAMES), size=n)
+    has_middle = rng.random(n) < 0.57
+    middle = rng.integers(0, len(_MIDDLE_INITIALS), size=n)
+    has_title = rng.random(n) < 0.05
+    has_suffix = rng.random(n) < 0.003
+    suffix = rng.integers(0, len(_SUFFIXES), size=n)
+    promotion = rng.choice(3, size=n, p=(0.56, 0.25, 0.19))
+    return _Names(male, first, last, has_middle, middle, has_title, has_suffix, suffix, promotion)
+
+
+def _person_table(
+    rng: np.random.Generator, ids: np.ndarray, person_type: pa.Array, names: _Names, modified: np.ndarray
+) -> pa.Table:
+    return _table(
+        "Person.Person",
+        {
+            "BusinessEntityID": _int32(ids),
+            "PersonType": person_type,
+            "NameStyle": _bool(np.zeros(len(ids), bool)),
+            "Title": _null_where(_pick(("Ms.", "Mr."), names.male.astype(np.int64)), names.has_title),
+            "FirstName": _pick(_FIRST_NAMES, names.first),
+            "MiddleName": _null_where(_pick(_MIDDLE_INITIALS, names.middle), names.has_middle),
+            "LastName": _pick(_LAST_NAMES, names.last),
+            "Suffix": _null_where(_pick(_SUFFIXES, names.suffix), names.has_suffix),
+            "EmailPromotion": _int32(names.promotion),
+            "rowguid": _guids(rng, len(ids)),
+            "ModifiedDate": _timestamp(modified),
+        },
+    )
+
+
+def _address(first: np.ndarray, number: np.ndarray) -> pa.Array:
+    """firstname + a number + the domain, like ken0@adventure-works.com."""
+    return _join(_pick(_FIRST_NAMES_LOWER, first), _text(number), "@adventure-works.com")
+
+
+def _email_table(
+    rng: np.random.Generator, ids: np.ndarray, email_ids: np.ndarray, address: pa.Array, modified: np.ndarray
+) -> pa.Table:
+    return _table(
+        "Person.EmailAddress",
+        {
+            "BusinessEntityID": _int32(ids),
+            "EmailAddressID": _int32(email_ids),
+            "EmailAddress": address,
+            "rowguid": _guids(rng, len(ids)),
+            "ModifiedDate": _timestamp(modified),
+        },
+    )
+
+
 def _people(rng: np.random.Generator, sizes: _Sizes, as_of_ms: int) -> _People:
     """Persons and their e-mail addresses. Persons and stores share the BusinessEntityID
     space: employees, sales people, then the stores' IDs, then the other persons."""
@@ -881,55 +952,19 @@ def _people(rng: np.random.Generator, sizes: _Sizes, as_of_ms: int) -> _People:
         i = types.index(t)
         return ids[starts[i] : starts[i] + counts[i]]
 
-    n_male, n_female = len(_FIRST_NAMES_MALE), len(_FIRST_NAMES_FEMALE)
-    first_names = _FIRST_NAMES_MALE + _FIRST_NAMES_FEMALE
-    male = rng.random(n) < 0.5
-    first = np.where(male, rng.integers(0, n_male, size=n), n_male + rng.integers(0, n_female, size=n))
-    last = rng.integers(0, len(_LAST_NAMES), size=n)
-    has_middle = rng.random(n) < 0.57
-    middle = rng.integers(0, len(_MIDDLE_INITIALS), size=n)
-    has_title = rng.random(n) < 0.05
-    has_suffix = rng.random(n) < 0.003
-    suffix = rng.integers(0, len(_SUFFIXES), size=n)
-    promotion = rng.choice(3, size=n, p=(0.56, 0.25, 0.19))
+    names = _names(rng, n)
     today = _midnight(as_of_ms)
     modified = today - rng.integers(1, 6 * 365, size=n) * _DAY
-
-    person = _table(
-        "Person.Person",
-        {
-            "BusinessEntityID": _int32(ids),
-            "PersonType": _pick(types, kind),
-            "NameStyle": _bool(np.zeros(n, bool)),
-            "Title": _null_where(_pick(("Ms.", "Mr."), male.astype(np.int64)), has_title),
-            "FirstName": _pick(first_names, first),
-            "MiddleName": _null_where(_pick(_MIDDLE_INITIALS, middle), has_middle),
-            "LastName": _pick(_LAST_NAMES, last),
-            "Suffix": _null_where(_pick(_SUFFIXES, suffix), has_suffix),
-            "EmailPromotion": _int32(promotion),
-            "rowguid": _guids(rng, n),
-            "ModifiedDate": _timestamp(modified),
-        },
-    )
+    person = _person_table(rng, ids, _pick(types, kind), names, modified)
 
     # firstname + the person's rank among those with that first name: unique, like ken0@...
+    first = names.first
     order = np.argsort(first.astype(np.int16), kind="stable")  # radix sort
-    group_start = np.cumsum(np.bincount(first, minlength=len(first_names)))
+    group_start = np.cumsum(np.bincount(first, minlength=len(_FIRST_NAMES)))
     group_start = np.concatenate([[0], group_start[:-1]])
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n) - group_start[first[order]]
-    lower = tuple(name.lower() for name in first_names)  # the vocabulary, not the rows
-    address = _join(_pick(lower, first), _text(rank), "@adventure-works.com")
-    email = _table(
-        "Person.EmailAddress",
-        {
-            "BusinessEntityID": _int32(ids),
-            "EmailAddressID": _int32(np.arange(1, n + 1)),
-            "EmailAddress": address,
-            "rowguid": _guids(rng, n),
-            "ModifiedDate": _timestamp(modified),
-        },
-    )
+    email = _email_table(rng, ids, np.arange(1, n + 1), _address(first, rank), modified)
     return _People(
         person=person,
         email=email,
@@ -1079,7 +1114,11 @@ def _orders(
     store_sales_person: np.ndarray,
     catalog: _Catalog,
     as_of_ms: int,
+    first_order_id: int = _FIRST_SALES_ORDER_ID,
+    first_line_id: int = 1,
 ) -> tuple[pa.Table, pa.Table]:
+    """The orders and their lines, dated over the order window before `as_of_ms`; SalesOrderIDs
+    from `first_order_id`, SalesOrderDetailIDs from `first_line_id`."""
     n_online, n_reseller = sizes.online_orders, sizes.reseller_orders
     n = n_online + n_reseller
 
@@ -1107,7 +1146,7 @@ def _orders(
     shipped = ship_date <= as_of_ms
     modified = np.where(shipped, ship_date, order_date)
     modified[-1] = as_of_ms
-    sales_order_id = _FIRST_SALES_ORDER_ID + np.arange(n, dtype=np.int64)
+    sales_order_id = first_order_id + np.arange(n, dtype=np.int64)
 
     # Lines: online orders 1-3 lines of one item; reseller orders many lines, larger quantities.
     # Line-level arrays are int32 where they can be: there are about 12 million at scale 100.
@@ -1224,8 +1263,8 @@ def _orders(
     details = _table(
         "Sales.SalesOrderDetail",
         {
-            "SalesOrderID": _int32(line_order + np.int32(_FIRST_SALES_ORDER_ID)),
-            "SalesOrderDetailID": _int32(np.arange(1, total + 1, dtype=np.int32)),
+            "SalesOrderID": _int32(line_order + np.int32(first_order_id)),
+            "SalesOrderDetailID": _int32(np.arange(first_line_id, first_line_id + total, dtype=np.int32)),
             "CarrierTrackingNumber": _fixed_strings(tracking[line_order[reseller_lines]], reseller_lines),
             "OrderQty": _int16(qty),
             "ProductID": _int32(catalog.product_id[product]),
