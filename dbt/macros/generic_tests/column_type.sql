@@ -2,12 +2,17 @@
   Fails when `column_name` is missing from the relation or its type is not of `type_family`
   (integer, numeric, string, date or timestamp). Read from information_schema, which all three
   engines have, so it needs no connection at compile time; the type names differ per engine.
+
+  Stands in for dbt_expectations.expect_column_values_to_be_in_type_list (which takes engine type
+  names, not families). Dispatched as `dataops_column_type`, never `test_column_type`: dbt searches
+  the root project first when a package dispatches, so a `default__test_column_type` here would
+  replace the package's own implementation for every package that calls it.
 #}
 {% test column_type(model, column_name, type_family) %}
-    {{ return(adapter.dispatch('test_column_type', 'adventureworks')(model, column_name, type_family)) }}
+    {{ return(adapter.dispatch('dataops_column_type', 'adventureworks')(model, column_name, type_family)) }}
 {% endtest %}
 
-{% macro default__test_column_type(model, column_name, type_family) %}
+{% macro default__dataops_column_type(model, column_name, type_family) %}
 {%- set type_patterns = adventureworks.column_type_patterns()[type_family] -%}
 with expected as (
     select '{{ column_name }}' as column_name
