@@ -58,6 +58,13 @@ def _drop_naming_exception(manifest: Manifest) -> None:
     _model(manifest, "customer_analytics")["config"]["meta"].clear()
 
 
+def _leave_only_unit_tests(manifest: Manifest) -> None:
+    """int_customer_metrics keeps its unit test: dbt-project-evaluator's coverage counts data tests only."""
+    _drop_tests_of("int_customer_metrics")(manifest)
+    model_id = _model(manifest, "int_customer_metrics")["unique_id"]
+    assert any(model_id in u["depends_on"]["nodes"] for u in manifest["unit_tests"].values())
+
+
 def _add_orphan(manifest: Manifest) -> None:
     orphan = copy.deepcopy(_model(manifest, "stg_territories"))
     orphan["unique_id"] = "model.adventureworks.stg_unused"
@@ -81,7 +88,9 @@ def _drop_freshness(manifest: Manifest) -> None:
 
 BREAKAGES: list[tuple[str, Callable[[Manifest], None], str]] = [
     ("models-have-tests", _drop_tests_of("dim_territories"), "dim_territories"),
-    ("marts-have-primary-keys", _drop_unique_test("fct_orders"), "fct_orders"),
+    ("models-have-tests", _leave_only_unit_tests, "int_customer_metrics"),
+    ("models-have-primary-keys", _drop_unique_test("fct_orders"), "fct_orders"),
+    ("models-have-primary-keys", _drop_unique_test("stg_email_addresses"), "stg_email_addresses"),
     ("naming", _rename("stg_orders", "orders_raw"), "orders_raw"),
     ("naming", _drop_naming_exception, "customer_analytics"),
     ("no-orphans", _add_orphan, "stg_unused"),
@@ -112,7 +121,7 @@ def test_check_fails_on_a_project_that_breaks_it(
 
 def test_checks_catch_a_bad_model_in_a_real_project(tmp_path: Path, settings: Settings) -> None:
     """An undescribed, untested, unused, misnamed model added to a copy of the project is named
-    by four checks once dbt has really parsed it."""
+    by five checks once dbt has really parsed it."""
     project = tmp_path / "dbt"
     shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
     (project / "models" / "staging" / "sales" / "orders_copy.sql").write_text(
@@ -121,7 +130,46 @@ def test_checks_catch_a_bad_model_in_a_real_project(tmp_path: Path, settings: Se
     violations = run_checks(DbtProject(settings, project_dir=project).manifest_dict())
     assert {(v.check, v.node) for v in violations} == {
         ("models-have-tests", "orders_copy"),
+        ("models-have-primary-keys", "orders_copy"),
         ("naming", "orders_copy"),
         ("no-orphans", "orders_copy"),
         ("described", "orders_copy"),
     }
+
+
+def _evaluator_seed(manifest: Manifest) -> dict[str, Any]:
+    return next(
+        node
+        for nodes in manifest["disabled"].values()
+        for node in nodes
+        if node["name"] == "dbt_project_evaluator_exceptions"
+    )
+
+
+NAMING_ROW = "fct_model_naming_conventions,resource_name,"
+
+
+@pytest.mark.parametrize(
+    ("dropped", "added", "culprit", "message"),
+    [
+        ("customer_analytics", None, "customer_analytics", "dbt-project-evaluator would flag it"),
+        (None, "stg_orders", "stg_orders", "no model by that name declares meta.naming_exception"),
+    ],
+    ids=["missing-from-the-seed", "only-in-the-seed"],
+)
+def test_a_naming_exception_is_declared_both_ways(
+    project_manifest: Manifest, tmp_path: Path, dropped: str | None, added: str | None, culprit: str, message: str
+) -> None:
+    """The naming exception beside the model (meta) and dbt-project-evaluator's (its exceptions seed)
+    are one exception: either without the other is a violation."""
+    manifest = copy.deepcopy(project_manifest)
+    seed = _evaluator_seed(manifest)
+    rows = (Path(seed["root_path"]) / seed["original_file_path"]).read_text(encoding="utf-8").splitlines()
+    rows = [row for row in rows if dropped is None or not row.startswith(NAMING_ROW + dropped)]
+    rows += [f"{NAMING_ROW}{added},excused for no reason"] if added else []
+    copied = tmp_path / seed["original_file_path"]
+    copied.parent.mkdir(parents=True)
+    copied.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    seed["root_path"] = str(tmp_path)
+    naming = [v for v in run_checks(manifest) if v.check == "naming"]
+    assert [v.node for v in naming] == [culprit] and message in naming[0].message, naming

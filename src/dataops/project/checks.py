@@ -2,12 +2,20 @@
 
 Each check takes the manifest as the JSON artifact (a dict) and returns its violations, so the same
 code runs on `target/manifest.json` and on the in-process parse.
+
+Where a rule is also one of dbt-project-evaluator's, it is the evaluator's rule (its defaults:
+test coverage counts data tests, every model has a primary key, the same prefixes by folder), so
+that a project passing `dataops check` passes the evaluator too; README, dbt packages, says where
+these checks go further.
 """
 
 from __future__ import annotations
 
+import csv
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 Manifest = dict[str, Any]
@@ -20,6 +28,11 @@ LAYER_PREFIXES: dict[str, tuple[str, ...]] = {
 # A model may opt out of its layer's prefix with `config: {meta: {naming_exception: "<why>"}}`,
 # so each exception is listed, with its reason, next to the model it excuses.
 NAMING_EXCEPTION_META = "naming_exception"
+# dbt-project-evaluator declares its exceptions in a seed of this name, one row per excused finding.
+EVALUATOR_EXCEPTIONS_SEED = "dbt_project_evaluator_exceptions"
+EVALUATOR_NAMING_MODEL = "fct_model_naming_conventions"
+# A primary key is unique + not_null on one column, or a composite key (the evaluator's defaults).
+COMPOSITE_KEY_TESTS = ("unique_combination_of_columns",)
 
 
 @dataclass(frozen=True)
@@ -67,35 +80,71 @@ def _tests_by_model(manifest: Manifest) -> dict[str, list[dict[str, Any]]]:
 
 
 def models_have_tests(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    # Data tests only, as the evaluator's test coverage counts: a unit test checks the SQL's logic
+    # on fixed rows, never the data the model holds.
     tested = _tests_by_model(manifest)
     for model in _models(manifest):
-        if not tested.get(model["unique_id"]):
-            yield model["name"], "has no tests"
+        if not any(test["resource_type"] == "test" for test in tested.get(model["unique_id"], [])):
+            yield model["name"], "has no data tests"
 
 
-def marts_have_primary_key_tests(manifest: Manifest) -> Iterator[tuple[str, str]]:
+def models_have_primary_key_tests(manifest: Manifest) -> Iterator[tuple[str, str]]:
     tested = _tests_by_model(manifest)
     for model in _models(manifest):
-        if _layer(model) != "marts":
-            continue
         tests_per_column: dict[str, set[str]] = {}
+        composite_key = False
         for test in tested.get(model["unique_id"], []):
             metadata = test.get("test_metadata") or {}
+            composite_key |= metadata.get("name") in COMPOSITE_KEY_TESTS
             if test.get("column_name") and metadata.get("name") in ("unique", "not_null"):
                 tests_per_column.setdefault(test["column_name"], set()).add(metadata["name"])
-        if not any(kinds == {"unique", "not_null"} for kinds in tests_per_column.values()):
+        if not composite_key and not any(kinds == {"unique", "not_null"} for kinds in tests_per_column.values()):
             yield model["name"], "has no primary key: no column with both unique and not_null tests"
 
 
+def _evaluator_exceptions(manifest: Manifest) -> list[dict[str, str]] | None:
+    """The rows of the project's dbt-project-evaluator exceptions seed, read from its file; None when
+    the project has no such seed. It is disabled unless the evaluator is installed, and read either way."""
+    project = manifest_project(manifest)
+    seeds = [
+        node
+        for node in [*manifest["nodes"].values(), *(n for ns in manifest.get("disabled", {}).values() for n in ns)]
+        if node["resource_type"] == "seed"
+        and node["name"] == EVALUATOR_EXCEPTIONS_SEED
+        and node["package_name"] == project
+    ]
+    if not seeds:
+        return None
+    path = Path(seeds[0]["root_path"]) / seeds[0]["original_file_path"]
+    with path.open(newline="", encoding="utf-8") as rows:
+        return list(csv.DictReader(rows))
+
+
+def _like(pattern: str, value: str) -> bool:
+    """SQL's LIKE, as the evaluator applies `id_to_exclude`."""
+    parts = (".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch("".join(parts), value) is not None
+
+
 def models_follow_naming(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    exceptions = _evaluator_exceptions(manifest)
+    naming_patterns = [
+        row["id_to_exclude"]
+        for row in exceptions or []
+        if row["fct_name"] == EVALUATOR_NAMING_MODEL and row["column_name"] == "resource_name"
+    ]
+    seed = f"the {EVALUATOR_EXCEPTIONS_SEED} seed"
     for model in _models(manifest):
         layer = _layer(model)
         if layer is None:
             yield model["name"], "is outside the staging/intermediate/marts folders"
             continue
         prefixes = LAYER_PREFIXES[layer]
+        if model["name"].startswith(prefixes):
+            continue
         excused = model["config"].get("meta", {}).get(NAMING_EXCEPTION_META)
-        if not model["name"].startswith(prefixes) and not excused:
+        in_seed = any(_like(pattern, model["name"]) for pattern in naming_patterns)
+        if not excused:
             expected = " or ".join(prefixes)
             yield (
                 model["name"],
@@ -103,6 +152,24 @@ def models_follow_naming(manifest: Manifest) -> Iterator[tuple[str, str]]:
                     f"is in {layer}/ but does not start with {expected} "
                     f"(or declare meta.{NAMING_EXCEPTION_META} with the reason)"
                 ),
+            )
+        elif exceptions is not None and not in_seed:
+            # One exception, declared both ways: ours beside the model, the evaluator's in its seed.
+            yield (
+                model["name"],
+                (
+                    f"declares meta.{NAMING_EXCEPTION_META} but {seed} has no "
+                    f"{EVALUATOR_NAMING_MODEL},resource_name row for it: dbt-project-evaluator would flag it"
+                ),
+            )
+    excused_models = {
+        model["name"] for model in _models(manifest) if model["config"].get("meta", {}).get(NAMING_EXCEPTION_META)
+    }
+    for pattern in naming_patterns:
+        if not any(_like(pattern, name) for name in excused_models):
+            yield (
+                pattern,
+                f"is excused from naming in {seed} but no model by that name declares meta.{NAMING_EXCEPTION_META}",
             )
 
 
@@ -140,9 +207,17 @@ def sources_have_freshness(manifest: Manifest) -> Iterator[tuple[str, str]]:
 
 
 CHECKS: tuple[Check, ...] = (
-    Check("models-have-tests", "every model has at least one test", models_have_tests),
-    Check("marts-have-primary-keys", "every mart has unique + not_null on one column", marts_have_primary_key_tests),
-    Check("naming", "stg_ / int_ / fct_ or dim_ prefixes by layer", models_follow_naming),
+    Check("models-have-tests", "every model has at least one data test", models_have_tests),
+    Check(
+        "models-have-primary-keys",
+        "every model has unique + not_null on one column (or a composite key test)",
+        models_have_primary_key_tests,
+    ),
+    Check(
+        "naming",
+        "stg_ / int_ / fct_ or dim_ by layer; exceptions in meta and the evaluator's seed",
+        models_follow_naming,
+    ),
     Check("no-orphans", "every non-mart model is used by another model", no_orphan_models),
     Check("described", "every model and source has a description", everything_described),
     Check("source-freshness", "every source table has freshness", sources_have_freshness),
