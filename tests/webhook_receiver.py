@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 # The server stops itself after this long even if a test hangs, so a run can never block on it.
-SERVER_LIFETIME_SECONDS = 30
+# Long enough for a whole deploy on a loaded 2-core machine (a deploy sends its message at the end).
+SERVER_LIFETIME_SECONDS = 120
 
 
 @dataclass

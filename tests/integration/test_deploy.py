@@ -151,7 +151,7 @@ def test_a_deploy_that_breaks_a_test_publishes_nothing_and_says_so(project: Proj
         code, record = project.deploy(extra_env={"DATAOPS_WEBHOOK_URL": receiver.url})
     deployment = record.deployment
     assert code == 1 and deployment is not None
-    assert (record.status, deployment.outcome, deployment.build) == ("failed", "failed", "slim")
+    assert (record.status, deployment.outcome, deployment.build) == ("failed", "failed", "slim"), deployment.reason
     assert deployment.published_version is None and deployment.previous_version == 3 and deployment.tests_failed > 0
     versions = project.dataops("versions", "--target", "ci")
     assert "v3 (published)" in versions.stdout and "v4" not in versions.stdout

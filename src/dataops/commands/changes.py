@@ -107,8 +107,7 @@ def branch_changes(settings: Settings, base: str) -> Changes:
     with tempfile.TemporaryDirectory(prefix="dataops-changes-") as folder:
         state = base_state(settings, commit, Path(folder))
         project = DbtProject(settings, compile_only=True)
-        modified = project.selected(["state:modified"], state)
-        affected = project.selected(["state:modified+"], state)
+        modified, affected = project.modified(state)
     return Changes(base, commit, modified, affected)
 
 

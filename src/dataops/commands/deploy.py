@@ -199,13 +199,9 @@ def plan_build(settings: Settings, history: HistoryStore, project: DbtProject, o
     problem = why_not_slim(settings, history, last)
     if problem is not None:
         return BuildPlan(False, problem)
+    changed, selected = project.modified(state_dir)
     return BuildPlan(
-        True,
-        f"state:modified+ against deployment {last.run_id}",
-        state_dir,
-        last.run_id,
-        changed=project.selected(["state:modified"], state_dir),
-        selected=project.selected(["state:modified+"], state_dir),
+        True, f"state:modified+ against deployment {last.run_id}", state_dir, last.run_id, changed, selected
     )
 
 

@@ -133,6 +133,8 @@ class Pipeline:
         # earlier it starts, the more of Great Expectations' import the build hides.
         self._quality_worker = quality_worker
         self._published_rows: dict[str, int] = {}
+        # The marts a slim build copied unchanged from the published version, for the audit.
+        self._copied_marts: frozenset[str] = frozenset()
 
     def run(self, options: RunOptions) -> RunSummary:
         """Every stage in turn; the run is recorded however it ends. A stage that raises stops the
@@ -154,6 +156,7 @@ class Pipeline:
     def _recorded_run(self, run_id: str, options: RunOptions) -> RunSummary:
         usage = Usage.start()
         self._published_rows = {}
+        self._copied_marts = frozenset()
         summary = RunSummary(
             run_id=run_id,
             target=self.settings.target,
@@ -323,6 +326,8 @@ class Pipeline:
         copied = self._fill_candidate(leave_out=slim.rebuilt_marts)
         result = self.project.build(["state:modified+"], state=slim.state_dir)
         counts, findings, nodes = interpret_build(result)
+        # Only what dbt did not build again is still the published copy.
+        self._copied_marts = frozenset(copied) - {n.name for n in nodes if n.kind == "model"}
         summary.counts = counts
         summary.findings.extend(findings)
         summary.nodes.extend(nodes)
@@ -364,6 +369,7 @@ class Pipeline:
             started_at=summary.started_at,
             freshness=[o.to_node() for o in summary.freshness],
             history=self.history,
+            copied=self._copied_marts,
         )
         summary.publish = outcome.record
         summary.findings.extend(outcome.findings)

@@ -168,6 +168,22 @@ class DbtProject:
             raise DataOpsError(f"dbt ls --select {' '.join(select)} failed; see the dbt log for the cause")
         return sorted(json.loads(line)["unique_id"] for line in result.result)
 
+    def modified(self, state: Path) -> tuple[list[str], list[str]]:
+        """The models of `state:modified` against the manifest in `state`, and those of
+        `state:modified+`: the first from one `dbt ls` (dbt alone knows what counts as modified),
+        the second its descendants in the parsed manifest's graph, which is what `+` selects
+        (models have no descendants through a test or an exposure), without a second `dbt ls`."""
+        changed = self.selected(["state:modified"], state)
+        assert self.manifest is not None
+        children = self.manifest.child_map
+        reached, todo = set(changed), list(changed)
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child.startswith("model.") and child not in reached:
+                    reached.add(child)
+                    todo.append(child)
+        return changed, sorted(reached)
+
     def compile_offline(self) -> dbtRunnerResult:
         """Compile every node without connecting: no relation cache, no introspective queries."""
         self._require_manifest()

@@ -48,11 +48,13 @@ def publish_candidate(
     started_at: datetime | None = None,
     freshness: Sequence[NodeRecord] = (),
     history: HistoryStore | None = None,
+    copied: frozenset[str] = frozenset(),
 ) -> PublishOutcome:
     """Audit the candidate against the published version and the run against the target's recent
     runs (`history`; the run started at `started_at`, its freshness nodes are `freshness`), and
     publish it, or say why not. `blocked_by`: the checks of the run that already failed (each one
-    stops the publish). The anomaly checks run even then: the record says what they found, and the
+    stops the publish); `copied`: the marts copied unchanged from the published version (see
+    `smoke_checks`). The anomaly checks run even then: the record says what they found, and the
     marts of a blocked run are judged when the caller counted them."""
     warehouse = warehouse or connect(settings)
     previous = _current(warehouse)
@@ -72,7 +74,7 @@ def publish_candidate(
             findings,
             nodes,
         )
-    smoke, diffs = smoke_checks(settings, warehouse, marts, candidate_rows, allow_breaking)
+    smoke, diffs = smoke_checks(settings, warehouse, marts, candidate_rows, allow_breaking, copied)
     findings += smoke
     errors = [f.check for f in findings if f.level == "error"]
     if errors:
