@@ -97,7 +97,40 @@ BROKEN_DOCUMENTS: list[tuple[str, str, Callable[[Document], object], str]] = [
         "a parameter no run supplies",
         "expectations/order_quality_suite.json",
         lambda d: d["expectations"][4]["kwargs"].update(max_value={"$PARAMETER": "yesterday"}),
-        "order_quality_suite.json: expectations[4].kwargs uses $PARAMETER yesterday; a run supplies only today",
+        "order_quality_suite.json: expectations[4].kwargs uses $PARAMETER yesterday; a run supplies only today, "
+        "min_rows, max_rows",
+    ),
+    (
+        "row bounds without the variable that sets them",
+        CUSTOMER,
+        lambda d: d["expectations"][0]["meta"].pop("variable"),
+        "customer_quality_suite.json: missing key 'expectations[0].meta.variable'",
+    ),
+    (
+        "row bounds set by a variable that is not ours",
+        CUSTOMER,
+        lambda d: d["expectations"][0]["meta"].update(variable="CUSTOMER_ROWS"),
+        "customer_quality_suite.json: expectations[0].meta.variable 'CUSTOMER_ROWS' must be a DATAOPS_ environment "
+        "variable",
+    ),
+    (
+        "row bounds without a default",
+        CUSTOMER,
+        lambda d: d["expectations"][0]["meta"].pop("default"),
+        "customer_quality_suite.json: missing key 'expectations[0].meta.default'",
+    ),
+    (
+        "a default that is no number of rows",
+        CUSTOMER,
+        lambda d: d["expectations"][0]["meta"]["default"].update(min_value="1000"),
+        "customer_quality_suite.json: expectations[0].meta.default.min_value must be a whole number of rows or null, "
+        "not '1000'",
+    ),
+    (
+        "a default that bounds nothing",
+        CUSTOMER,
+        lambda d: d["expectations"][0]["meta"].update(default={"min_value": None}),
+        "customer_quality_suite.json: expectations[0].meta.default must bound the rows on at least one side",
     ),
     (
         "checkpoint without validation_definitions",

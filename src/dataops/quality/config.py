@@ -24,6 +24,11 @@ SEVERITIES = ("critical", "warning", "info")
 RESULT_FORMATS = ("BOOLEAN_ONLY", "BASIC", "SUMMARY", "COMPLETE")
 # The expectation parameters every run supplies (`{"$PARAMETER": "today"}` in a suite).
 RUN_PARAMETERS = ("today",)
+# A row-count expectation's bounds, resolved per run from its meta.variable, the run history or its
+# meta.default (dataops.quality.bounds): they follow the size of the business.
+MIN_ROWS, MAX_ROWS = "min_rows", "max_rows"
+ROW_PARAMETERS = (MIN_ROWS, MAX_ROWS)
+_VARIABLE = re.compile(r"^DATAOPS_[A-Z0-9_]+$")
 # meta.model goes into `select * from <schema>.<model>`: a plain name, nothing else.
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -129,12 +134,35 @@ def _check_expectation(path: Path, index: int, expectation: Any) -> None:
     if severity not in SEVERITIES:
         # GX would drop the expectation with a log line: a check silently gone.
         raise DataOpsError(f"{shown(path)}: key '{where}.severity' is {severity!r}: choose {', '.join(SEVERITIES)}")
-    unknown = sorted(set(parameters_used(kwargs)) - set(RUN_PARAMETERS))
+    used = set(parameters_used(kwargs))
+    unknown = sorted(used - set(RUN_PARAMETERS) - set(ROW_PARAMETERS))
     if unknown:
         raise DataOpsError(
             f"{shown(path)}: {where}.kwargs uses $PARAMETER {', '.join(unknown)}; a run supplies only "
-            + ", ".join(RUN_PARAMETERS)
+            + ", ".join((*RUN_PARAMETERS, *ROW_PARAMETERS))
         )
+    if used & set(ROW_PARAMETERS):
+        _check_row_bounds(path, where, expectation)
+
+
+def _check_row_bounds(path: Path, where: str, expectation: dict[str, Any]) -> None:
+    """Row parameters need the variable that sets them and a default (either side may be null)."""
+    meta = _required(path, expectation, "meta", dict, where=f"{where}.")
+    variable = _required(path, meta, "variable", str, where=f"{where}.meta.")
+    if not _VARIABLE.match(variable):
+        raise DataOpsError(f"{shown(path)}: {where}.meta.variable '{variable}' must be a DATAOPS_ environment variable")
+    default = _required(path, meta, "default", dict, where=f"{where}.meta.")
+    unknown = sorted(set(default) - {"min_value", "max_value"})
+    if unknown:
+        raise DataOpsError(f"{shown(path)}: {where}.meta.default.{unknown[0]} is unknown: give min_value and max_value")
+    for key in ("min_value", "max_value"):
+        value = default.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise DataOpsError(
+                f"{shown(path)}: {where}.meta.default.{key} must be a whole number of rows or null, not {value!r}"
+            )
+    if default.get("min_value") is None and default.get("max_value") is None:
+        raise DataOpsError(f"{shown(path)}: {where}.meta.default must bound the rows on at least one side")
 
 
 def suite_documents(gx_dir: Path = GX_DIR) -> dict[str, SuiteDocument]:

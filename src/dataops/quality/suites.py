@@ -25,6 +25,7 @@ from dataops.core.config import Settings
 from dataops.core.errors import DataOpsError, InternalError
 from dataops.core.findings import Finding, Level
 from dataops.history.records import NodeRecord
+from dataops.quality.bounds import resolve_row_bounds
 from dataops.quality.config import GX_DIR, CheckpointDocument, SuiteDocument, shown
 from dataops.quality.config import load as load_gx_dir
 
@@ -372,7 +373,7 @@ def validate(
     # connection configuration per file, so let go of dbt's before GX opens its own.
     release_dbt_connections(settings)
     documents, checkpoint = load_gx_dir(gx_dir)
-    selected = checkpoint.select(documents, suites)
+    selected = resolve_row_bounds(settings, checkpoint.select(documents, suites), run_id or "")
     warehouse = connect(settings)
     schema = settings.consumer_schema if published else settings.candidate_schema
     _require_marts(settings, warehouse, selected, schema)
@@ -428,7 +429,7 @@ def warm_up(gx_dir: Path = GX_DIR) -> QualityReport:
     from dataops.warehouse import duckdb_gx
 
     documents, checkpoint = load_gx_dir(gx_dir)
-    selected = checkpoint.select(documents, None)
+    selected = resolve_row_bounds(None, checkpoint.select(documents, None))
     columns: dict[str, dict[str, str]] = {}
     for suite in selected.values():
         _look_alike_columns(suite, columns.setdefault(suite.model, {}))
