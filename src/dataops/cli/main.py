@@ -96,7 +96,10 @@ class OutputFormat(StrEnum):
 
 @app.command()
 def generate(
-    scale: Annotated[float, typer.Option(help="1 ≈ the real sample (31,465 orders).", min=0.0001)] = 1.0,
+    scale: Annotated[
+        float | None,
+        typer.Option(help="1 ≈ the real sample (31,465 orders); default 1.", min=0.0001, show_default=False),
+    ] = None,
     seed: SeedOption = 42,
     out: Annotated[Path, typer.Option(help="Folder to write Schema.Table files into.")] = PROJECT_ROOT
     / "data"
@@ -106,6 +109,23 @@ def generate(
         datetime | None,
         typer.Option(help="Newest timestamp in the data (UTC); default now. Fix it for identical bytes."),
     ] = None,
+    append: Annotated[
+        float | None,
+        typer.Option(
+            help="The next day instead: PCT % more orders (for old and new customers) on the data in --from.",
+            min=0,
+            max=100,
+            show_default=False,
+        ),
+    ] = None,
+    update: Annotated[
+        float,
+        typer.Option(help="With --append: PCT % of the old orders changed (ModifiedDate bumped).", min=0, max=100),
+    ] = 0.0,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option("--from", help="With --append: the day's source files (default: --out).", show_default=False),
+    ] = None,
     inject: Annotated[
         str | None,
         typer.Option(help="Corrupt the data with these faults, comma-separated (see --list-faults)."),
@@ -114,22 +134,38 @@ def generate(
         bool, typer.Option("--list-faults", help="Describe the injectable faults and exit.")
     ] = False,
 ) -> None:
-    """Write synthetic AdventureWorks source data (ten OLTP tables), optionally with faults."""
+    """Write synthetic AdventureWorks source data (ten OLTP tables), optionally with faults; or,
+    with --append, the next day of existing data."""
     from dataops.sources.faults import FAULTS
     from dataops.sources.faults import inject as inject_faults
-    from dataops.sources.generate import generate_tables, write_tables
+    from dataops.sources.generate import generate_tables, next_day, write_tables
+    from dataops.sources.readers import read_source_folder
 
     if list_faults:
         render.fault_list(console, list(FAULTS.values()))
         return
+    if append is None and (update or from_dir is not None):
+        raise DataOpsError("--update and --from go with --append PCT (the next day of existing data)")
+    if append is not None and scale is not None:
+        raise DataOpsError("give --scale N (new data) or --append PCT (the next day of the data in --from), not both")
     faults = [name.strip() for name in inject.split(",") if name.strip()] if inject else []
-    with console.status(f"Generating scale {scale:g} ..."):
-        tables = inject_faults(generate_tables(scale, seed=seed, as_of=as_of), faults, seed=seed)
-        paths = write_tables(tables, out, file_format.value)
+    if append is None:
+        with console.status(f"Generating scale {scale or 1.0:g} ..."):
+            tables = inject_faults(generate_tables(scale or 1.0, seed=seed, as_of=as_of), faults, seed=seed)
+            paths = write_tables(tables, out, file_format.value)
+    else:
+        source = from_dir or out
+        with console.status(f"Generating the next day of {source} ..."):
+            today = read_source_folder(source)
+            tables = inject_faults(next_day(today, append, update, seed=seed, as_of=as_of), faults, seed=seed)
+            paths = write_tables(tables, out, file_format.value)
+        added = tables["Sales.SalesOrderHeader"].num_rows - today["Sales.SalesOrderHeader"].num_rows
+        console.print(f"The next day of {source}: {added:,} new orders, {update:g}% of the old ones changed")
+    title = f"Wrote {len(paths)} files to {out}"
     if faults:
         console.print(f"Injected: {', '.join(faults)}", style="yellow")
     row_counts = {name: table.num_rows for name, table in tables.items()}
-    render.table_counts(console, row_counts, f"Wrote {len(paths)} files to {out}")
+    render.table_counts(console, row_counts, title)
 
 
 @app.command()

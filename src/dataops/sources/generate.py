@@ -26,7 +26,7 @@ import math
 import os
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,8 +37,19 @@ import pyarrow.parquet as pq
 
 from dataops.core.errors import DataOpsError
 from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
+from dataops.sources.edits import (
+    LINE_TOTAL,
+    decimal,
+    ids,
+    ms,
+    replace_rows,
+    round_div,
+    set_order_money,
+    timestamps,
+    units,
+)
 
-__all__ = ["FILE_FORMATS", "MAX_SCALE", "generate_tables", "write_tables"]
+__all__ = ["FILE_FORMATS", "MAX_SCALE", "generate_tables", "next_day", "write_tables"]
 
 MAX_SCALE = 1000.0
 """Larger scales are refused: scale 1000 is already about 121 million order lines."""
@@ -1278,6 +1289,266 @@ def _orders(
         },
     )
     return headers, details
+
+
+# ---------------------------------------------------------------------------------------------
+# The next day
+# ---------------------------------------------------------------------------------------------
+
+# Of the next day's online orders, the share placed by customers who never ordered before.
+_NEW_CUSTOMER_SHARE = 0.3
+
+
+def next_day(
+    tables: dict[str, pa.Table],
+    append_pct: float,
+    update_pct: float = 0.0,
+    seed: int = 42,
+    as_of: datetime | None = None,
+) -> dict[str, pa.Table]:
+    """The ten source tables one day on: the old rows, `update_pct` % of the old orders changed,
+    and `append_pct` % more orders with their lines, keyed `Schema.Table` in `SOURCE_TABLES` order.
+
+    The new orders go to existing individuals and store contacts and, for a share of the online
+    ones, to new individual customers (with a Person and an EmailAddress each); they are placed
+    after the data's newest ModifiedDate and up to `as_of` (default now), which must lie after
+    it. A changed order has one more unit on its first line: that line's LineTotal and the
+    order's SubTotal, TaxAmt, Freight and TotalDue follow exactly, its RevisionNumber goes up by
+    one, and both rows get a ModifiedDate in that same interval, which an incremental build's
+    lookback keys on. Keys stay unique (new IDs after the highest in use), every column keeps its
+    contract type, and the same tables, percentages, seed and `as_of` give the same tables.
+    """
+    append_pct, update_pct = _check_percent("append", append_pct), _check_percent("update", update_pct)
+    seed = _check_seed(seed)
+    missing = [t.qualified_name for t in SOURCE_TABLES if t.qualified_name not in tables]
+    if missing:
+        raise DataOpsError(f"The next day needs all ten source tables; missing: {', '.join(missing)}.")
+    tables = {t.qualified_name: tables[t.qualified_name].cast(t.arrow_schema) for t in SOURCE_TABLES}
+    newest_ms = max(int(np.max(ms(table.column("ModifiedDate")))) for table in tables.values())
+    as_of_ms = _epoch_ms(_check_as_of(as_of))
+    if as_of_ms <= newest_ms:
+        newest = datetime(1970, 1, 1) + timedelta(milliseconds=newest_ms)
+        raise DataOpsError(
+            f"The data is current up to {newest:%Y-%m-%d %H:%M:%S}: the next day's as_of must be after it."
+        )
+    headers = tables["Sales.SalesOrderHeader"]
+    # The day's own stream of random numbers: the next day of the next day differs from this one.
+    entropy = [seed, headers.num_rows, newest_ms, as_of_ms, round(append_pct * 1000), round(update_pct * 1000)]
+    rngs = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(entropy).spawn(3)]
+
+    out = dict(tables)
+    n_changed = round(headers.num_rows * update_pct / 100)
+    out["Sales.SalesOrderHeader"], out["Sales.SalesOrderDetail"] = _changed_orders(
+        rngs[0], headers, tables["Sales.SalesOrderDetail"], n_changed, newest_ms, as_of_ms
+    )
+    n_new = round(headers.num_rows * append_pct / 100)
+    if n_new:
+        for name, new_rows in _new_orders(rngs[1], rngs[2], tables, n_new, newest_ms, as_of_ms).items():
+            out[name] = pa.concat_tables([out[name], new_rows.cast(out[name].schema)])
+    return out
+
+
+def _check_percent(name: str, percent: float) -> float:
+    if isinstance(percent, bool) or not isinstance(percent, int | float | np.integer | np.floating):
+        raise DataOpsError(f"The {name} percentage must be a number, not {percent!r}.")
+    if not math.isfinite(percent) or not 0 <= percent <= 100:
+        raise DataOpsError(f"The {name} percentage must be between 0 and 100 (of the orders), not {percent:g}.")
+    return float(percent)
+
+
+def _day_instants(rng: np.random.Generator, newest_ms: int, as_of_ms: int, n: int) -> np.ndarray:
+    """`n` ascending instants after `newest_ms`, the last exactly `as_of_ms` (the data is current)."""
+    instants = np.sort(_uniform_ms(rng, newest_ms + 1, as_of_ms, n))
+    if n:
+        instants[-1] = as_of_ms
+    return instants
+
+
+def _positions(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Where each of `values` is in `keys` (unique, in any order; every value must be there)."""
+    sorter = np.argsort(keys, kind="stable")
+    return sorter[np.searchsorted(keys, values, sorter=sorter)]
+
+
+def _changed_orders(
+    rng: np.random.Generator,
+    headers: pa.Table,
+    details: pa.Table,
+    n_changed: int,
+    newest_ms: int,
+    as_of_ms: int,
+) -> tuple[pa.Table, pa.Table]:
+    """The headers and lines with `n_changed` random orders given one more unit on their first line."""
+    if not n_changed:
+        return headers, details
+    rows = np.sort(rng.choice(headers.num_rows, size=n_changed, replace=False))
+    changed = ids(headers.column("SalesOrderID"))[rows]
+    modified = rng.permutation(_day_instants(rng, newest_ms, as_of_ms, n_changed))
+
+    # The changed orders' lines, each with its order's position in `rows`, in SalesOrderDetailID order.
+    line_order = ids(details.column("SalesOrderID"))
+    lines = np.flatnonzero(np.isin(line_order, changed))
+    lines = lines[np.argsort(ids(details.column("SalesOrderDetailID"))[lines], kind="stable")]
+    of_order = _positions(changed, line_order[lines])
+    first = np.unique(of_order, return_index=True)[1]  # each order's first line, among `lines`
+    first_lines = lines[first]
+
+    qty = ids(details.column("OrderQty"))[first_lines] + 1
+    price = units(details.column("UnitPrice"))[first_lines]
+    discount = units(details.column("UnitPriceDiscount"))[first_lines]
+    # LineTotal (1e-6) = qty * UnitPrice (1e-4) * (1 - discount) (1e-4 units of 1): exact for whole percents.
+    line_total = round_div(qty * price * (10_000 - discount), 100)
+    line_totals = units(details.column("LineTotal"))[lines]
+    line_totals[first] = line_total
+    sub_total_6 = np.zeros(n_changed, dtype=np.int64)
+    np.add.at(sub_total_6, of_order, line_totals)
+
+    # Rows are replaced by ascending index: the first lines in table order, with their values.
+    in_table_order = np.argsort(first_lines)
+    first_lines = first_lines[in_table_order]
+    details = replace_rows(details, "OrderQty", first_lines, pa.array(qty[in_table_order], pa.int16()))
+    details = replace_rows(details, "LineTotal", first_lines, decimal(line_total[in_table_order], LINE_TOTAL))
+    line_modified = modified[of_order[first][in_table_order]]
+    details = replace_rows(details, "ModifiedDate", first_lines, timestamps(line_modified))
+    headers = set_order_money(headers, rows, round_div(sub_total_6, 100))
+    revision = ids(headers.column("RevisionNumber"))[rows] + 1
+    headers = replace_rows(headers, "RevisionNumber", rows, pa.array(revision, pa.int16()))
+    headers = replace_rows(headers, "ModifiedDate", rows, timestamps(modified))
+    return headers, details
+
+
+def _catalog_of(tables: dict[str, pa.Table]) -> _Catalog:
+    """The products the old orders sold, clothing and accessories first, each as likely to be on
+    a new online order as it was on the old ones' lines (plus one line each, so that none is
+    impossible): the catalogue of a loaded warehouse, real or generated."""
+    products, details = tables["Production.Product"], tables["Sales.SalesOrderDetail"]
+    subcategories, categories = tables["Production.ProductSubcategory"], tables["Production.ProductCategory"]
+    product_id = ids(products.column("ProductID"))
+    line_product = ids(details.column("ProductID"))
+    sold = np.unique(line_product[np.isin(line_product, product_id)])
+    row = _positions(product_id, sold)
+
+    small_categories = ids(categories.column("ProductCategoryID"))[
+        np.isin(categories.column("Name").to_numpy(zero_copy_only=False), ["Clothing", "Accessories"])
+    ]
+    sub_ids = ids(subcategories.column("ProductSubcategoryID"))
+    sub = ids(products.column("ProductSubcategoryID"))[row]
+    has_sub = np.isin(sub, sub_ids)
+    category = np.full(len(sold), -1, dtype=np.int64)
+    category[has_sub] = ids(subcategories.column("ProductCategoryID"))[_positions(sub_ids, sub[has_sub])]
+    small = np.isin(category, small_categories)
+    small_first = np.argsort(~small, kind="stable")
+    sold, row = sold[small_first], row[small_first]
+
+    headers = tables["Sales.SalesOrderHeader"]
+    online = ids(headers.column("SalesOrderID"))[headers.column("OnlineOrderFlag").to_numpy(zero_copy_only=False)]
+    online_lines = np.isin(ids(details.column("SalesOrderID")), online) & np.isin(line_product, sold)
+    popularity = 1.0 + np.bincount(_positions(sold, line_product[online_lines]), minlength=len(sold))
+    return _Catalog(
+        product_id=sold.astype(np.int32),
+        list_price=units(products.column("ListPrice"))[row],
+        online_p=popularity / popularity.sum(),
+        n_small=int(small.sum()),
+    )
+
+
+def _new_orders(
+    rng: np.random.Generator,
+    order_rng: np.random.Generator,
+    tables: dict[str, pa.Table],
+    n_new: int,
+    newest_ms: int,
+    as_of_ms: int,
+) -> dict[str, pa.Table]:
+    """The new rows of the day: orders and lines, and the new customers with their persons."""
+    headers, customers, stores = tables["Sales.SalesOrderHeader"], tables["Sales.Customer"], tables["Sales.Store"]
+    customer_id, store_id = ids(customers.column("CustomerID")), ids(customers.column("StoreID"))
+    has_person = ids(customers.column("PersonID")) >= 0
+    individuals = np.flatnonzero(has_person & (store_id < 0))
+    store_contacts = np.flatnonzero(has_person & (store_id >= 0))
+    online_share = float(pc.mean(headers.column("OnlineOrderFlag").cast(pa.float64())).as_py() or 0.0)
+    n_online = min(n_new, max(1, round(n_new * online_share))) if len(store_contacts) else n_new
+    n_reseller = n_new - n_online
+    n_new_customers = round(n_online * _NEW_CUSTOMER_SHARE) if len(individuals) else n_online
+
+    new = _new_customers(rng, tables, n_new_customers, newest_ms, as_of_ms)
+    online_old = individuals[rng.integers(0, len(individuals), size=n_online - n_new_customers)]
+    reseller = store_contacts[rng.integers(0, len(store_contacts), size=n_reseller)]
+    territory = ids(customers.column("TerritoryID"))
+    store_rows = _positions(ids(stores.column("BusinessEntityID")), store_id[reseller])
+    cust = _Customers(
+        customer_id=np.concatenate(
+            [customer_id[online_old], ids(new["Sales.Customer"].column("CustomerID")), customer_id[reseller]]
+        ),
+        territory=np.concatenate(
+            [territory[online_old], ids(new["Sales.Customer"].column("TerritoryID")), territory[reseller]]
+        ),
+        store_index=np.concatenate([np.full(n_online, -1, dtype=np.int64), np.arange(n_reseller)]),
+        individuals=np.arange(n_online),
+        store_contacts=np.arange(n_online, n_new),
+    )
+    first_order_id = int(np.max(ids(headers.column("SalesOrderID")))) + 1
+    order_headers, order_lines = _orders(
+        order_rng,
+        _Sizes(0, 0, 0, n_online, n_reseller, 0, 0, 0, 0),
+        cust,
+        ids(stores.column("SalesPersonID"))[store_rows],
+        _catalog_of(tables),
+        as_of_ms,
+        first_order_id=first_order_id,
+        first_line_id=int(np.max(ids(tables["Sales.SalesOrderDetail"].column("SalesOrderDetailID")))) + 1,
+    )
+    # Placed after the data's newest change and up to as_of, in SalesOrderID order; not shipped yet.
+    placed = _day_instants(rng, newest_ms, as_of_ms, n_new)
+    order_date = placed - placed % _DAY
+    line_placed = placed[ids(order_lines.column("SalesOrderID")) - first_order_id]
+    order_headers = _with_columns(
+        order_headers,
+        OrderDate=_timestamp(order_date),
+        DueDate=_timestamp(order_date + 12 * _DAY),
+        ShipDate=pa.nulls(n_new, pa.timestamp("ms")),
+        ModifiedDate=_timestamp(placed),
+    )
+    order_lines = _with_columns(order_lines, ModifiedDate=_timestamp(line_placed))
+    return {**new, "Sales.SalesOrderHeader": order_headers, "Sales.SalesOrderDetail": order_lines}
+
+
+def _with_columns(table: pa.Table, **columns: pa.Array) -> pa.Table:
+    for name, values in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), values)
+    return table
+
+
+def _new_customers(
+    rng: np.random.Generator, tables: dict[str, pa.Table], n: int, newest_ms: int, as_of_ms: int
+) -> dict[str, pa.Table]:
+    """`n` new individual customers, each with a new Person (type IN) and EmailAddress."""
+    people, emails, customers = tables["Person.Person"], tables["Person.EmailAddress"], tables["Sales.Customer"]
+    # Persons and stores share the BusinessEntityIDs: the new persons take the ones after both.
+    entities = (people.column("BusinessEntityID"), tables["Sales.Store"].column("BusinessEntityID"))
+    first_entity = max(int(np.max(ids(column))) for column in entities) + 1
+    person_ids = np.arange(first_entity, first_entity + n, dtype=np.int64)
+    email_ids = int(np.max(ids(emails.column("EmailAddressID")))) + 1 + np.arange(n, dtype=np.int64)
+    customer_id = int(np.max(ids(customers.column("CustomerID")))) + 1 + np.arange(n, dtype=np.int64)
+    modified = _day_instants(rng, newest_ms, as_of_ms, n)
+    names = _names(rng, n)
+    territory = 1 + rng.choice(len(_TERRITORIES), size=n, p=_INDIVIDUAL_TERRITORY_P)
+    person = _person_table(rng, person_ids, _pick(("IN",), np.zeros(n, np.int64)), names, modified)
+    # Numbered by the new EmailAddressID, above every number the old addresses use: unique.
+    email = _email_table(rng, person_ids, email_ids, _address(names.first, email_ids), modified)
+    customer = _table(
+        "Sales.Customer",
+        {
+            "CustomerID": _int32(customer_id),
+            "PersonID": _int32(person_ids),
+            "StoreID": _int32(np.zeros(n, np.int64), np.zeros(n, bool)),
+            "TerritoryID": _int32(territory),
+            "AccountNumber": _prefixed_digits("AW", customer_id, 8),
+            "rowguid": _guids(rng, n),
+            "ModifiedDate": _timestamp(modified),
+        },
+    )
+    return {"Sales.Customer": customer, "Person.Person": person, "Person.EmailAddress": email}
 
 
 # ---------------------------------------------------------------------------------------------
