@@ -20,6 +20,7 @@ from dataops.commands.load import load_tables
 from dataops.commands.run import Pipeline, RunOptions
 from dataops.core.config import PROJECT_ROOT, Settings, load_settings
 from dataops.core.errors import DataOpsError, InternalError
+from dataops.history.records import SAMPLE_ROWS
 from dataops.quality.suites import QualityReport, QualityWorker, run_quality
 from dataops.sources.generate import generate_tables
 
@@ -114,6 +115,10 @@ def test_a_failed_critical_expectation_is_an_error_with_its_numbers(built: Setti
         f"{broken:,} unexpected of {total:,} (e.g. '-1.0000'"
     )
     assert report.verdict == "failed"
+    # The history keeps some of the values GX found (its partial_unexpected_list) with the node.
+    [node] = [o.to_node() for o in report.outcomes if o.level == "error"]
+    assert node.sample is not None and node.sample.columns == ["total_due"]
+    assert node.sample.rows == [["-1.0000"]] * min(SAMPLE_ROWS, broken)
 
 
 @pytest.fixture(scope="module")

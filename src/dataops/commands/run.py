@@ -34,6 +34,7 @@ from dataops.project.results import (
     what_stopped,
 )
 from dataops.project.runner import DbtProject
+from dataops.project.samples import with_samples
 from dataops.publish.audit import marts_of
 from dataops.publish.lock import hold_target
 from dataops.publish.versions import publish_candidate
@@ -307,7 +308,7 @@ class Pipeline:
         counts, findings, nodes = interpret_build(result)
         summary.counts = counts
         summary.findings.extend(findings)
-        summary.nodes.extend(nodes)
+        summary.nodes.extend(with_samples(self.settings, result, nodes))
         detail = build_detail(counts)
         if copied:
             detail += f"; first copied from the published version, missing in the candidate: {', '.join(copied)}"
@@ -330,7 +331,7 @@ class Pipeline:
         self._copied_marts = frozenset(copied) - {n.name for n in nodes if n.kind == "model"}
         summary.counts = counts
         summary.findings.extend(findings)
-        summary.nodes.extend(nodes)
+        summary.nodes.extend(with_samples(self.settings, result, nodes))
         detail = f"state:modified+ only: {build_detail(counts)}"
         if copied:
             detail += f"; unchanged, copied from the published version: {', '.join(copied)}"

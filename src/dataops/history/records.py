@@ -7,10 +7,11 @@ ever added within a `RECORD_FORMAT`; a change that renames or removes one gets a
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 RECORD_FORMAT = "dataops.run/v1"
@@ -21,6 +22,12 @@ PIPELINE_KINDS = ("run", "deploy")
 PIPELINE_KINDS_SQL = ", ".join(f"'{kind}'" for kind in PIPELINE_KINDS)
 
 RunStatus = Literal["passed", "warned", "failed", "crashed"]
+# What a failing check's sample keeps: enough rows to recognise the fault, values short enough for
+# a table in an incident report, and a record that stays small whatever the check returned.
+SAMPLE_ROWS = 5
+SAMPLED_STATUSES = ("fail", "warn")  # a data test's dbt statuses that found rows (`error`: its SQL did not run)
+SAMPLE_VALUE_CHARS = 80
+SampleValue = str | int | float | bool | None
 
 
 def new_run_id() -> str:
@@ -49,6 +56,46 @@ class StageRecord:
 
 
 @dataclass(frozen=True)
+class SampleRecord:
+    """A few of the rows a failing check found, captured when it ran: the candidate they came from
+    is gone (a version, or rebuilt) by the time an incident is drafted. At most SAMPLE_ROWS rows of
+    JSON values, text cut at SAMPLE_VALUE_CHARS; or, with no rows, why none could be read."""
+
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[SampleValue]] = field(default_factory=list)
+    unavailable: str = ""
+
+    @classmethod
+    def of(cls, columns: list[str], rows: list[Any]) -> SampleRecord:
+        return cls(
+            [_short(str(column)) for column in columns],
+            [[_json_value(value) for value in row] for row in rows[:SAMPLE_ROWS]],
+        )
+
+    @classmethod
+    def missing(cls, reason: str) -> SampleRecord:
+        return cls(unavailable=_short(" ".join(reason.split()), limit=300))
+
+
+def _json_value(value: Any) -> SampleValue:
+    """A value as JSON keeps it: numbers and booleans as they are, everything else (a decimal, a
+    timestamp, bytes) as its text, cut short. A decimal stays text: as a float it would lose digits."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _short(bytes(value).hex())
+    return _short(str(value))
+
+
+def _short(text: str, limit: int = SAMPLE_VALUE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
 class NodeRecord:
     """One node's result: a model, data test, unit test, source freshness check or expectation."""
 
@@ -65,6 +112,8 @@ class NodeRecord:
     age_seconds: float | None = None
     # An anomaly check (kind `anomaly`): the value's z-score against the target's recent runs.
     score: float | None = None
+    # A data test or expectation that failed or warned: some of its failing rows (see SampleRecord).
+    sample: SampleRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -215,12 +264,18 @@ class RunRecord:
                 "started_at": datetime.fromisoformat(fields["started_at"]),
                 "finished_at": datetime.fromisoformat(finished) if finished else None,
                 "stages": [StageRecord(**_known(StageRecord, stage)) for stage in fields.get("stages", [])],
-                "nodes": [NodeRecord(**_known(NodeRecord, node)) for node in fields.get("nodes", [])],
+                "nodes": [_node(node) for node in fields.get("nodes", [])],
                 "findings": [FindingRecord(**_known(FindingRecord, f)) for f in fields.get("findings", [])],
                 "publish": _publish(fields.get("publish")),
                 "deployment": _deployment(fields.get("deployment")),
             }
         )
+
+
+def _node(document: dict[str, Any]) -> NodeRecord:
+    fields = _known(NodeRecord, document)
+    sample = fields.get("sample")
+    return NodeRecord(**{**fields, "sample": SampleRecord(**_known(SampleRecord, sample)) if sample else None})
 
 
 def _publish(document: dict[str, Any] | None) -> PublishRecord | None:

@@ -30,6 +30,7 @@ from dataops.history.records import (
     PIPELINE_KINDS,
     PIPELINE_KINDS_SQL,
     IncidentRecord,
+    NodeRecord,
     PublishRecord,
     RunRecord,
     RunSummaryRow,
@@ -575,11 +576,19 @@ def _write(db: Database, run: RunRecord) -> None:
             }
         ],
     )
-    db.insert_many("dataops_nodes", [{"run_id": run.run_id, **node.__dict__} for node in run.nodes])
+    db.insert_many("dataops_nodes", [_node_row(run.run_id, node) for node in run.nodes])
     db.insert_many(
         "dataops_row_counts",
         [{"run_id": run.run_id, "relation": name, "rows": rows} for name, rows in run.row_counts.items()],
     )
+
+
+def _node_row(run_id: str, node: NodeRecord) -> dict[str, Any]:
+    """A node's columns. Its sample of failing rows stays in the run's document only: no query of
+    the store filters or counts by it, so it needs no column (nor a schema version)."""
+    row = {"run_id": run_id, **node.__dict__}
+    del row["sample"]
+    return row
 
 
 def _published_version(publish: PublishRecord | None) -> int | None:

@@ -24,7 +24,7 @@ from typing import Any
 from dataops.core.config import Settings
 from dataops.core.errors import DataOpsError, InternalError
 from dataops.core.findings import Finding, Level
-from dataops.history.records import NodeRecord
+from dataops.history.records import NodeRecord, SampleRecord
 from dataops.quality.bounds import resolve_row_bounds
 from dataops.quality.config import GX_DIR, CheckpointDocument, SuiteDocument, shown
 from dataops.quality.config import load as load_gx_dir
@@ -75,7 +75,15 @@ class ExpectationOutcome:
             level=self.level or "ok",
             failures=self.unexpected_count,
             message="" if self.success else self.describe(),
+            sample=self.sample(),
         )
+
+    def sample(self) -> SampleRecord | None:
+        """Some of the values a failing expectation found, as GX gave them (its
+        partial_unexpected_list); None where GX gives none (an aggregate, a row count)."""
+        if self.success or not self.examples:
+            return None
+        return SampleRecord.of([self.column or "unexpected value"], [[example] for example in self.examples])
 
     def describe(self) -> str:
         if self.error:

@@ -140,6 +140,10 @@ class Warehouse(Protocol):
     def read_only_query(self, sql: str) -> QueryResult:
         """Run one statement on a connection that cannot write."""
 
+    def sample_rows(self, sql: str, limit: int) -> QueryResult:
+        """The first `limit` rows of a query dbt compiled for this target (a data test's failing
+        rows), on a connection that cannot write, naming relations as dbt does."""
+
     def ping(self) -> str:
         """Connect and return the server's version; raise DataOpsError with its own error."""
 

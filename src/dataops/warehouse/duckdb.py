@@ -97,6 +97,11 @@ def create_table_sql(table: SourceTable) -> str:
     return f"CREATE TABLE {_relation(table)} (\n    {columns}\n)"
 
 
+def limited_select(sql: str, limit: int) -> str:
+    """At most `limit` rows of `sql`, on lines of their own: its last line may be a comment."""
+    return f"SELECT * FROM (\n{sql}\n) AS limited LIMIT {int(limit)}"
+
+
 def release_dbt_connections() -> None:
     """dbt-duckdb keeps its database open for the life of the process; close it."""
     if "dbt.adapters.duckdb.connections" not in sys.modules:
@@ -292,6 +297,19 @@ class DuckDBWarehouse:
             cursor = connection.execute(sql)
             columns = [d[0] for d in cursor.description or []]
             return QueryResult(columns=columns, rows=cursor.fetchall())
+        except duckdb.Error as error:
+            raise DataOpsError(f"query failed: {error}".replace("\n", " ")) from error
+        finally:
+            connection.close()
+
+    def sample_rows(self, sql: str, limit: int) -> QueryResult:
+        """dbt's SQL names the candidate file by the alias its profile attaches it under."""
+        connection = self._connect(read_only=True)
+        try:
+            if self.candidate_path.exists():
+                connection.execute(f"ATTACH {_literal(str(self.candidate_path))} AS candidate (READ_ONLY)")
+            cursor = connection.execute(limited_select(sql, limit))
+            return QueryResult(columns=[d[0] for d in cursor.description or []], rows=cursor.fetchall())
         except duckdb.Error as error:
             raise DataOpsError(f"query failed: {error}".replace("\n", " ")) from error
         finally:

@@ -113,6 +113,11 @@ def create_table_sql(table: SourceTable) -> str:
     return f"CREATE TABLE {_relation(table)} (\n    {columns}\n)"
 
 
+def limited_select(sql: str, limit: int) -> str:
+    """At most `limit` rows of `sql`, on lines of their own: its last line may be a comment."""
+    return f"SELECT * FROM (\n{sql}\n) AS limited LIMIT {int(limit)}"
+
+
 class _CsvStream:
     """A read-only file over the CSV rendering of an Arrow table, one batch at a time, for COPY.
     pyarrow writes decimals as exact text, NULL as an empty field and an empty string as "",
@@ -357,6 +362,9 @@ class PostgresWarehouse:
                     f"once every check passed (the last build is in {self.consumer_schema}__candidate)"
                 ) from cause
             raise
+
+    def sample_rows(self, sql: str, limit: int) -> QueryResult:
+        return self._read(limited_select(sql, limit))
 
     def _reading(self, read: Callable[[Cursor], _T]) -> _T:
         """`read` with a cursor in a read-only transaction that is rolled back, on one connection."""

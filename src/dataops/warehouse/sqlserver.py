@@ -507,6 +507,18 @@ def publishing_scripts(
     return scripts + [Script(name, (sql,)) for name, sql in reads]
 
 
+def limited_select(sql: str, limit: int) -> str:
+    """At most `limit` rows of `sql` with TOP. T-SQL allows no WITH inside a derived table, and
+    dbt's generic tests start with one: sqlglot's T-SQL writer lifts the CTEs to the top."""
+    import sqlglot
+    from sqlglot import exp
+
+    query = sqlglot.parse_one(sql, read="tsql")
+    if not isinstance(query, exp.Query):
+        raise DataOpsError(f"not a query that returns rows: {query.key.upper()}")
+    return exp.select("*").from_(query.subquery("limited")).limit(int(limit)).sql(dialect="tsql")
+
+
 def lock_resource(database: str) -> str:
     """The application lock one run holds on a warehouse. Application locks are scoped to their
     database, and everything a run writes (sources, staging, the candidate, versions) is in it:
@@ -661,6 +673,9 @@ class SqlServerWarehouse:
             # Nothing a query did is ever committed.
             connection.rollback()
             connection.close()
+
+    def sample_rows(self, sql: str, limit: int) -> QueryResult:
+        return self.read_only_query(limited_select(sql, limit))
 
     # One writer per target -------------------------------------------------------------------
 
