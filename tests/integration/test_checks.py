@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dataops.core.config import DBT_PROJECT_DIR, Settings
+from dataops.core.errors import DataOpsError
 from dataops.project.checks import CHECKS, run_checks
 from dataops.project.runner import DbtProject
 
@@ -173,3 +174,10 @@ def test_a_naming_exception_is_declared_both_ways(
     seed["root_path"] = str(tmp_path)
     naming = [v for v in run_checks(manifest) if v.check == "naming"]
     assert [v.node for v in naming] == [culprit] and message in naming[0].message, naming
+
+
+def test_an_exceptions_seed_missing_from_disk_is_named(project_manifest: Manifest, tmp_path: Path) -> None:
+    manifest = copy.deepcopy(project_manifest)
+    _evaluator_seed(manifest)["root_path"] = str(tmp_path)
+    with pytest.raises(DataOpsError, match=r"dbt_project_evaluator_exceptions\.csv: the manifest names this seed"):
+        run_checks(manifest)

@@ -1,12 +1,13 @@
 """Project-structure checks, read from dbt's manifest: the conventions that keep the project sane.
 
 Each check takes the manifest as the JSON artifact (a dict) and returns its violations, so the same
-code runs on `target/manifest.json` and on the in-process parse.
+code runs on `target/manifest.json` and on the in-process parse (the naming check also reads the
+one seed file the manifest points at).
 
 Where a rule is also one of dbt-project-evaluator's, it is the evaluator's rule (its defaults:
 test coverage counts data tests, every model has a primary key, the same prefixes by folder), so
-that a project passing `dataops check` passes the evaluator too; README, dbt packages, says where
-these checks go further.
+that the two never disagree on a rule they share; README, dbt packages, says where these checks
+go further.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dataops.core.errors import DataOpsError
 
 Manifest = dict[str, Any]
 
@@ -116,6 +119,10 @@ def _evaluator_exceptions(manifest: Manifest) -> list[dict[str, str]] | None:
     if not seeds:
         return None
     path = Path(seeds[0]["root_path"]) / seeds[0]["original_file_path"]
+    if not path.is_file():
+        raise DataOpsError(
+            f"{path}: the manifest names this seed but it is not there; check the project it was parsed from"
+        )
     with path.open(newline="", encoding="utf-8") as rows:
         return list(csv.DictReader(rows))
 
