@@ -5,7 +5,9 @@ again with one injected fault (negative_total, which assert_no_negative_revenue 
 deployment of the second commit that fails on it and notifies a real webhook receiver; a plain run
 that fails too. The report drafted from that history must name the failing check, its downstream
 models and exposures, the last good run, the deployment before the failure and the commit between
-them. Each step is the CLI in a process of its own, as an operator runs it."""
+them, and show a sample of the rows the failing test found (captured by the run, since the
+candidate it read is gone when the incident is drafted). Each step is the CLI in a process of its
+own, as an operator runs it."""
 
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 
-from dataops.history.records import IncidentRecord, RunRecord
+from dataops.history.records import SAMPLE_ROWS, IncidentRecord, RunRecord
+from dataops.sources.readers import read_source_folder
 from project_copy import ProjectCopy, copy_project  # tests/project_copy.py
 from webhook_receiver import serve
 
@@ -80,6 +84,16 @@ def opened(history: History) -> tuple[subprocess.CompletedProcess[str], str]:
     return done, report.read_text(encoding="utf-8")
 
 
+def _fault_rows(history: History) -> set[tuple[str, int]]:
+    """What assert_no_negative_revenue must find, from the data negative_total wrote (faults.py):
+    the one order it made negative, and that order's lines."""
+    tables = read_source_folder(history.root / "faulty")
+    header, detail = tables["Sales.SalesOrderHeader"], tables["Sales.SalesOrderDetail"]
+    [order] = header.filter(pc.less(header["TotalDue"], 0))["SalesOrderID"].to_pylist()
+    lines = detail.filter(pc.equal(detail["SalesOrderID"], order))["SalesOrderDetailID"].to_pylist()
+    return {("order", order), *(("order line", line) for line in lines)}
+
+
 def _section(report: str, title: str) -> str:
     return report.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
 
@@ -100,6 +114,21 @@ def test_the_history_is_what_the_report_is_drafted_from(history: History) -> Non
     assert failing == {FAILING_TEST}
 
 
+def test_each_failing_run_kept_a_sample_of_the_rows_its_test_found(history: History) -> None:
+    """Captured when the test ran, by the deploy and by the plain run: the candidate is gone later."""
+    expected = _fault_rows(history)
+    for run in (history.failed_deploy, history.later_run):
+        [failed] = [n for n in run.nodes if n.name == FAILING_TEST]
+        assert failed.sample is not None and failed.sample.unavailable == "", failed.sample
+        assert failed.sample.columns == ["grain", "id", "amount"]
+        # The slim deploy rebuilds fct_orders only (fct_order_lines is the published copy): fewer rows.
+        assert failed.failures and len(failed.sample.rows) == min(SAMPLE_ROWS, failed.failures)
+        assert {(grain, key) for grain, key, _ in failed.sample.rows} <= expected
+        assert all(isinstance(amount, str) and amount.startswith("-") for *_, amount in failed.sample.rows)
+    passing = [n for n in history.good_deploy.nodes if n.sample is not None]
+    assert passing == []  # nothing failed: nothing sampled
+
+
 def test_the_report_names_the_failing_check_its_models_and_exposures(
     history: History, opened: tuple[subprocess.CompletedProcess[str], str]
 ) -> None:
@@ -108,6 +137,10 @@ def test_the_report_names_the_failing_check_its_models_and_exposures(
     [failed] = [n for n in history.failed_deploy.nodes if n.name == FAILING_TEST]
     assert failed.failures and f"`{FAILING_TEST}` (test on `fct_orders`, `fct_order_lines`, fail)" in impact
     assert f"{failed.failures:,} failing rows" in impact and "consumer-facing" in impact
+    assert failed.sample is not None
+    assert "| grain | id | amount |" in impact
+    for grain, key, amount in failed.sample.rows:
+        assert f"| {grain} | {key} | {amount} |" in impact
     downstream = impact.split("Downstream of the failing checks:", 1)[1]
     for model in TESTED:
         assert f"`{model}`" in downstream, model

@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from dataops.history.records import IncidentRecord, RunRecord
+from dataops.history.records import SAMPLED_STATUSES, IncidentRecord, NodeRecord, RunRecord, SampleValue
 
 if TYPE_CHECKING:
     from dataops.ops.incidents import FailedCheck, Incident
@@ -116,6 +116,7 @@ def _impact(incident: Incident) -> str:
     lines = ["Failing checks:", ""]
     for check in incident.failed:
         lines.append(_check_line(check))
+        lines += _sample_lines(check.node)
     if not incident.failed:
         lines.append("- none (the run failed without a failing check: see the Summary)")
     for node in incident.stale_sources:
@@ -151,6 +152,31 @@ def _check_line(check: FailedCheck) -> str:
     on = f" on {', '.join(f'`{m}`' for m in check.tested)}" if check.tested else ""
     facing = " — consumer-facing" if check.consumer_facing else ""
     return f"- `{node.name}` ({node.kind}{on}, {node.status}): {said}{facing}"
+
+
+def _sample_lines(node: NodeRecord) -> list[str]:
+    """The rows the check found, as the run captured them: a table inside the check's list item."""
+    sample = node.sample
+    if sample is None:
+        # Every run of `dataops run` and `dataops deploy` samples such a test; GX may give no values.
+        sampled = node.kind == "test" and node.status in SAMPLED_STATUSES
+        return ["  - no sample of the failing rows was recorded with the run"] if sampled else []
+    if not sample.rows:
+        return [f"  - sample unavailable: {sample.unavailable or 'the query returned no row'}"]
+    of = f" of {node.failures:,}" if node.failures and node.failures > len(sample.rows) else ""
+    table = [
+        "| " + " | ".join(_cell(column) for column in sample.columns) + " |",
+        "|" + "---|" * len(sample.columns),
+        *("| " + " | ".join(_cell(value) for value in row) + " |" for row in sample.rows),
+    ]
+    caption = f"  Sample of the failing rows ({len(sample.rows)}{of}, captured by the run):"
+    return ["", caption, "", *(f"  {line}" for line in table), ""]
+
+
+def _cell(value: SampleValue) -> str:
+    """A value as a Markdown table cell: a pipe would end the cell, and NULL is not an empty text."""
+    text = "NULL" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def _timeline(incident: Incident) -> str:
