@@ -1,6 +1,6 @@
 """A row-count fault is caught at any scale, not only where the guide's constant floor happens to
 sit: at scale 1, a load cut to 2% of the orders (629 of 31,465) is above the guide's 500, and only
-the bounds learnt from the clean run's history (its rows within max_row_change_percent) fail it."""
+the bounds learnt from the clean run's history (a tenth of its rows at least) fail it."""
 
 from __future__ import annotations
 

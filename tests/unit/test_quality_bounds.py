@@ -75,7 +75,7 @@ def test_without_history_or_variable_the_defaults_are_the_guides_floors_and_no_c
     assert suite_documents()[CUSTOMERS].expectations[0]["kwargs"]["min_value"] == {"$PARAMETER": "min_rows"}
 
 
-def test_the_history_sets_the_bounds_around_the_rows_of_the_good_runs(
+def test_the_history_sets_the_bounds_an_order_of_magnitude_around_the_rows_of_the_good_runs(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for variable in ("DATAOPS_CUSTOMER_ROWS", "DATAOPS_ORDER_ROWS"):
@@ -85,9 +85,9 @@ def test_the_history_sets_the_bounds_around_the_rows_of_the_good_runs(
     _record_run(history, settings, "day-1", 48, {"customer_analytics": 1_982_000, "fct_orders": 3_146_500})
     _record_run(history, settings, "day-2", 24, {"customer_analytics": 1_990_000, "fct_orders": 3_160_000})
     suites = resolve_row_bounds(settings, suite_documents(), "this-run", history)
-    learnt = "from the history (2 training runs, ±50% max_row_change_percent)"
-    assert _row_bounds(suites, CUSTOMERS) == (991_000, 2_985_000, f"991,000 to 2,985,000 rows, {learnt}")
-    assert _row_bounds(suites, ORDERS) == (1_573_250, 4_740_000, f"1,573,250 to 4,740,000 rows, {learnt}")
+    learnt = "from the history (2 training runs, within 10x)"
+    assert _row_bounds(suites, CUSTOMERS) == (198_200, 19_900_000, f"198,200 to 19,900,000 rows, {learnt}")
+    assert _row_bounds(suites, ORDERS) == (314_650, 31_600_000, f"314,650 to 31,600,000 rows, {learnt}")
 
 
 def test_the_variable_wins_over_the_history(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +97,7 @@ def test_the_variable_wins_over_the_history(settings: Settings, monkeypatch: pyt
     monkeypatch.delenv("DATAOPS_ORDER_ROWS", raising=False)
     suites = resolve_row_bounds(settings, suite_documents(), "this-run", history)
     assert _row_bounds(suites, CUSTOMERS) == (10_000, 5_000_000, "10,000 to 5,000,000 rows, from DATAOPS_CUSTOMER_ROWS")
-    assert _row_bounds(suites, ORDERS)[:2] == (15_732, 47_198)
+    assert _row_bounds(suites, ORDERS)[:2] == (3_146, 314_650)
 
 
 def _suite_variables() -> set[str]:

@@ -6,9 +6,12 @@ A suite's row-count expectation names its bounds `{"$PARAMETER": "min_rows"}` an
 run resolves them, first that applies:
 
 1. the variable, when it is set: `MIN..MAX`, either side may be left out (`1000..`, `..5000000`);
-2. the run history: the mart's rows in the target's training runs (the runs the anomaly detection
-   learns volumes from, dataops.ops.anomalies), widened by the environment's
-   `max_row_change_percent`, the move the smoke check allows a mart between two versions;
+2. the run history: a tenth of the fewest to ten times the most rows the mart had in the target's
+   training runs (the runs the anomaly detection learns volumes from, dataops.ops.anomalies). An
+   order of magnitude either way is no change of a business from one run to the next but a broken
+   load or a fan-out, at any scale; smaller moves are left to the checks that judge them against
+   the same history, and name them as such: the publish stage's smoke check (rows within
+   `max_row_change_percent` of the published version) and the volume anomalies (z-scores);
 3. the default, the guide's bound where it fits every scale the generator makes, else none: with
    no history and no variable there is nothing that says how big this business is.
 
@@ -32,6 +35,8 @@ from dataops.history.store import DEFAULT_FILE, HISTORY_URL_ENV_VAR, HistoryStor
 from dataops.ops.anomalies import training_history
 from dataops.quality.config import MAX_ROWS, MIN_ROWS, ROW_PARAMETERS, SuiteDocument
 
+# How far the history's rows may be left behind, either way: an order of magnitude (see above).
+LEARNT_FACTOR = 10
 _RANGE = re.compile(r"^\s*(\d[\d_,]*)?\s*\.\.\s*(\d[\d_,]*)?\s*$")
 
 
@@ -82,14 +87,12 @@ def _default(expectation: dict[str, Any]) -> RowBounds:
     return RowBounds(default.get("min_value"), default.get("max_value"), "the suite's default")
 
 
-def _learnt(rows: list[float], settings: Settings) -> RowBounds:
+def _learnt(rows: list[float]) -> RowBounds:
     runs = len(rows)
-    tolerance = settings.max_row_change_percent / 100
     return RowBounds(
-        math.floor(min(rows) * max(0.0, 1 - tolerance)),
-        math.ceil(max(rows) * (1 + tolerance)),
-        f"the history ({runs} training run{'s' if runs != 1 else ''}, "
-        f"±{settings.max_row_change_percent:g}% max_row_change_percent)",
+        math.floor(min(rows) / LEARNT_FACTOR),
+        math.ceil(max(rows) * LEARNT_FACTOR),
+        f"the history ({runs} training run{'s' if runs != 1 else ''}, within {LEARNT_FACTOR}x)",
     )
 
 
@@ -125,7 +128,7 @@ def resolve_row_bounds(
             if variable:
                 bounds = parse_range(meta["variable"], variable)
             elif settings is not None and rows:
-                bounds = _learnt(rows, settings)
+                bounds = _learnt(rows)
             else:
                 bounds = _default(expectation)
             expectations[index] = _with_bounds(expectation, bounds)
