@@ -192,7 +192,7 @@ def test_history_lists_the_deploys(project: Project) -> None:
 
 
 def test_the_checks_on_the_one_parse_still_stop_a_project_that_breaks_its_conventions(project: Project) -> None:
-    """Last: the project checks run on the deployment's only parse, and a model that breaks the
+    """The project checks run on the deployment's only parse, and a model that breaks the
     conventions (no prefix, no test, no key, no description) fails the deploy before anything is built."""
     model = project.root / "dbt" / "models" / "marts" / "territory_summary.sql"
     model.write_text("select territory_id from {{ ref('dim_territories') }}\n", encoding="utf-8")
@@ -210,3 +210,25 @@ def test_the_checks_on_the_one_parse_still_stop_a_project_that_breaks_its_conven
     ]
     assert record.error is not None and "naming on territory_summary" in record.error
     assert "v3 (published)" in project.dataops("versions", "--target", "ci").stdout
+
+
+def test_sources_loaded_again_with_the_same_row_counts_make_the_next_deploy_full(project: Project) -> None:
+    """Other rows in the same numbers (another seed) are other data: the unchanged marts cannot be
+    copied from the published version, so the deploy after such a load builds everything."""
+    project.edit("cast(null as integer) as territory_id", BROKEN_KEY)
+    code, good = project.deploy()  # full: the failed deploy came after the last good one
+    assert code == 0 and good.deployment is not None and good.deployment.outcome == "deployed", good.error
+    assert good.source_load is not None
+    reloaded = project.dataops("load", "--scale", "0.1", "--seed", "7", "--target", "ci")
+    assert reloaded.returncode == 0, reloaded.stderr
+    project.edit(UPPER_NAMES, NAME_COLUMN)
+    code, record = project.deploy()
+    deployment = record.deployment
+    assert code == 0 and deployment is not None, record.error
+    assert (deployment.build, deployment.reason) == (
+        "full",
+        f"the source tables were loaded again since deployment {good.run_id}",
+    )
+    assert record.source_load not in (None, good.source_load)
+    assert {uid.split(".")[0] for uid in deployment.nodes_built} == {"model"}
+    assert set(deployment.nodes_built) == _models(project.manifest(record))

@@ -69,7 +69,6 @@ from dataops.project.compile import compile_project
 from dataops.project.results import RunSummary, StageResult, what_stopped
 from dataops.project.runner import DbtProject
 from dataops.publish.audit import marts_of
-from dataops.sources.contract import SOURCE_TABLES
 from dataops.warehouse import connect
 
 if TYPE_CHECKING:
@@ -140,10 +139,6 @@ def _published_version(settings: Settings) -> int | None:
     return next((v.number for v in connect(settings).versions() if v.current), None)
 
 
-def _source_counts(settings: Settings) -> dict[str, int]:
-    return connect(settings).row_counts([table.qualified_name for table in SOURCE_TABLES])
-
-
 def why_not_slim(
     settings: Settings, history: HistoryStore, last: RunRecord, own_run_id: str | None = None
 ) -> str | None:
@@ -163,10 +158,10 @@ def why_not_slim(
     if published != deployment.published_version:
         return f"v{published} is published, not v{deployment.published_version} that deployment {last.run_id} published"
     if not settings.source_database:
-        recorded = {t.qualified_name: last.row_counts.get(t.qualified_name) for t in SOURCE_TABLES}
-        changed = sorted(name for name, rows in _source_counts(settings).items() if recorded.get(name) != rows)
-        if changed:
-            return f"the source tables were loaded again since deployment {last.run_id} ({', '.join(changed[:3])})"
+        if last.source_load is None:
+            return f"deployment {last.run_id} recorded no load of the source tables to compare with"
+        if connect(settings).source_load() != last.source_load:
+            return f"the source tables were loaded again since deployment {last.run_id}"
     if deployment.vars_digest != _vars_digest(settings):
         return "the project's vars changed (state:modified does not see a var change)"
     return None

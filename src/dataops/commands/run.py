@@ -301,6 +301,8 @@ class Pipeline:
         return stage_status(findings), freshness_detail(outcomes)
 
     def _build(self, summary: RunSummary, select: list[str], slim: SlimBuild | None = None) -> tuple[StageStatus, str]:
+        # Which load of the sources this build reads: the run holds the target, so it stays that one.
+        summary.source_load = connect(self.settings).source_load()
         if slim is not None:
             return self._slim_build(summary, slim)
         copied = self._fill_candidate() if select else []

@@ -224,6 +224,8 @@ class RunRecord:
     peak_memory_bytes: int | None = None
     publish: PublishRecord | None = None
     deployment: DeploymentRecord | None = None
+    # The load of the source tables the run built from (the warehouse's `source_load`).
+    source_load: str | None = None
 
     @property
     def seconds(self) -> float | None:

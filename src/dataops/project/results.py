@@ -112,6 +112,7 @@ class RunSummary:
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
     publish: PublishRecord | None = None
+    source_load: str | None = None
 
     @property
     def checks_run(self) -> int:
@@ -185,6 +186,7 @@ class RunSummary:
             cpu_seconds=self.cpu_seconds,
             peak_memory_bytes=self.peak_memory_bytes,
             publish=self.publish,
+            source_load=self.source_load,
         )
 
     @classmethod
@@ -220,6 +222,7 @@ class RunSummary:
             cpu_seconds=record.cpu_seconds,
             peak_memory_bytes=record.peak_memory_bytes,
             publish=record.publish,
+            source_load=record.source_load,
         )
 
 

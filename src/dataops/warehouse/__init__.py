@@ -9,6 +9,7 @@ for `switch_to` (rollback)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -122,9 +123,24 @@ def mart_diff(mart: str, key: Sequence[str], columns: Sequence[str], row: Sequen
     return MartDiff(mart, tuple(key), values[0], values[1], values[2], per_column)
 
 
+# Where each engine keeps the id of the last load of the source tables, written in the load's own
+# transaction: which data a run built from, so that a slim deploy knows when the sources were
+# loaded again (the same row counts may hold other rows).
+SOURCE_LOAD_SCHEMA = "dataops_sources"
+SOURCE_LOAD_TABLE = "source_load"
+
+
+def new_load_id() -> str:
+    return uuid.uuid4().hex
+
+
 class Warehouse(Protocol):
     def replace_source_tables(self, tables: dict[str, pa.Table]) -> None:
-        """Replace every given `Schema.Table` at once: all of them or, on any error, none."""
+        """Replace every given `Schema.Table` at once: all of them or, on any error, none; and,
+        with them, the id of the load (see `source_load`)."""
+
+    def source_load(self) -> str | None:
+        """The id of the last load of the source tables; None when dataops never loaded them here."""
 
     def missing_source_tables(self) -> list[str]:
         """The contract tables that are not in the warehouse yet."""

@@ -30,6 +30,8 @@ from dataops.core.config import CANDIDATE_SUFFIX, DUCKDB_PATH_ENV_VAR, WAREHOUSE
 from dataops.core.errors import DataOpsError
 from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 from dataops.warehouse import (
+    SOURCE_LOAD_SCHEMA,
+    SOURCE_LOAD_TABLE,
     Column,
     LockHolder,
     MartDiff,
@@ -38,7 +40,10 @@ from dataops.warehouse import (
     Version,
     diff_sql,
     mart_diff,
+    new_load_id,
 )
+
+_SOURCE_LOAD = f"{SOURCE_LOAD_SCHEMA}.{SOURCE_LOAD_TABLE}"
 
 SQL_TYPES: dict[ColumnType, str] = {
     ColumnType.TINYINT: "SMALLINT",
@@ -214,6 +219,11 @@ class DuckDBWarehouse:
                 connection.unregister("incoming_rows")
                 if self.on_table_loaded is not None:
                     self.on_table_loaded(qualified_name)
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(SOURCE_LOAD_SCHEMA)}")
+            connection.execute(
+                f"CREATE OR REPLACE TABLE {_SOURCE_LOAD} AS SELECT ?::VARCHAR AS load_id, now() AS loaded_at",
+                [new_load_id()],
+            )
             connection.commit()
         except duckdb.Error as error:
             connection.rollback()
@@ -250,6 +260,16 @@ class DuckDBWarehouse:
         finally:
             if connection is None:
                 own.close()
+
+    def source_load(self) -> str | None:
+        if f"{SOURCE_LOAD_SCHEMA}.{SOURCE_LOAD_TABLE}" not in self._relations():
+            return None
+        connection = self._connect(read_only=True)
+        try:
+            row = connection.execute(f"SELECT load_id FROM {_SOURCE_LOAD}").fetchone()
+            return str(row[0]) if row else None
+        finally:
+            connection.close()
 
     def missing_source_tables(self) -> list[str]:
         present = self._relations()

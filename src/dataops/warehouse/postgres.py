@@ -30,6 +30,8 @@ from psycopg2.extensions import cursor as Cursor
 from dataops.core.errors import DataOpsError
 from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 from dataops.warehouse import (
+    SOURCE_LOAD_SCHEMA,
+    SOURCE_LOAD_TABLE,
     Column,
     LockHolder,
     MartDiff,
@@ -38,6 +40,13 @@ from dataops.warehouse import (
     Version,
     diff_sql,
     mart_diff,
+    new_load_id,
+)
+
+_SOURCE_LOAD = f"{SOURCE_LOAD_SCHEMA}.{SOURCE_LOAD_TABLE}"  # lower case: no quotes needed
+_SOURCE_LOAD_DDL = (
+    f"CREATE SCHEMA IF NOT EXISTS {SOURCE_LOAD_SCHEMA}; "
+    f"CREATE TABLE IF NOT EXISTS {_SOURCE_LOAD} (load_id text NOT NULL, loaded_at timestamptz NOT NULL)"
 )
 
 # Spelled as PostgreSQL's format_type() prints them, so an existing table can be compared as is.
@@ -213,6 +222,11 @@ class PostgresWarehouse:
                         self._load_table(cursor, SOURCE_TABLES_BY_NAME[qualified_name], data)
                         if self.on_table_loaded is not None:
                             self.on_table_loaded(qualified_name)
+                    cursor.execute(_SOURCE_LOAD_DDL)
+                    cursor.execute(f"DELETE FROM {_SOURCE_LOAD}")
+                    cursor.execute(
+                        f"INSERT INTO {_SOURCE_LOAD} (load_id, loaded_at) VALUES (%s, now())", (new_load_id(),)
+                    )
             except (psycopg2.Error, pa.ArrowException, KeyError) as error:
                 self._rollback(connection)
                 raise DataOpsError(
@@ -306,6 +320,13 @@ class PostgresWarehouse:
         # the same either way, in PostgreSQL's dialect. An ephemeral GX context keeps the URL in
         # memory only: the password is never written out.
         return context.data_sources.add_sql(name=name, connection_string=self.gx_connection_url())
+
+    def source_load(self) -> str | None:
+        exists = self._read(f"SELECT to_regclass('{_SOURCE_LOAD}') IS NOT NULL").rows
+        if not exists or not exists[0][0]:
+            return None
+        loaded = self._read(f"SELECT load_id FROM {_SOURCE_LOAD}").rows
+        return str(loaded[0][0]) if loaded else None
 
     def missing_source_tables(self) -> list[str]:
         rows = self._read(

@@ -26,6 +26,8 @@ import pyarrow as pa
 from dataops.core.errors import DataOpsError
 from dataops.sources.contract import SOURCE_TABLES, SOURCE_TABLES_BY_NAME, ColumnType, SourceTable
 from dataops.warehouse import (
+    SOURCE_LOAD_SCHEMA,
+    SOURCE_LOAD_TABLE,
     Column,
     LockHolder,
     MartDiff,
@@ -34,6 +36,16 @@ from dataops.warehouse import (
     Version,
     diff_sql,
     mart_diff,
+    new_load_id,
+)
+
+_SOURCE_LOAD = f"{SOURCE_LOAD_SCHEMA}.{SOURCE_LOAD_TABLE}"
+# Inside the load's swap transaction (SQL Server allows CREATE SCHEMA and CREATE TABLE there).
+_SOURCE_LOAD_STATEMENTS = (
+    f"IF SCHEMA_ID(N'{SOURCE_LOAD_SCHEMA}') IS NULL EXEC(N'CREATE SCHEMA {SOURCE_LOAD_SCHEMA}')",
+    f"IF OBJECT_ID(N'{_SOURCE_LOAD}', N'U') IS NULL "
+    f"CREATE TABLE {_SOURCE_LOAD} (load_id NVARCHAR(64) NOT NULL, loaded_at DATETIME2 NOT NULL)",
+    f"DELETE FROM {_SOURCE_LOAD}",
 )
 
 _SQL_TYPES: dict[ColumnType, str] = {
@@ -624,6 +636,11 @@ class SqlServerWarehouse:
             for table in contract:
                 cursor.execute(f"DROP TABLE IF EXISTS {_relation(table)}")
                 cursor.execute(f"EXEC sp_rename N'{table.schema}.{table.name}{INCOMING_SUFFIX}', N'{table.name}'")
+            for statement in _SOURCE_LOAD_STATEMENTS:
+                cursor.execute(statement)
+            cursor.execute(
+                f"INSERT INTO {_SOURCE_LOAD} (load_id, loaded_at) VALUES (?, SYSUTCDATETIME())", new_load_id()
+            )
             cursor.execute("COMMIT TRANSACTION")
         except (mssql_python.Error, RuntimeError, ValueError) as error:
             cursor.execute("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION")
@@ -641,6 +658,12 @@ class SqlServerWarehouse:
                 "SELECT TABLE_SCHEMA, TABLE_NAME FROM INFORMATION_SCHEMA.TABLES"
             ).rows
         }
+
+    def source_load(self) -> str | None:
+        if f"{SOURCE_LOAD_SCHEMA}.{SOURCE_LOAD_TABLE}" not in self._relations():
+            return None
+        rows = self.read_only_query(f"SELECT TOP 1 load_id FROM {_SOURCE_LOAD}").rows
+        return str(rows[0][0]) if rows else None
 
     def missing_source_tables(self) -> list[str]:
         present = self._relations()
