@@ -17,9 +17,10 @@ builds everything and says why:
   have rebuilt views from other code and left marts in the candidate that must not be published
   (the candidate is as that publish left it: emptied on DuckDB and PostgreSQL, views of the
   published tables on SQL Server); a crashed run may have done anything;
-- the source tables have the row counts that deployment recorded (unless the target reads them in
-  place: those move all the time, and the unchanged marts are then as fresh as the published
-  version, as dbt's `--defer` would have them);
+- the source tables are still the load that deployment built from: every load writes a new load id
+  in its own transaction, and each run records the one it read (the same row counts may hold
+  other rows). A target that reads its sources in place has no load: those move all the time, and
+  the unchanged marts are then as fresh as the published version, as dbt's `--defer` would have them;
 - dbt's version and the project's vars are the same (state:modified does not see a var change);
 - with `--state DIR`, DIR holds that deployment's manifest (its invocation id): DIR only says
   where the manifest is (e.g. downloaded by CI), never which version the marts come from.
