@@ -226,6 +226,8 @@ def test_a_load_killed_half_way_leaves_the_previous_tables_intact(settings: Sett
     good = generate_tables(0.02, seed=1)
     load_tables(settings, good, "good data")
     before = connect(settings).row_counts(list(good))
+    load_id = connect(settings).source_load()
+    assert load_id is not None
 
     loader = subprocess.Popen(
         [sys.executable, "-c", KILLED_LOADER, str(settings.duckdb_path)], stdout=subprocess.PIPE, text=True
@@ -237,3 +239,5 @@ def test_a_load_killed_half_way_leaves_the_previous_tables_intact(settings: Sett
     loader.wait(timeout=30)
 
     assert connect(settings).row_counts(list(good)) == before
+    # The load's id is part of its transaction: the killed load left the previous one.
+    assert connect(settings).source_load() == load_id

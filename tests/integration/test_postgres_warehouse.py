@@ -110,11 +110,13 @@ def test_load_is_exact(postgres_settings: Settings) -> None:
 def test_reload_replaces_every_table(postgres_settings: Settings) -> None:
     warehouse = connect(postgres_settings)
     warehouse.replace_source_tables(_tables(0.05, seed=1))
+    first_load = warehouse.source_load()
     newer = _tables(0.03, seed=2)
 
     warehouse.replace_source_tables(newer)
 
     assert warehouse.row_counts(NAMES) == {name: t.num_rows for name, t in newer.items()}
+    assert warehouse.source_load() not in (None, first_load)
     total = warehouse.read_only_query('SELECT sum("TotalDue") FROM "Sales"."SalesOrderHeader"').rows[0][0]
     assert total == pc.sum(newer["Sales.SalesOrderHeader"].column("TotalDue")).as_py()
 
@@ -124,6 +126,7 @@ def test_a_bad_row_in_the_third_table_changes_nothing(postgres_settings: Setting
     warehouse = connect(postgres_settings)
     warehouse.replace_source_tables(_tables(0.02, seed=1))
     before = _snapshot(warehouse)
+    load_id = warehouse.source_load()
 
     bad = _tables(0.04, seed=2)
     third = list(bad)[2]
@@ -141,6 +144,7 @@ def test_a_bad_row_in_the_third_table_changes_nothing(postgres_settings: Setting
 
     assert "\n" not in str(raised.value)
     assert _snapshot(warehouse) == before
+    assert warehouse.source_load() == load_id is not None
 
 
 def test_a_connection_killed_half_way_changes_nothing(postgres_settings: Settings) -> None:
