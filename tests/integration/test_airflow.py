@@ -426,6 +426,9 @@ def test_a_bad_row_fails_at_its_test_task_and_nothing_downstream_runs(background
         assert errors == ["assert_no_negative_revenue"]
         [test] = [node for node in record["nodes"] if node["name"] == "assert_no_negative_revenue"]
         assert (test["kind"], test["level"], test["status"]) == ("test", "error", "fail")
+        # The rows it found, kept for the incident report as `dataops run` keeps them.
+        sample = test["sample"]
+        assert sample is not None and sample["rows"] and not sample.get("unavailable"), sample
         assert [(stage["name"], stage["status"]) for stage in record["stages"]] == [
             ("freshness", "ok"),
             ("build", "failed"),

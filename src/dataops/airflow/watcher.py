@@ -28,7 +28,7 @@ from cosmos.operators.local import DbtLocalBaseOperator
 from cosmos.operators.watcher import DbtProducerWatcherOperator, _StdoutFilter
 
 from dataops.airflow.recording import PipelineRun, StageReport, holding_target, recorded_stage
-from dataops.core.config import load_settings
+from dataops.core.config import Settings, load_settings
 from dataops.core.errors import DataOpsError
 
 # Events handed to Cosmos's parser: a node's end (status, compiled SQL, test aggregation), the
@@ -42,17 +42,19 @@ class ReportingProducer(DbtProducerWatcherOperator):
     """One `dbt build` for the whole project, as Cosmos's producer, with lean reporting."""
 
     _build: StageReport | None = None
+    _settings: Settings | None = None
 
     def execute(self, context: Any, **kwargs: Any) -> Any:
         # Cosmos runs gc.collect() after dbt; without a freeze it walks every object Airflow and
         # dbt's imports made (0.5 s here), not only the build's.
         gc.freeze()
         run, settings = PipelineRun.of(context["dag_run"]), load_settings()
+        self._settings = settings
         try:
             with holding_target(run, settings), recorded_stage(run, settings, "build") as self._build:
                 return super().execute(context, **kwargs)
         finally:
-            self._build = None
+            self._build, self._settings = None, None
             gc.unfreeze()
 
     def run_dbt_runner(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any) -> Any:
@@ -86,8 +88,14 @@ class ReportingProducer(DbtProducerWatcherOperator):
         # Imported here: DAG files import this module, and dbt's artifacts are slow to import.
         from dataops.core.findings import errors_in
         from dataops.project.results import build_detail, interpret_build
+        from dataops.project.samples import with_samples
+        from dataops.warehouse import release_dbt_connections
 
         counts, findings, nodes = interpret_build(result)
+        if self._build is not None and self._settings is not None:
+            # The failing tests' rows, as `dataops run` keeps them; dbt's connection is done with.
+            release_dbt_connections(self._settings)
+            nodes = with_samples(self._settings, result, nodes)
         if self._build is not None:
             self._build.nodes, self._build.findings, self._build.detail = nodes, findings, build_detail(counts)
         if result.exception is not None:
