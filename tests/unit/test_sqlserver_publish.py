@@ -169,6 +169,20 @@ def test_drop_version_drops_its_objects_then_its_schema_never_the_published_one(
     _clean(script)
 
 
+def test_an_incremental_build_starts_from_table_copies_of_the_published_version() -> None:
+    script = ss.incremental_copy_script("marts", "marts__candidate", 4, ["fct_orders", "customer_analytics"])
+    statements = script.statements
+    begin = _assert_one_transaction(statements)
+    assert script.atomic
+    for mart in ("fct_orders", "customer_analytics"):
+        # The view publishing left in the candidate (or a failed run's table) goes, then the copy.
+        view = _index(statements, f"DROP VIEW IF EXISTS [marts__candidate].[{mart}]")
+        table = _index(statements, f"DROP TABLE IF EXISTS [marts__candidate].[{mart}]")
+        copy = _index(statements, f"SELECT * INTO [marts__candidate].[{mart}] FROM [marts__v4].[{mart}]")
+        assert begin < view < table < copy
+    _clean(script)
+
+
 @pytest.mark.parametrize(("wait", "timeout"), [(False, 0), (True, -1)])
 def test_the_lock_is_an_exclusive_session_applock_on_the_database(wait: bool, timeout: int) -> None:
     script = ss.lock_script(ss.lock_resource("AdventureWorks"), wait)

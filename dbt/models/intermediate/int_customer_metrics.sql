@@ -10,7 +10,9 @@ customer_orders as (
         min(order_date) as first_order_date,
         max(order_date) as last_order_date,
         count(*) as order_count,
-        sum(total_due) as lifetime_value
+        sum(total_due) as lifetime_value,
+        -- When the customer's orders last changed: what an incremental customer_analytics keys on.
+        max(modified_at) as orders_modified_at
     from orders
     group by customer_id
 )

@@ -18,6 +18,7 @@ ranked_emails as (
     select
         person_id,
         email_address,
+        modified_at,
         row_number() over (partition by person_id order by email_address_id) as email_rank
     from {{ ref('stg_email_addresses') }}
 ),
@@ -25,7 +26,8 @@ ranked_emails as (
 primary_emails as (
     select
         person_id,
-        email_address
+        email_address,
+        modified_at
     from ranked_emails
     where email_rank = 1
 ),
@@ -41,7 +43,11 @@ profiles as (
         coalesce(stores.store_name, people.full_name) as customer_name,
         people.full_name as contact_name,
         primary_emails.email_address as email,
-        customers.modified_at
+        customers.modified_at,
+        -- When any row this profile is made of last changed (the customer, its person, store or
+        -- e-mail): what an incremental customer_analytics keys on.
+        {{ later_of(later_of(later_of('customers.modified_at', 'people.modified_at'), 'stores.modified_at'),
+            'primary_emails.modified_at') }} as profile_modified_at
     from customers
     left join people on customers.person_id = people.person_id
     left join stores on customers.store_id = stores.store_id

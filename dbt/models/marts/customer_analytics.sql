@@ -1,3 +1,14 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='customer_id',
+        incremental_strategy=('merge' if target.type == 'sqlserver' else 'delete+insert'),
+        on_schema_change='fail'
+    )
+}}
+-- Incremental: a customer is recomputed when its profile (customer, person, store, e-mail) or one
+-- of its orders changed since the cutoff (macros/incremental.sql); every other row is kept as the
+-- version it merges into has it. `modified_at` is the latest of those changes.
 with profiles as (
     select * from {{ ref('int_customer_profiles') }}
 ),
@@ -5,6 +16,16 @@ with profiles as (
 metrics as (
     select * from {{ ref('int_customer_metrics') }}
 ),
+
+{% if is_incremental() %}
+    changed_customers as (
+        select profiles.customer_id from profiles
+        where profiles.profile_modified_at >= {{ incremental_cutoff() }}
+        union
+        select metrics.customer_id from metrics
+        where metrics.orders_modified_at >= {{ incremental_cutoff() }}
+    ),
+{% endif %}
 
 joined as (
     select
@@ -20,9 +41,13 @@ joined as (
         metrics.last_order_date,
         coalesce(metrics.order_count, 0) as order_count,
         -- A customer who never ordered is worth exactly nothing so far, not "unknown".
-        coalesce(metrics.lifetime_value, 0) as lifetime_value
+        coalesce(metrics.lifetime_value, 0) as lifetime_value,
+        {{ later_of('profiles.profile_modified_at', 'metrics.orders_modified_at') }} as modified_at
     from profiles
     left join metrics on profiles.customer_id = metrics.customer_id
+    {% if is_incremental() %}
+        where profiles.customer_id in (select changed_customers.customer_id from changed_customers)
+    {% endif %}
 ),
 
 segmented as (

@@ -207,9 +207,21 @@ def run(
         bool, typer.Option("--allow-breaking", help="Publish even if a mart's column was dropped or retyped.")
     ] = False,
     wait: WaitOption = False,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Rebuild every row of the incremental marts instead of merging what changed into "
+            "the published version's.",
+        ),
+    ] = False,
 ) -> None:
     """The main job: load (if needed), freshness, dbt build with all tests into the candidate, quality
     checks, docs, smoke checks and publish, summary.
+
+    The incremental marts (fct_orders, fct_order_lines, customer_analytics) merge the rows whose
+    source changed since the published version was built (less a lookback) into a copy of it;
+    --full-refresh rebuilds them whole, as the first run does.
 
     The marts are published (all at once, atomically) only when no check failed; otherwise consumers
     keep the version published before, and the summary names the checks that stopped it. A run with
@@ -236,6 +248,7 @@ def run(
         quality=quality,
         allow_breaking=allow_breaking,
         wait=wait,
+        full_refresh=full_refresh,
     )
     with render.ProgressReporter(console) as reporter:
         summary = Pipeline(settings, reporter, quality_worker=worker).run(options)

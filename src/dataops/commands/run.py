@@ -36,6 +36,7 @@ from dataops.project.results import (
 from dataops.project.runner import DbtProject
 from dataops.project.samples import with_samples
 from dataops.publish.audit import marts_of
+from dataops.publish.incremental import plan_incremental
 from dataops.publish.lock import hold_target
 from dataops.publish.versions import publish_candidate
 from dataops.warehouse import LockHolder, connect
@@ -105,6 +106,9 @@ class RunOptions:
     kind: str = "run"
     run_id: str | None = None
     slim: SlimBuild | None = None
+    # Rebuild every row of the incremental marts, rather than merge what changed into the
+    # published version's (publish/incremental.py).
+    full_refresh: bool = False
 
 
 def parse_detail(manifest: Manifest) -> str:
@@ -213,7 +217,7 @@ class Pipeline:
             ("load", lambda s: self._load(s, options)),
             *([("parse", self._parse)] if self.project.manifest is None else []),
             ("freshness", self._freshness),
-            ("build", lambda s: self._build(s, options.select, options.slim)),
+            ("build", lambda s: self._build(s, options.select, options.slim, self._full_refresh(options))),
         ]
         if options.quality:
             if self._quality_worker is None:
@@ -300,13 +304,17 @@ class Pipeline:
         summary.findings.extend(findings)
         return stage_status(findings), freshness_detail(outcomes)
 
-    def _build(self, summary: RunSummary, select: list[str], slim: SlimBuild | None = None) -> tuple[StageStatus, str]:
+    def _build(
+        self, summary: RunSummary, select: list[str], slim: SlimBuild | None = None, full_refresh: bool = False
+    ) -> tuple[StageStatus, str]:
         # Which load of the sources this build reads: the run holds the target, so it stays that one.
         summary.source_load = connect(self.settings).source_load()
         if slim is not None:
-            return self._slim_build(summary, slim)
-        copied = self._fill_candidate() if select else []
-        result = self.project.build(select or None)
+            return self._slim_build(summary, slim, full_refresh)
+        if not select:
+            return self._whole_build(summary, full_refresh)
+        copied = self._fill_candidate()
+        result = self.project.build(select, full_refresh=full_refresh)
         counts, findings, nodes = interpret_build(result)
         summary.counts = counts
         summary.findings.extend(findings)
@@ -316,6 +324,29 @@ class Pipeline:
             detail += f"; first copied from the published version, missing in the candidate: {', '.join(copied)}"
         return stage_status(findings), detail
 
+    @staticmethod
+    def _full_refresh(options: RunOptions) -> bool:
+        """A deploy's full build rebuilds every row: it may bring new SQL for an incremental mart,
+        and merging that into rows the old SQL built would mix the two."""
+        return options.full_refresh or (options.kind == "deploy" and options.slim is None)
+
+    def _whole_build(self, summary: RunSummary, full_refresh: bool) -> tuple[StageStatus, str]:
+        """Every model: the incremental marts merged into a copy of the published version's, or,
+        without one to start from (or with --full-refresh), every row rebuilt."""
+        assert self.project.manifest is not None
+        incremental = [m.name for m in marts_of(self.project.manifest, self.settings) if m.incremental]
+        warehouse = connect(self.settings)
+        plan = plan_incremental(self.settings, warehouse, incremental, full_refresh)
+        if plan.incremental:
+            warehouse.prepare_incremental(self.settings.candidate_schema, plan.marts)
+        # A full build refreshes: what a failed run left in the candidate is never merged into.
+        result = self.project.build(full_refresh=not plan.incremental, run_vars=plan.dbt_vars())
+        counts, findings, nodes = interpret_build(result)
+        summary.counts = counts
+        summary.findings.extend(findings)
+        summary.nodes.extend(with_samples(self.settings, result, nodes))
+        return stage_status(findings), f"{build_detail(counts)}; {plan.describe()}"
+
     def _fill_candidate(self, leave_out: frozenset[str] = frozenset()) -> list[str]:
         """A partial build's tests and the quality suites read the marts it does not rebuild: in a
         candidate that publishing emptied, those are the published version's."""
@@ -323,11 +354,11 @@ class Pipeline:
         marts = [mart.name for mart in marts_of(self.project.manifest, self.settings) if mart.name not in leave_out]
         return connect(self.settings).fill_candidate(self.settings.candidate_schema, marts)
 
-    def _slim_build(self, summary: RunSummary, slim: SlimBuild) -> tuple[StageStatus, str]:
+    def _slim_build(self, summary: RunSummary, slim: SlimBuild, full_refresh: bool = False) -> tuple[StageStatus, str]:
         if slim.confirm is not None:
             slim.confirm()
         copied = self._fill_candidate(leave_out=slim.rebuilt_marts)
-        result = self.project.build(["state:modified+"], state=slim.state_dir)
+        result = self.project.build(["state:modified+"], state=slim.state_dir, full_refresh=full_refresh)
         counts, findings, nodes = interpret_build(result)
         # Only what dbt did not build again is still the published copy.
         self._copied_marts = frozenset(copied) - {n.name for n in nodes if n.kind == "model"}

@@ -129,16 +129,28 @@ class DbtProject:
         self._require_manifest()
         return self._invoke(["source", "freshness"])
 
-    def build(self, select: list[str] | None = None, state: Path | None = None) -> dbtRunnerResult:
+    def build(
+        self,
+        select: list[str] | None = None,
+        state: Path | None = None,
+        *,
+        full_refresh: bool = False,
+        run_vars: dict[str, Any] | None = None,
+    ) -> dbtRunnerResult:
         """`dbt build`. A selection criterion that matches nothing is a usage error, raised while
         dbt selects and before it builds anything: dbt itself only warns, then builds nothing and
-        succeeds. `state`: the folder of the manifest that `state:` selectors compare with."""
+        succeeds. `state`: the folder of the manifest that `state:` selectors compare with.
+        `full_refresh`: incremental models rebuild every row. `run_vars`: vars of this build only,
+        read when the SQL runs (the parsed manifest stays as it was, so nothing is parsed again)."""
         self._require_manifest()
+        extra = [*(["--full-refresh"] if full_refresh else []), *self._run_vars_args(run_vars)]
         if not select:
-            return self._invoke(["build"])
+            return self._invoke(["build"], *extra)
         strict = json.dumps({"error": ["NoNodesForSelectionCriteria"]})
         try:
-            return self._invoke(["build"], "--select", *select, "--warn-error-options", strict, *_state_args(state))
+            return self._invoke(
+                ["build"], "--select", *select, "--warn-error-options", strict, *_state_args(state), *extra
+            )
         except DataOpsError as error:
             unmatched = _UNMATCHED_SELECTION.search(str(error))
             if unmatched is None:
@@ -147,6 +159,10 @@ class DbtProject:
                 f"--select {' '.join(select)}: {unmatched.group(0)}; nothing was built "
                 "(list the project's nodes with `dbt ls`)"
             ) from error
+
+    def _run_vars_args(self, run_vars: dict[str, Any] | None) -> list[str]:
+        # A second --vars replaces the first: it carries the project's vars too.
+        return ["--vars", json.dumps({**self.vars, **run_vars})] if run_vars else []
 
     def selected(self, select: list[str], state: Path | None = None, resource_type: str = "model") -> list[str]:
         """The unique ids of the nodes of `resource_type` that `dbt ls --select` picks (e.g.

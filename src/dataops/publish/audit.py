@@ -30,6 +30,8 @@ class Mart:
 
     name: str
     key: tuple[str, ...] = ()
+    # Built incrementally: merged into a copy of the published version's (publish/incremental.py).
+    incremental: bool = False
 
 
 def _field(node: Any, name: str) -> Any:
@@ -53,7 +55,8 @@ def marts_of(manifest: Any, settings: Settings) -> list[Mart]:
             and _field(node, "schema") == settings.candidate_schema
             and materialized != "ephemeral"
         ):
-            marts.append(Mart(_field(node, "alias") or _field(node, "name"), keys.get(unique_id, ())))
+            name = _field(node, "alias") or _field(node, "name")
+            marts.append(Mart(name, keys.get(unique_id, ()), materialized == "incremental"))
     return sorted(marts, key=lambda mart: mart.name)
 
 

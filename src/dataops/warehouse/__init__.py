@@ -211,6 +211,11 @@ class Warehouse(Protocol):
         from the published version, so that the build's tests and the quality suites read whole
         marts. Returns those copied; none when nothing is published."""
 
+    def prepare_incremental(self, candidate_schema: str, marts: Sequence[str]) -> None:
+        """Before an incremental build: the candidate holds the published version's copy of each
+        of `marts` (replacing whatever a failed run left there), for dbt to merge into. The
+        published version is never written; each engine copies in the cheapest way it has."""
+
 
 def release_dbt_connections(settings: Settings) -> None:
     """Let go of what a dbt adapter keeps open in this process once its command has finished,

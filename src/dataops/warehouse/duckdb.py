@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -646,6 +647,30 @@ class DuckDBWarehouse:
             ) from error
         finally:
             connection.close()
+
+    def prepare_incremental(self, candidate_schema: str, marts: Sequence[str]) -> None:
+        """A copy of the published version's file becomes the candidate: one file copy (the
+        kernel's copy_file_range, a reflink where the file system has them), cheaper than
+        rewriting its tables row by row. dbt then merges into the incremental marts, rebuilds the
+        others in place, and publishing completes the copy as a version of its own."""
+        self._reconcile()
+        number = self._published_number()
+        if number is None:
+            raise DataOpsError("an incremental build needs a published version to start from: run a full one first")
+        self._close_audit()  # the candidate is about to be replaced
+        staged = self.candidate_path.with_name(f".{self.candidate_path.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(self._version_path(number), staged)
+            # A WAL beside the old candidate belongs to it, not to the copy.
+            with contextlib.suppress(FileNotFoundError):
+                self.candidate_path.with_name(f"{self.candidate_path.name}.wal").unlink()
+            os.replace(staged, self.candidate_path)
+        except OSError as error:
+            with contextlib.suppress(FileNotFoundError):
+                staged.unlink()
+            raise DataOpsError(
+                f"copying the published version v{number} into the candidate {self.candidate_path} failed: {error}"
+            ) from error
 
     def switch_to(self, number: int, grant_to: str | None = None) -> Version:
         self._reconcile()

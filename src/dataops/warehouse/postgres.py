@@ -689,6 +689,17 @@ class PostgresWarehouse:
         return self._swap(f"publishing {candidate_schema}", change, grant_to)
 
     def fill_candidate(self, candidate_schema: str, marts: Sequence[str]) -> list[str]:
+        return self._copy_published(candidate_schema, marts, replace=False)
+
+    def prepare_incremental(self, candidate_schema: str, marts: Sequence[str]) -> None:
+        """A copy of each published mart, by CREATE TABLE AS in one transaction: PostgreSQL has no
+        cheaper clone of a table, and a version's tables are its own (dropping it drops them)."""
+        if not self._copy_published(candidate_schema, marts, replace=True):
+            raise DataOpsError("an incremental build needs a published version to start from: run a full one first")
+
+    def _copy_published(self, candidate_schema: str, marts: Sequence[str], replace: bool) -> list[str]:
+        """Each of `marts` the candidate lacks (all of them when `replace`: what a failed run
+        left goes first) copied from the published version; the marts copied."""
         connection = self._connect()
         try:
             try:
@@ -697,7 +708,9 @@ class PostgresWarehouse:
                     if published is None:
                         return []
                     cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(candidate_schema)}")
-                    missing = self._missing_in(cursor, candidate_schema, marts)
+                    for mart in marts if replace else ():
+                        cursor.execute(f"DROP TABLE IF EXISTS {_quote(candidate_schema)}.{_quote(mart)}")
+                    missing = list(marts) if replace else self._missing_in(cursor, candidate_schema, marts)
                     for mart in missing:
                         cursor.execute(
                             f"CREATE TABLE {_quote(candidate_schema)}.{_quote(mart)} AS "

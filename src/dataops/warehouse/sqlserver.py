@@ -313,6 +313,29 @@ def switch_script(
     return Script(f"switch to {version}", _transaction(statements, lock_timeout_ms), atomic=True)
 
 
+def incremental_copy_script(
+    consumer_schema: str,
+    candidate_schema: str,
+    number: int,
+    marts: Sequence[str],
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+) -> Script:
+    """Before an incremental build: each of `marts` in the candidate becomes a table copy of
+    version `number`'s (SELECT INTO, minimally logged where the recovery model allows), in place
+    of the view publishing left there or what a failed run built; in one transaction. dbt merges
+    into a table only: over a view it would rebuild every row."""
+    version = version_schema(consumer_schema, number)
+    statements = [
+        f"IF SCHEMA_ID({_literal(candidate_schema)}) IS NULL {_dynamic(f'CREATE SCHEMA {_quote(candidate_schema)}')}"
+    ]
+    for mart in marts:
+        built = _name(candidate_schema, mart)
+        statements.append(f"DROP VIEW IF EXISTS {built}")
+        statements.append(f"DROP TABLE IF EXISTS {built}")
+        statements.append(f"SELECT * INTO {built} FROM {_name(version, mart)}")
+    return Script(f"copy {version} into {candidate_schema}", _transaction(statements, lock_timeout_ms), atomic=True)
+
+
 def drop_version_script(
     consumer_schema: str,
     number: int,
@@ -493,6 +516,7 @@ def publishing_scripts(
         ),
         switch_script(consumer_schema, 1, marts, at, retired, grant_to),
         drop_version_script(consumer_schema, 1, marts),
+        incremental_copy_script(consumer_schema, candidate_schema, 1, marts),
     ]
     reads = [
         ("lock holder", lock_holder_query(resource)),
@@ -916,6 +940,23 @@ class SqlServerWarehouse:
         # Nothing to copy: publishing leaves in the candidate a view of each table it moved into
         # the version (publish_script), so the candidate already shows every published mart.
         return []
+
+    def prepare_incremental(self, candidate_schema: str, marts: Sequence[str]) -> None:
+        import mssql_python
+
+        number = self._published_number()
+        if number is None:
+            raise DataOpsError("an incremental build needs a published version to start from: run a full one first")
+        connection = self._connect(autocommit=True)
+        cursor = connection.cursor()
+        try:
+            self._run(cursor, incremental_copy_script(self.consumer_schema, candidate_schema, number, marts))
+        except mssql_python.Error as error:
+            with contextlib.suppress(mssql_python.Error):
+                cursor.execute("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION")
+            raise self._error(f"copying v{number} into {candidate_schema} for an incremental build", error) from error
+        finally:
+            connection.close()
 
     def switch_to(self, number: int, grant_to: str | None = None) -> Version:
         kept = {version.number: version for version in self.versions()}

@@ -1,0 +1,78 @@
+"""Incremental builds through the same write-audit-publish path as full ones.
+
+An incremental mart (`materialized: incremental`) merges into its previous state the rows whose
+source changed since that state was built. Its previous state is the published version's: before
+the build the warehouse puts a copy of it into the candidate (each engine in the cheapest way it
+has; a failed run's leftovers are replaced), and dbt merges into that copy, which is audited and
+published whole like any candidate. The published version itself is never written, so a reader
+never sees a half-merged mart and the version before stays for rollback.
+
+Where the merge starts is the published version's watermark, the newest `modified_at` of its
+incremental marts (the oldest of those, if they differ), less the project's lookback; dbt gets it
+as the var `dataops_incremental_from`, read by the models and by the data tests that check the
+changed rows only (dbt/macros/incremental.sql). Without a published version to start from, or one
+built before its marts had a watermark, the build is a full refresh."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dataops.core.config import Settings
+from dataops.core.errors import DataOpsError
+from dataops.warehouse import Warehouse
+
+WATERMARK_COLUMN = "modified_at"
+WATERMARK_VAR = "dataops_incremental_from"
+
+
+@dataclass(frozen=True)
+class IncrementalPlan:
+    """How the next build goes: incremental from `watermark` (the marts copied from the published
+    version), or a full refresh, and why."""
+
+    marts: tuple[str, ...]
+    watermark: datetime | None
+    reason: str
+
+    @property
+    def incremental(self) -> bool:
+        return self.watermark is not None
+
+    def dbt_vars(self) -> dict[str, Any]:
+        return {WATERMARK_VAR: self.watermark.isoformat(sep=" ")} if self.watermark is not None else {}
+
+    def describe(self) -> str:
+        if self.watermark is None:
+            return f"full refresh ({self.reason})"
+        return f"incremental from {self.watermark:%Y-%m-%d %H:%M:%S} ({self.reason})"
+
+
+def plan_incremental(settings: Settings, warehouse: Warehouse, marts: list[str], full_refresh: bool) -> IncrementalPlan:
+    """Incremental when asked for (not `full_refresh`), when there are incremental marts and when
+    the published version has each of them with its watermark column."""
+    if full_refresh:
+        return IncrementalPlan(tuple(marts), None, "--full-refresh")
+    if not marts:
+        return IncrementalPlan((), None, "no incremental mart")
+    published = warehouse.columns(settings.consumer_schema, marts, published=True)
+    if not published:
+        return IncrementalPlan(tuple(marts), None, "nothing published to start from")
+    lacking = [m for m in marts if WATERMARK_COLUMN not in {c.name.lower() for c in published.get(m, [])}]
+    if lacking:
+        return IncrementalPlan(
+            tuple(marts), None, f"the published {', '.join(lacking)} has no {WATERMARK_COLUMN} to start from"
+        )
+    watermarks = [_watermark(settings, warehouse, mart) for mart in marts]
+    if any(w is None for w in watermarks):
+        return IncrementalPlan(tuple(marts), None, "a published incremental mart is empty")
+    return IncrementalPlan(tuple(marts), min(w for w in watermarks if w is not None), "the published version")
+
+
+def _watermark(settings: Settings, warehouse: Warehouse, mart: str) -> datetime | None:
+    result = warehouse.read_only_query(f"SELECT MAX({WATERMARK_COLUMN}) FROM {settings.consumer_schema}.{mart}")
+    value = result.rows[0][0] if result.rows else None
+    if value is not None and not isinstance(value, datetime):
+        raise DataOpsError(f"the watermark of {settings.consumer_schema}.{mart} is no timestamp: {value!r}")
+    return value
