@@ -80,3 +80,15 @@ def test_the_next_day_of_a_folder_that_is_not_there_names_it(env: dict[str, str]
     result = dataops("generate", "--append", "1", "--from", str(tmp_path / "nowhere"), env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "nowhere" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_next_day_of_a_csv_folder_is_csv_and_loads(env: dict[str, str], tmp_path: Path) -> None:
+    data = tmp_path / "csv-day"
+    day_0 = (datetime.now(UTC).replace(tzinfo=None, microsecond=0) - timedelta(hours=2)).isoformat(sep=" ")
+    generated = dataops("generate", "--scale", "0.02", "--format", "csv", "--as-of", day_0, "--out", str(data), env=env)
+    assert generated.returncode == 0, generated.stderr
+    day_1 = dataops("generate", "--append", "5", "--out", str(data), env=env)
+    assert day_1.returncode == 0, day_1.stderr
+    assert {path.suffix for path in data.iterdir()} == {".csv"} and len(list(data.iterdir())) == 10
+    loaded = dataops("load", "--from", str(data), env=env)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr

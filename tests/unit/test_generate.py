@@ -567,3 +567,16 @@ def test_an_unwritable_output_directory_is_a_clear_error(tables: dict[str, pa.Ta
     blocker.write_text("not a directory")
     with pytest.raises(DataOpsError, match="output directory"):
         write_tables(tables, blocker / "out")
+
+
+def test_a_write_that_fails_half_way_leaves_the_folder_as_it_was(tables: dict[str, pa.Table], tmp_path: Path) -> None:
+    """Nothing is renamed into place before every file is written: a failure on the third table
+    (here an object that is no table, as a full disk would fail it) keeps the first day whole."""
+    write_tables(tables, tmp_path, "csv")
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    names = list(tables)
+    broken: dict[str, pa.Table] = {names[0]: tables[names[0]].slice(0, 1), names[1]: tables[names[1]].slice(0, 1)}
+    broken[names[2]] = "not a table"  # type: ignore[assignment]
+    with pytest.raises(AttributeError):
+        write_tables(broken, tmp_path, "csv")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before

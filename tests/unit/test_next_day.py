@@ -169,6 +169,8 @@ def test_the_new_orders_are_of_the_day_for_old_and_new_customers(con: duckdb.Duc
     new_orders = "new_salesorderheader where SalesOrderID > (select max(SalesOrderID) from old_salesorderheader)"
     newest = "(select max(ModifiedDate) from old_salesorderheader)"
     assert _one(con, f"select count(*) from {new_orders} and not (ModifiedDate > {newest} and ShipDate is null)") == 0
+    # Not shipped yet, so in process (status 1), never "shipped" (5) without a ship date.
+    assert _one(con, f"select count(*) from {new_orders} and Status <> 1") == 0
     assert _one(con, f"select max(ModifiedDate) from {new_orders}") == DAY_1
     assert _one(con, f"select count(*) from {new_orders} and OrderDate <> date_trunc('day', ModifiedDate)") == 0
     old, new, online, reseller = con.execute(

@@ -104,7 +104,12 @@ def generate(
     out: Annotated[Path, typer.Option(help="Folder to write Schema.Table files into.")] = PROJECT_ROOT
     / "data"
     / "generated",
-    file_format: Annotated[FileFormat, typer.Option("--format")] = FileFormat.parquet,
+    file_format: Annotated[
+        FileFormat | None,
+        typer.Option(
+            "--format", help="parquet or csv; default parquet, and with --append the format of the --from files."
+        ),
+    ] = None,
     as_of: Annotated[
         datetime | None,
         typer.Option(help="Newest timestamp in the data (UTC); default now. Fix it for identical bytes."),
@@ -136,10 +141,11 @@ def generate(
 ) -> None:
     """Write synthetic AdventureWorks source data (ten OLTP tables), optionally with faults; or,
     with --append, the next day of existing data."""
+    from dataops.sources.contract import SOURCE_TABLES
     from dataops.sources.faults import FAULTS
     from dataops.sources.faults import inject as inject_faults
     from dataops.sources.generate import generate_tables, next_day, write_tables
-    from dataops.sources.readers import read_source_folder
+    from dataops.sources.readers import find_source_file, read_source_folder
 
     if list_faults:
         render.fault_list(console, list(FAULTS.values()))
@@ -152,13 +158,16 @@ def generate(
     if append is None:
         with console.status(f"Generating scale {scale or 1.0:g} ..."):
             tables = inject_faults(generate_tables(scale or 1.0, seed=seed, as_of=as_of), faults, seed=seed)
-            paths = write_tables(tables, out, file_format.value)
+            paths = write_tables(tables, out, (file_format or FileFormat.parquet).value)
     else:
         source = from_dir or out
         with console.status(f"Generating the next day of {source} ..."):
             today = read_source_folder(source)
             tables = inject_faults(next_day(today, append, update, seed=seed, as_of=as_of), faults, seed=seed)
-            paths = write_tables(tables, out, file_format.value)
+            # One format per folder: the next day in place of a csv day is csv again.
+            kept = find_source_file(source, SOURCE_TABLES[0]).suffix.lstrip(".").lower()
+            written = file_format.value if file_format else (kept if kept in ("csv", "parquet") else "parquet")
+            paths = write_tables(tables, out, written)
         added = tables["Sales.SalesOrderHeader"].num_rows - today["Sales.SalesOrderHeader"].num_rows
         console.print(f"The next day of {source}: {added:,} new orders, {update:g}% of the old ones changed")
     title = f"Wrote {len(paths)} files to {out}"

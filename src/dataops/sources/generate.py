@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -374,9 +374,11 @@ def write_tables(tables: dict[str, pa.Table], out_dir: Path, file_format: str = 
 
     CSV follows the layout of the reference AdventureWorks files: UTF-8, a header row, commas,
     CRLF line ends, RFC 4180 quoting only where needed, NULL as an empty field, datetimes as
-    `YYYY-MM-DD HH:MM:SS.fff`, decimals with their full scale and bits as 0/1. Each file is
-    written to a temporary file in `out_dir` and renamed into place, so a reader never sees a
-    half-written file. The output bytes depend only on the tables.
+    `YYYY-MM-DD HH:MM:SS.fff`, decimals with their full scale and bits as 0/1. Every file is
+    written to a temporary file in `out_dir` first, and only once all of them are written are they
+    renamed into place: a reader never sees a half-written file, and a write that fails (a full
+    disk) leaves the folder as it was, not one table of the new data beside nine of the old. The
+    output bytes depend only on the tables.
     """
     fmt = file_format.lower() if isinstance(file_format, str) else file_format
     if fmt not in FILE_FORMATS:
@@ -386,17 +388,29 @@ def write_tables(tables: dict[str, pa.Table], out_dir: Path, file_format: str = 
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataOpsError(f"Cannot create the output directory {out_dir}: {exc}") from exc
-    paths: list[Path] = []
-    for name, table in tables.items():
+    for name in tables:
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise DataOpsError(f"Cannot write a table named {name!r}: use `Schema.Table`.")
-        path = out_dir / f"{name}.{fmt}"
-        if fmt == "parquet":
-            _atomic_write(path, lambda tmp, t=table: pq.write_table(t, tmp, compression="snappy"))
-        else:
-            _atomic_write(path, lambda tmp, t=table: _write_csv(t, tmp))
-        paths.append(path)
-    return paths
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, table in tables.items():
+            path = out_dir / f"{name}.{fmt}"
+            tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
+            staged.append((tmp, path))
+            if fmt == "parquet":
+                pq.write_table(table, tmp, compression="snappy")
+            else:
+                _write_csv(table, tmp)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise DataOpsError(
+            f"Cannot write {staged[-1][1]}: {exc.strerror or exc}; {out_dir} was left as it was"
+        ) from exc
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return [path for _, path in staged]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1507,6 +1521,7 @@ def _new_orders(
         OrderDate=_timestamp(order_date),
         DueDate=_timestamp(order_date + 12 * _DAY),
         ShipDate=pa.nulls(n_new, pa.timestamp("ms")),
+        Status=_int16(_full(n_new, 1)),  # 1: in process, as an order with no ship date yet is
         ModifiedDate=_timestamp(placed),
     )
     order_lines = _with_columns(order_lines, ModifiedDate=_timestamp(line_placed))
@@ -1554,23 +1569,6 @@ def _new_customers(
 # ---------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp_path)` for a temporary file next to `path`, then rename it into place.
-
-    The temporary name is unique per process and call, and the file gets the usual permissions
-    (unlike `tempfile.mkstemp`, which makes it private to the owner)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataOpsError(f"Cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _csv_field(column: pa.ChunkedArray) -> pa.ChunkedArray:
