@@ -217,7 +217,7 @@ class Pipeline:
             ("load", lambda s: self._load(s, options)),
             *([("parse", self._parse)] if self.project.manifest is None else []),
             ("freshness", self._freshness),
-            ("build", lambda s: self._build(s, options.select, options.slim, self._full_refresh(options))),
+            ("build", lambda s: self._build(s, options.select, options.slim, self._full_refresh_reason(options))),
         ]
         if options.quality:
             if self._quality_worker is None:
@@ -305,16 +305,17 @@ class Pipeline:
         return stage_status(findings), freshness_detail(outcomes)
 
     def _build(
-        self, summary: RunSummary, select: list[str], slim: SlimBuild | None = None, full_refresh: bool = False
+        self, summary: RunSummary, select: list[str], slim: SlimBuild | None = None, full_refresh: str | None = None
     ) -> tuple[StageStatus, str]:
+        """`full_refresh`: why every row of the incremental marts is rebuilt, if it is."""
         # Which load of the sources this build reads: the run holds the target, so it stays that one.
         summary.source_load = connect(self.settings).source_load()
         if slim is not None:
-            return self._slim_build(summary, slim, full_refresh)
+            return self._slim_build(summary, slim, full_refresh is not None)
         if not select:
             return self._whole_build(summary, full_refresh)
         copied = self._fill_candidate()
-        result = self.project.build(select, full_refresh=full_refresh)
+        result = self.project.build(select, full_refresh=full_refresh is not None)
         counts, findings, nodes = interpret_build(result)
         summary.counts = counts
         summary.findings.extend(findings)
@@ -325,18 +326,27 @@ class Pipeline:
         return stage_status(findings), detail
 
     @staticmethod
-    def _full_refresh(options: RunOptions) -> bool:
-        """A deploy's full build rebuilds every row: it may bring new SQL for an incremental mart,
-        and merging that into rows the old SQL built would mix the two."""
-        return options.full_refresh or (options.kind == "deploy" and options.slim is None)
+    def _full_refresh_reason(options: RunOptions) -> str | None:
+        """Why this run rebuilds every row of the incremental marts; None: it merges what changed."""
+        if options.full_refresh:
+            return "--full-refresh"
+        if options.kind == "deploy" and options.slim is None:
+            # It may bring new SQL for an incremental mart: merged into rows the old SQL built,
+            # the two would mix.
+            return "a deploy's full build"
+        if options.data_dir is not None or options.scale is not None:
+            # Sources the run loads itself are a snapshot of their own, not known to continue the
+            # published version's (a next day loaded with `dataops load` is merged).
+            return "the run loaded its own sources (--data or --scale)"
+        return None
 
-    def _whole_build(self, summary: RunSummary, full_refresh: bool) -> tuple[StageStatus, str]:
+    def _whole_build(self, summary: RunSummary, full_refresh: str | None) -> tuple[StageStatus, str]:
         """Every model: the incremental marts merged into a copy of the published version's, or,
         without one to start from (or with --full-refresh), every row rebuilt."""
         assert self.project.manifest is not None
         incremental = [m.name for m in marts_of(self.project.manifest, self.settings) if m.incremental]
         warehouse = connect(self.settings)
-        plan = plan_incremental(self.settings, warehouse, incremental, full_refresh)
+        plan = plan_incremental(self.settings, warehouse, incremental, full_refresh=full_refresh)
         if plan.incremental:
             warehouse.prepare_incremental(self.settings.candidate_schema, plan.marts)
         # A full build refreshes: what a failed run left in the candidate is never merged into.

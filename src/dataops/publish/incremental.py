@@ -49,11 +49,13 @@ class IncrementalPlan:
         return f"incremental from {self.watermark:%Y-%m-%d %H:%M:%S} ({self.reason})"
 
 
-def plan_incremental(settings: Settings, warehouse: Warehouse, marts: list[str], full_refresh: bool) -> IncrementalPlan:
-    """Incremental when asked for (not `full_refresh`), when there are incremental marts and when
-    the published version has each of them with its watermark column."""
-    if full_refresh:
-        return IncrementalPlan(tuple(marts), None, "--full-refresh")
+def plan_incremental(
+    settings: Settings, warehouse: Warehouse, marts: list[str], full_refresh: str | None = None
+) -> IncrementalPlan:
+    """Incremental unless the run says why it rebuilds every row (`full_refresh`), and when there
+    are incremental marts and the published version has each of them with its watermark column."""
+    if full_refresh is not None:
+        return IncrementalPlan(tuple(marts), None, full_refresh)
     if not marts:
         return IncrementalPlan((), None, "no incremental mart")
     published = warehouse.columns(settings.consumer_schema, marts, published=True)
