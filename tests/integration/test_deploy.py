@@ -108,7 +108,7 @@ def test_changes_lists_the_edited_model_and_its_descendants(project: Project, fi
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "### Models Affected"
     assert "- [ ] `stg_territories` (modified)" in done.stdout
-    assert "- [ ] `dim_territories` (downstream of a modified model)" in done.stdout
+    assert "- [ ] `dim_territories` (downstream of a change)" in done.stdout
     assert len([line for line in done.stdout.splitlines() if line.startswith("- [ ]")]) == 2
     wrong = project.dataops("changes", "--base", "no-such-branch")
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
@@ -232,3 +232,21 @@ def test_sources_loaded_again_with_the_same_row_counts_make_the_next_deploy_full
     assert record.source_load not in (None, good.source_load)
     assert {uid.split(".")[0] for uid in deployment.nodes_built} == {"model"}
     assert set(deployment.nodes_built) == _models(project.manifest(record))
+
+
+def test_a_changed_source_rebuilds_the_models_that_read_it(project: Project) -> None:
+    """state:modified sees sources, seeds and tests too: a source whose definition changed selects
+    every model downstream of it, not nothing."""
+    sources = project.root / "dbt" / "models" / "staging" / "sales" / "_sales__sources.yml"
+    text = sources.read_text(encoding="utf-8")
+    old = "error_after: {count: 730, period: day}"
+    assert text.count(old) == 1
+    sources.write_text(text.replace(old, "error_after: {count: 731, period: day}"), encoding="utf-8")
+    code, record = project.deploy()
+    deployment = record.deployment
+    assert code == 0 and deployment is not None, record.error
+    assert (deployment.outcome, deployment.build) == ("deployed", "slim"), deployment.reason
+    source = "source.adventureworks.sales.SalesTerritory"
+    assert deployment.changed_models == [source]
+    expected = _descendants(project.manifest(record), source) - {source}
+    assert expected and set(deployment.nodes_built) == expected

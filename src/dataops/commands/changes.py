@@ -122,10 +122,11 @@ def markdown(changes: Changes) -> str:
         "",
         f"<!-- dataops changes --base {changes.base}: state:modified+ against {changes.commit[:12]} -->",
     ]
-    if not changes.affected:
+    models = [uid for uid in changes.affected if uid.startswith("model.")]
+    if not models:
         lines.append(f"- none: no model differs from {changes.base}")
     modified = set(changes.modified)
-    for unique_id in changes.affected:
-        why = "modified" if unique_id in modified else "downstream of a modified model"
+    for unique_id in models:
+        why = "modified" if unique_id in modified else "downstream of a change"
         lines.append(f"- [ ] `{model_name(unique_id)}` ({why})")
     return "\n".join(lines) + "\n"

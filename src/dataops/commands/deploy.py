@@ -19,7 +19,8 @@ builds everything and says why:
   published tables on SQL Server); a crashed run may have done anything;
 - the source tables are still the load that deployment built from: every load writes a new load id
   in its own transaction, and each run records the one it read (the same row counts may hold
-  other rows). A target that reads its sources in place has no load: those move all the time, and
+  other rows), with the row counts that deployment recorded (a writer other than `dataops load`
+  leaves the load id alone). A target that reads its sources in place has no load: those move all the time, and
   the unchanged marts are then as fresh as the published version, as dbt's `--defer` would have them;
 - dbt's version and the project's vars are the same (state:modified does not see a var change);
 - with `--state DIR`, DIR holds that deployment's manifest (its invocation id): DIR only says
@@ -70,6 +71,7 @@ from dataops.project.compile import compile_project
 from dataops.project.results import RunSummary, StageResult, what_stopped
 from dataops.project.runner import DbtProject
 from dataops.publish.audit import marts_of
+from dataops.sources.contract import SOURCE_TABLES
 from dataops.warehouse import connect
 
 if TYPE_CHECKING:
@@ -97,8 +99,13 @@ class BuildPlan:
     reason: str
     state_dir: Path | None = None
     state_of: str | None = None  # the deployment whose manifest the build compares with
-    changed: list[str] | None = None  # state:modified models
-    selected: list[str] | None = None  # state:modified+ models
+    changed: list[str] | None = None  # state:modified nodes but tests (models, sources, seeds...)
+    selected: list[str] | None = None  # state:modified+ nodes
+
+    @property
+    def models(self) -> list[str]:
+        """The models the slim build rebuilds."""
+        return [uid for uid in self.selected or [] if uid.startswith("model.")]
 
 
 @dataclass
@@ -161,8 +168,14 @@ def why_not_slim(
     if not settings.source_database:
         if last.source_load is None:
             return f"deployment {last.run_id} recorded no load of the source tables to compare with"
-        if connect(settings).source_load() != last.source_load:
+        warehouse = connect(settings)
+        if warehouse.source_load() != last.source_load:
             return f"the source tables were loaded again since deployment {last.run_id}"
+        # A writer other than `dataops load` leaves the load id as it was; its rows still count.
+        counted = warehouse.row_counts([table.qualified_name for table in SOURCE_TABLES])
+        moved = sorted(name for name, rows in counted.items() if last.row_counts.get(name) != rows)
+        if moved:
+            return f"the source tables changed since deployment {last.run_id} ({', '.join(moved[:3])})"
     if deployment.vars_digest != _vars_digest(settings):
         return "the project's vars changed (state:modified does not see a var change)"
     return None
@@ -195,7 +208,9 @@ def plan_build(settings: Settings, history: HistoryStore, project: DbtProject, o
     problem = why_not_slim(settings, history, last)
     if problem is not None:
         return BuildPlan(False, problem)
-    changed, selected = project.modified(state_dir)
+    modified, selected = project.modified(state_dir)
+    # dbt counts the tests of a modified model as modified too: the change is the model.
+    changed = [uid for uid in modified if not uid.startswith(("test.", "unit_test."))]
     return BuildPlan(
         True, f"state:modified+ against deployment {last.run_id}", state_dir, last.run_id, changed, selected
     )
@@ -345,7 +360,7 @@ class Deployment:
         if not plan.slim:
             return None
         assert plan.state_dir is not None and plan.selected is not None and project.manifest is not None
-        selected = set(plan.selected)
+        selected = set(plan.models)
         rebuilt = frozenset(
             mart.name
             for mart in marts_of(project.manifest, self.settings)
@@ -487,8 +502,10 @@ class _ChecksFailed(DataOpsError):
 def _described(plan: BuildPlan) -> tuple[BuildPlan, str]:
     if not plan.slim:
         return plan, f"full build: {plan.reason}"
-    names = ", ".join(uid.rsplit(".", 1)[-1] for uid in plan.changed or []) or "no model"
-    return plan, f"slim build, {plan.reason}: {names} changed, {len(plan.selected or [])} models to build"
+    names = ", ".join(uid.rsplit(".", 1)[-1] for uid in plan.changed or []) or "tests only"
+    others = len(plan.selected or []) - len(plan.models)
+    to_build = f"{len(plan.models)} models and {others} tests and other nodes to build"
+    return plan, f"slim build, {plan.reason}: {names} changed, {to_build}"
 
 
 def _published_version_or_none(settings: Settings) -> int | None:

@@ -164,16 +164,16 @@ class DbtProject:
         # A second --vars replaces the first: it carries the project's vars too.
         return ["--vars", json.dumps({**self.vars, **run_vars})] if run_vars else []
 
-    def selected(self, select: list[str], state: Path | None = None, resource_type: str = "model") -> list[str]:
-        """The unique ids of the nodes of `resource_type` that `dbt ls --select` picks (e.g.
-        `state:modified+` against the manifest in `state`), sorted; none is an empty list."""
+    def selected(self, select: list[str], state: Path | None = None, resource_type: str | None = "model") -> list[str]:
+        """The unique ids of the nodes of `resource_type` (None: of every type) that `dbt ls
+        --select` picks (e.g. `state:modified` against the manifest in `state`), sorted; none is an
+        empty list."""
         self._require_manifest()
         result = self._invoke(
             ["ls"],
             "--select",
             *select,
-            "--resource-type",
-            resource_type,
+            *(["--resource-type", resource_type] if resource_type else []),
             "--output",
             "json",
             "--output-keys",
@@ -185,17 +185,18 @@ class DbtProject:
         return sorted(json.loads(line)["unique_id"] for line in result.result)
 
     def modified(self, state: Path) -> tuple[list[str], list[str]]:
-        """The models of `state:modified` against the manifest in `state`, and those of
-        `state:modified+`: the first from one `dbt ls` (dbt alone knows what counts as modified),
-        the second its descendants in the parsed manifest's graph, which is what `+` selects
-        (models have no descendants through a test or an exposure), without a second `dbt ls`."""
-        changed = self.selected(["state:modified"], state)
+        """Every node of `state:modified` against the manifest in `state` (a model, a source, a
+        seed, a test...), and every node of `state:modified+`: the first from one `dbt ls` (dbt
+        alone knows what counts as modified), the second their descendants in the parsed
+        manifest's graph, which is what `+` selects, without a second `dbt ls`. A changed source
+        selects the models that read it; a changed test alone selects that test."""
+        changed = self.selected(["state:modified"], state, resource_type=None)
         assert self.manifest is not None
         children = self.manifest.child_map
         reached, todo = set(changed), list(changed)
         while todo:
             for child in children.get(todo.pop(), []):
-                if child.startswith("model.") and child not in reached:
+                if child not in reached:
                     reached.add(child)
                     todo.append(child)
         return changed, sorted(reached)
