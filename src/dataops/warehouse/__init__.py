@@ -115,6 +115,12 @@ def diff_sql(
     )
 
 
+def limited_select(sql: str, limit: int) -> str:
+    """At most `limit` rows of `sql`, with LIMIT (DuckDB, PostgreSQL; SQL Server has its own), on
+    lines of their own: `sql`'s last line may be a comment."""
+    return f"SELECT * FROM (\n{sql}\n) AS limited LIMIT {int(limit)}"
+
+
 def mart_diff(mart: str, key: Sequence[str], columns: Sequence[str], row: Sequence[Any]) -> MartDiff:
     """The answer of `diff_sql` as a MartDiff (an empty comparison sums to NULL: zero)."""
     values = [int(value or 0) for value in row]

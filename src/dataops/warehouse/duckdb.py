@@ -40,6 +40,7 @@ from dataops.warehouse import (
     TargetBusy,
     Version,
     diff_sql,
+    limited_select,
     mart_diff,
     new_load_id,
 )
@@ -101,11 +102,6 @@ def create_table_sql(table: SourceTable) -> str:
         f"{_quote(c.name)} {SQL_TYPES[c.type]}{'' if c.nullable else ' NOT NULL'}" for c in table.columns
     )
     return f"CREATE TABLE {_relation(table)} (\n    {columns}\n)"
-
-
-def limited_select(sql: str, limit: int) -> str:
-    """At most `limit` rows of `sql`, on lines of their own: its last line may be a comment."""
-    return f"SELECT * FROM (\n{sql}\n) AS limited LIMIT {int(limit)}"
 
 
 def release_dbt_connections() -> None:
