@@ -26,3 +26,5 @@ def test_a_truncated_load_at_scale_1_fails_the_row_count_learnt_from_the_history
     assert truncated.as_intended, truncated
     assert ROW_COUNT in truncated.fired and truncated.outcome == "fail"
     assert f"{ROW_COUNT}: observed 629" in truncated.detail, truncated.detail
+    # The message names the bounds, where they came from and the variable that sets them.
+    assert "rows, from the history" in truncated.detail and "DATAOPS_ORDER_ROWS=MIN..MAX" in truncated.detail

@@ -52,6 +52,8 @@ class ExpectationOutcome:
     element_count: int | None = None
     examples: tuple[str, ...] = ()
     error: str | None = None
+    # Bounds that follow the business (dataops.quality.bounds): what they were, whence, and how to set them.
+    expected: str = ""
 
     @property
     def check(self) -> str:
@@ -93,7 +95,7 @@ class ExpectationOutcome:
             if self.examples:
                 text += " (e.g. " + ", ".join(repr(e) for e in self.examples[:3]) + ")"
             return text
-        return f"observed {self.observed}"
+        return f"observed {self.observed}" + (f", {self.expected}" if self.expected else "")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExpectationOutcome:
@@ -177,6 +179,15 @@ class QualityReport:
             raise ValueError(f"a damaged dataops quality record ({type(error).__name__}: {error})") from error
 
 
+def _resolved_bounds(meta: dict[str, Any]) -> str:
+    """`expected 1,000 to any rows, from the default; DATAOPS_CUSTOMER_ROWS=MIN..MAX sets them` for
+    an expectation whose bounds were resolved at run time (dataops.quality.bounds), else nothing."""
+    if "bounds_from" not in meta:
+        return ""
+    how = f"; {meta['variable']}=MIN..MAX sets them" if meta.get("variable") else ""
+    return f"expected {meta['bounds_from']}{how}"
+
+
 def _outcome(suite: str, model: str, result: Any) -> ExpectationOutcome:
     config = result.expectation_config
     details = result.result or {}
@@ -198,6 +209,7 @@ def _outcome(suite: str, model: str, result: Any) -> ExpectationOutcome:
         unexpected_count=details.get("unexpected_count"),
         element_count=details.get("element_count"),
         examples=tuple(str(v) for v in details.get("partial_unexpected_list") or []),
+        expected=_resolved_bounds(config.meta or {}),
         error=" ".join(str(error).split())[:300] if error else None,
     )
 
