@@ -60,6 +60,12 @@ def _diffs(summary: RunSummary) -> dict[str, tuple[int, int, int]]:
     return {d.mart: (d.added, d.removed, d.changed) for d in summary.publish.diffs}
 
 
+def _compiled_test(settings: Settings, name: str) -> str:
+    """The SQL dbt ran for a data test of the marts in the last build."""
+    folder = settings.artifacts_dir / "dbt" / "run" / "adventureworks" / "models" / "marts" / "_marts__models.yml"
+    return (folder / f"{name}.sql").read_text(encoding="utf-8")
+
+
 def _published(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
     """Every row of every published mart, as a consumer reads it."""
     warehouse = connect(settings)
@@ -100,6 +106,9 @@ def test_an_incremental_run_publishes_what_a_full_refresh_does(engine_settings: 
     new_orders, changed_orders = round(orders * APPEND / 100), round(orders * UPDATE / 100)
     assert _diffs(second)["fct_orders"] == (new_orders, 0, changed_orders)
     assert _diffs(second)["customer_analytics"][1] == 0 and _diffs(second)["customer_analytics"][0] > 0
+    # The row-level tests read the changed rows only; uniqueness reads the whole table.
+    assert "modified_at >= " in _compiled_test(settings, "not_null_fct_orders_order_id")
+    assert "modified_at" not in _compiled_test(settings, "unique_fct_orders_order_id")
 
     # A change that reached the source late: older than the newest row built, within the lookback.
     newest = pc.max(day_1["Sales.SalesOrderHeader"].column("ModifiedDate")).as_py()
@@ -114,6 +123,7 @@ def test_an_incremental_run_publishes_what_a_full_refresh_does(engine_settings: 
     # The same data rebuilt whole: nothing differs, row by row, from what the increments published.
     refreshed = _run(settings, full_refresh=True)
     assert "full refresh (--full-refresh)" in _build_detail(refreshed)
+    assert "where 1 = 1" in _compiled_test(settings, "not_null_fct_orders_order_id")
     assert _diffs(refreshed) == {mart: (0, 0, 0) for mart in MARTS}
     assert _published(settings) == incremental
 
