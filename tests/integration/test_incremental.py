@@ -135,3 +135,15 @@ def test_an_incremental_run_publishes_what_a_full_refresh_does(engine_settings: 
     missed = _run(settings)
     assert "incremental from" in _build_detail(missed)
     assert _diffs(missed)["fct_orders"] == (0, 0, 0)
+
+
+def test_sources_that_do_not_continue_the_published_version_are_built_whole(settings: Settings) -> None:
+    """Another data set loaded in place of the sources (the same keys, other orders): merging its
+    newest rows into the published marts would keep orders that are not in it any more."""
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    load_tables(settings, generate_tables(SCALE, seed=SEED, as_of=now - timedelta(hours=2)), "one data set")
+    _run(settings)
+    load_tables(settings, generate_tables(SCALE, seed=SEED + 1, as_of=now - timedelta(hours=1)), "another")
+    rebuilt = _run(settings)
+    assert "do not continue the published version" in _build_detail(rebuilt), _build_detail(rebuilt)
+    assert "full refresh" in _build_detail(rebuilt)

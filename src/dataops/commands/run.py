@@ -36,7 +36,7 @@ from dataops.project.results import (
 from dataops.project.runner import DbtProject
 from dataops.project.samples import with_samples
 from dataops.publish.audit import marts_of
-from dataops.publish.incremental import plan_incremental
+from dataops.publish.incremental import IncrementalPlan, plan_incremental
 from dataops.publish.lock import hold_target
 from dataops.publish.versions import publish_candidate
 from dataops.warehouse import LockHolder, connect
@@ -343,12 +343,7 @@ class Pipeline:
     def _whole_build(self, summary: RunSummary, full_refresh: str | None) -> tuple[StageStatus, str]:
         """Every model: the incremental marts merged into a copy of the published version's, or,
         without one to start from (or with --full-refresh), every row rebuilt."""
-        assert self.project.manifest is not None
-        incremental = [m.name for m in marts_of(self.project.manifest, self.settings) if m.incremental]
-        warehouse = connect(self.settings)
-        plan = plan_incremental(self.settings, warehouse, incremental, full_refresh=full_refresh)
-        if plan.incremental:
-            warehouse.prepare_incremental(self.settings.candidate_schema, plan.marts)
+        plan = self._prepare_incremental(full_refresh)
         # A full build refreshes: what a failed run left in the candidate is never merged into.
         result = self.project.build(full_refresh=not plan.incremental, run_vars=plan.dbt_vars())
         counts, findings, nodes = interpret_build(result)
@@ -363,6 +358,18 @@ class Pipeline:
         assert self.project.manifest is not None
         marts = [mart.name for mart in marts_of(self.project.manifest, self.settings) if mart.name not in leave_out]
         return connect(self.settings).fill_candidate(self.settings.candidate_schema, marts)
+
+    def _prepare_incremental(self, full_refresh: str | None) -> IncrementalPlan:
+        """The plan, and for an incremental build the published version's copy in the candidate.
+        The warehouse it asked goes when this returns, with what it had open (DuckDB's audit
+        connection holds the candidate file, which dbt attaches next)."""
+        assert self.project.manifest is not None
+        incremental = [m.name for m in marts_of(self.project.manifest, self.settings) if m.incremental]
+        warehouse = connect(self.settings)
+        plan = plan_incremental(self.settings, warehouse, incremental, full_refresh=full_refresh)
+        if plan.incremental:
+            warehouse.prepare_incremental(self.settings.candidate_schema, plan.marts)
+        return plan
 
     def _slim_build(self, summary: RunSummary, slim: SlimBuild, full_refresh: bool = False) -> tuple[StageStatus, str]:
         if slim.confirm is not None:

@@ -10,8 +10,10 @@ never sees a half-merged mart and the version before stays for rollback.
 Where the merge starts is the published version's watermark, the newest `modified_at` of its
 incremental marts (the oldest of those, if they differ), less the project's lookback; dbt gets it
 as the var `dataops_incremental_from`, read by the models and by the data tests that check the
-changed rows only (dbt/macros/incremental.sql). Without a published version to start from, or one
-built before its marts had a watermark, the build is a full refresh."""
+changed rows only (dbt/macros/incremental.sql). Without a published version to start from, one
+built before its marts had a watermark, or sources that do not continue it (published orders gone
+from the source or changed there without a newer ModifiedDate: another data set was loaded), the
+build is a full refresh."""
 
 from __future__ import annotations
 
@@ -25,6 +27,11 @@ from dataops.warehouse import Warehouse
 
 WATERMARK_COLUMN = "modified_at"
 WATERMARK_VAR = "dataops_incremental_from"
+# The spine of the incremental marts (the lines and the customers' metrics follow the orders), and
+# the staging model it is built from: whether the sources continue the published version is
+# checked on them.
+ORDERS_MART = "fct_orders"
+ORDERS_SOURCE = "staging.stg_orders"
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,30 @@ def plan_incremental(
     watermarks = [_watermark(settings, warehouse, mart) for mart in marts]
     if any(w is None for w in watermarks):
         return IncrementalPlan(tuple(marts), None, "a published incremental mart is empty")
+    if ORDERS_MART in marts:
+        broken = _orders_not_continued(settings, warehouse)
+        if broken:
+            return IncrementalPlan(
+                tuple(marts),
+                None,
+                f"{broken:,} published orders are gone from the source or changed there without a newer "
+                "ModifiedDate: the sources do not continue the published version",
+            )
     return IncrementalPlan(tuple(marts), min(w for w in watermarks if w is not None), "the published version")
+
+
+def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> int:
+    """The published orders an increment would keep wrongly: gone from the source (deleted, or
+    sources loaded that are another data set), or changed there with no ModifiedDate after the one
+    built (a reload, a fault, a change that bypassed the modified date). A next day of the same
+    sources has none: its changes all carry a newer ModifiedDate, which the increment merges."""
+    result = warehouse.read_only_query(
+        f"SELECT COUNT(*) FROM {settings.consumer_schema}.{ORDERS_MART} AS built "
+        f"LEFT JOIN {ORDERS_SOURCE} AS source ON source.order_id = built.order_id "
+        "WHERE source.order_id IS NULL OR (source.modified_at <= built.modified_at "
+        "AND (source.total_due <> built.total_due OR source.customer_id <> built.customer_id))"
+    )
+    return int(result.rows[0][0] or 0) if result.rows else 0
 
 
 def _watermark(settings: Settings, warehouse: Warehouse, mart: str) -> datetime | None:
