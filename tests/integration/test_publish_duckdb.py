@@ -315,6 +315,16 @@ def _lock_holder(settings: Settings, pid: int, timeout: float = 120) -> dict[str
     raise AssertionError(f"process {pid} did not take {lock} within {timeout:g} s")
 
 
+def _recorded(settings: Settings, run_id: str, timeout: float = 120) -> None:
+    """Wait until the run's start record is committed to the history."""
+    history = _history(settings)
+    deadline = time.monotonic() + timeout
+    while history.get(run_id) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} recorded no start within {timeout:g} s")
+        time.sleep(0.05)
+
+
 @dataclass
 class Contended:
     """What the processes did, and the warehouse as they left it (the folder is the next test's)."""
@@ -360,6 +370,9 @@ def contended(baseline: Baseline) -> Iterator[Contended]:
             stderr=subprocess.PIPE,
         )
         holder = _lock_holder(settings, first.pid)
+        # Its start is recorded right after it takes the target: pausing it inside that write
+        # transaction would hold the history's write lock and stop the others there instead.
+        _recorded(settings, holder["run_id"])
         # The first run is paused while it holds the target, so that the second and the waiter
         # surely find it held, however fast the machine runs it.
         os.kill(first.pid, signal.SIGSTOP)
