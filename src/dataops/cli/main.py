@@ -141,11 +141,10 @@ def generate(
 ) -> None:
     """Write synthetic AdventureWorks source data (ten OLTP tables), optionally with faults; or,
     with --append, the next day of existing data."""
-    from dataops.sources.contract import SOURCE_TABLES
     from dataops.sources.faults import FAULTS
     from dataops.sources.faults import inject as inject_faults
-    from dataops.sources.generate import generate_tables, next_day, write_tables
-    from dataops.sources.readers import find_source_file, read_source_folder
+    from dataops.sources.generate import folder_format, generate_tables, next_day, write_tables
+    from dataops.sources.readers import read_source_folder
 
     if list_faults:
         render.fault_list(console, list(FAULTS.values()))
@@ -165,9 +164,7 @@ def generate(
             today = read_source_folder(source)
             tables = inject_faults(next_day(today, append, update, seed=seed, as_of=as_of), faults, seed=seed)
             # One format per folder: the next day in place of a csv day is csv again.
-            kept = find_source_file(source, SOURCE_TABLES[0]).suffix.lstrip(".").lower()
-            written = file_format.value if file_format else (kept if kept in ("csv", "parquet") else "parquet")
-            paths = write_tables(tables, out, written)
+            paths = write_tables(tables, out, file_format.value if file_format else folder_format(source))
         added = tables["Sales.SalesOrderHeader"].num_rows - today["Sales.SalesOrderHeader"].num_rows
         console.print(f"The next day of {source}: {added:,} new orders, {update:g}% of the old ones changed")
     title = f"Wrote {len(paths)} files to {out}"

@@ -48,8 +48,9 @@ from dataops.sources.edits import (
     timestamps,
     units,
 )
+from dataops.sources.readers import find_source_file
 
-__all__ = ["FILE_FORMATS", "MAX_SCALE", "generate_tables", "next_day", "write_tables"]
+__all__ = ["FILE_FORMATS", "MAX_SCALE", "folder_format", "generate_tables", "next_day", "write_tables"]
 
 MAX_SCALE = 1000.0
 """Larger scales are refused: scale 1000 is already about 121 million order lines."""
@@ -367,6 +368,13 @@ def generate_tables(scale: float, seed: int = 42, as_of: datetime | None = None)
         "Production.ProductCategory": categories,
     }
     return {t.qualified_name: tables[t.qualified_name] for t in SOURCE_TABLES}
+
+
+def folder_format(folder: Path) -> str:
+    """The format the source files in `folder` are in (one per folder, which `dataops load`
+    requires): what the next day of them is written in; parquet for any other file."""
+    found = find_source_file(folder, SOURCE_TABLES[0]).suffix.lstrip(".").lower()
+    return found if found in FILE_FORMATS else "parquet"
 
 
 def write_tables(tables: dict[str, pa.Table], out_dir: Path, file_format: str = "parquet") -> list[Path]:
