@@ -14,16 +14,19 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 import pytest
 
+import background  # tests/background.py, loaded by tests/conftest.py
 from dataops.history.records import SAMPLE_ROWS, IncidentRecord, RunRecord
 from dataops.sources.readers import read_source_folder
 from project_copy import ProjectCopy, copy_project  # tests/project_copy.py
 from webhook_receiver import serve
 
-pytestmark = pytest.mark.integration
+JOB = "incidents-history"
+pytestmark = [pytest.mark.integration, pytest.mark.background(JOB)]
 
 FAULT, FAILING_TEST = "negative_total", "assert_no_negative_revenue"  # faults.py: caught_by
 # The models the test reads, and the exposures (dbt/models/marts/_marts__exposures.yml) reading them.
@@ -54,25 +57,35 @@ class History(Project):
     second_commit: str
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    root = tmp_path_factory.mktemp("project")
+@background.job(JOB)
+def _build_history(root: Path) -> background.Run:
+    """The copy is made now, with the environment the session started with; its commands run in
+    the background (tests/background.py), beside the other tests."""
     project = Project(**vars(copy_project(root, "Dana Deployer", "dana@example.com")))
-    env = project.env
-    first_commit = project.git("rev-parse", "HEAD")
-    assert project.dataops("load", "--scale", "0.1", "--target", "ci").returncode == 0
-    good = project.step("deploy", "--target", "ci", expect=0)
-    model = root / "dbt" / "models" / "marts" / "fct_orders.sql"
-    model.write_text(model.read_text(encoding="utf-8") + "-- cancelled orders stay: revenue is net of them\n")
-    project.git("commit", "-q", "-am", SECOND_COMMIT)
-    faulty = root / "faulty"
-    made = project.dataops("generate", "--scale", "0.1", "--inject", FAULT, "--out", str(faulty))
-    assert made.returncode == 0, made.stderr
-    assert project.dataops("load", "--from", str(faulty), "--target", "ci").returncode == 0
-    with serve() as receiver:
-        failed = project.step("deploy", "--target", "ci", expect=1, extra_env={"DATAOPS_WEBHOOK_URL": receiver.url})
-    later = project.step("run", "--target", "ci", expect=1)
-    return History(root, env, good, failed, later, first_commit, project.git("rev-parse", "HEAD"))
+
+    def build() -> History:
+        first_commit = project.git("rev-parse", "HEAD")
+        assert project.dataops("load", "--scale", "0.1", "--target", "ci").returncode == 0
+        good = project.step("deploy", "--target", "ci", expect=0)
+        model = root / "dbt" / "models" / "marts" / "fct_orders.sql"
+        model.write_text(model.read_text(encoding="utf-8") + "-- cancelled orders stay: revenue is net of them\n")
+        project.git("commit", "-q", "-am", SECOND_COMMIT)
+        faulty = root / "faulty"
+        made = project.dataops("generate", "--scale", "0.1", "--inject", FAULT, "--out", str(faulty))
+        assert made.returncode == 0, made.stderr
+        assert project.dataops("load", "--from", str(faulty), "--target", "ci").returncode == 0
+        with serve() as receiver:
+            webhook = {"DATAOPS_WEBHOOK_URL": receiver.url}
+            failed = project.step("deploy", "--target", "ci", expect=1, extra_env=webhook)
+        later = project.step("run", "--target", "ci", expect=1)
+        return History(root, project.env, good, failed, later, first_commit, project.git("rev-parse", "HEAD"))
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def history(background_jobs: Any) -> History:
+    return background_jobs.result(JOB)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import math
 import os
 import statistics
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,11 +17,13 @@ from typing import Any
 
 import pytest
 
+import background  # tests/background.py, loaded by tests/conftest.py
 from dataops.history.records import IncidentRecord, RunRecord
 from dataops.history.store import HistoryStore
 from project_copy import DATAOPS, copy_project  # tests/project_copy.py
 
-pytestmark = pytest.mark.integration
+JOB = "metrics-history"
+pytestmark = [pytest.mark.integration, pytest.mark.background(JOB)]
 
 EDITED = Path("dbt/models/staging/sales/stg_territories.sql")
 NAME_COLUMN = '"Name" as territory_name'
@@ -39,9 +40,10 @@ class History:
     table: str
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
-    root = tmp_path_factory.mktemp("metrics-project")
+@background.job(JOB)
+def _build_history(root: Path) -> background.Run:
+    """The copy is made now, with the environment the session started with; its commands run in
+    the background (tests/background.py), beside the other tests."""
     copy = copy_project(root, "Mo Metrics", "mo@example.com", DATAOPS_COST_PER_CPU_HOUR=str(RATE))
 
     def dataops(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,33 +57,41 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
         copy.git("add", "dbt")
         copy.git("commit", "-q", "-m", message)
 
-    store = copy.history
-    dataops("load", "--scale", "0.1", "--target", "ci")
-    dataops("run", "--target", "ci", "--no-docs")
-    dataops("deploy", "--target", "ci")
-    first = store.latest("ci", kind="deploy")
-    assert first is not None and first.finished_at is not None
-    incident = IncidentRecord(
-        "2026-12-02-territories",
-        "ci",
-        "Territory names wrong",
-        "major",
-        first.finished_at + timedelta(seconds=1),
-        run_id=first.run_id,
-        resolved_at=first.finished_at + timedelta(seconds=1, minutes=90),
-    )
-    store.record_incident(incident)
-    commit(NAME_COLUMN, UPPER_NAMES, "feat(models): territory names in capitals")
-    dataops("deploy", "--target", "ci")
-    dataops("rollback", "--target", "ci")
-    commit(UPPER_NAMES, NAME_COLUMN, "revert: territory names as they are")
-    dataops("deploy", "--target", "ci")
-    rows = store.runs("ci", limit=100)
-    runs = [store.get(row.run_id) for row in reversed(rows)]
-    assert all(r is not None for r in runs)
-    document = json.loads(dataops("metrics", "--target", "ci", "--format", "json").stdout)
-    table = dataops("metrics", "--target", "ci").stdout
-    yield History([r for r in runs if r is not None], incident, document, table)
+    def build() -> History:
+        store = copy.history
+        dataops("load", "--scale", "0.1", "--target", "ci")
+        dataops("run", "--target", "ci", "--no-docs")
+        dataops("deploy", "--target", "ci")
+        first = store.latest("ci", kind="deploy")
+        assert first is not None and first.finished_at is not None
+        incident = IncidentRecord(
+            "2026-12-02-territories",
+            "ci",
+            "Territory names wrong",
+            "major",
+            first.finished_at + timedelta(seconds=1),
+            run_id=first.run_id,
+            resolved_at=first.finished_at + timedelta(seconds=1, minutes=90),
+        )
+        store.record_incident(incident)
+        commit(NAME_COLUMN, UPPER_NAMES, "feat(models): territory names in capitals")
+        dataops("deploy", "--target", "ci")
+        dataops("rollback", "--target", "ci")
+        commit(UPPER_NAMES, NAME_COLUMN, "revert: territory names as they are")
+        dataops("deploy", "--target", "ci")
+        rows = store.runs("ci", limit=100)
+        runs = [store.get(row.run_id) for row in reversed(rows)]
+        assert all(r is not None for r in runs)
+        document = json.loads(dataops("metrics", "--target", "ci", "--format", "json").stdout)
+        table = dataops("metrics", "--target", "ci").stdout
+        return History([r for r in runs if r is not None], incident, document, table)
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def history(background_jobs: Any) -> History:
+    return background_jobs.result(JOB)
 
 
 def _pipeline(history: History) -> list[RunRecord]:
