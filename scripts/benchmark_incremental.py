@@ -1,14 +1,19 @@
-"""What an incremental run costs against a full build, and that it publishes the same marts.
+"""What an incremental run costs against a full build and against the engine's own time for the
+same SQL, and that it publishes the same marts.
 
-Per engine, in a warehouse of its own: the day's data at `--scale` is loaded and built whole (the
+Per engine and scale, in a warehouse of its own: the day's data is loaded and built whole (the
 first run, a full refresh); then the next day (`next_day`: `--append` % new orders, `--update` %
 changed old orders) is loaded and built incrementally; then the same data is built again with
-`--full-refresh`, whose data diff against the incremental version must be zero rows. Each run's
-stages are timed (the build stage's copy of the published version into the candidate apart), and
-the figures are printed as JSON (and written to `--json`), for BENCHMARKS.md.
+`--full-refresh`, whose data diff against the incremental version must be zero rows. On DuckDB the
+full refresh's compiled SQL is then run directly in one connection (scripts/raw_sql.py, a process
+of its own), on a copy of the same warehouse. Each run's stages are timed (the build stage's copy
+of the published version into the candidate apart). At scales 1 and 10 on DuckDB, dbt build alone
+is then timed per thread count (`--no-sweep` skips it). The figures are printed as JSON (and
+written to `--json`), and with `--write` the section of BENCHMARKS.md.
 
-    python scripts/benchmark_incremental.py [--scale 100] [--engine duckdb --engine postgres]
-                                            [--append 1] [--update 0 --update 1] [--json FILE]
+    python scripts/benchmark_incremental.py [--scale 1 --scale 10 --scale 100]
+        [--engine duckdb --engine postgres] [--append 1] [--update 0 --update 1] [--json FILE]
+        [--write BENCHMARKS.md] [--no-sweep]
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +33,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmark import _emit, _section  # the shared BENCHMARKS.md framing
+
 ROOT = Path(__file__).resolve().parent.parent
+SECTION = "incremental"
+BUILD_SHARE_TARGET = 0.10
+RAW_RATIO_TARGETS = {100.0: 1.3, 10.0: 2.0}
 
 
 def _postgres_server() -> Any:
@@ -122,7 +134,49 @@ def _run(settings: Any, **options: Any) -> dict[str, Any]:
     }
 
 
-def measure(engine: str, scale: float, seed: int, append: float, updates: list[float]) -> dict[str, Any]:
+def _raw(settings: Any) -> dict[str, Any]:
+    """The full refresh just finished, its compiled SQL run directly (scripts/raw_sql.py)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "raw_sql.py"),
+            str(settings.artifacts_dir / "dbt" / "manifest.json"),
+            str(settings.duckdb_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+THREADS = (1, 2, 4, 8)
+SWEEP_SCALES = (1.0, 10.0)  # where dbt's cost per node is most of the build
+
+
+def _thread_sweep(settings: Any, repeat: int = 2) -> dict[str, float]:
+    """dbt build's wall seconds (a full refresh of the warehouse as it is) per `--threads`, the
+    counts alternated, the median of `repeat`: whether more threads hide the cost per node."""
+    import dataclasses
+
+    from dataops.project.runner import DbtProject
+
+    seconds: dict[int, list[float]] = {threads: [] for threads in THREADS}
+    for _ in range(repeat):
+        for threads in THREADS:
+            project = DbtProject(dataclasses.replace(settings, threads=threads))
+            project.parse()
+            started = time.perf_counter()
+            result = project.build(full_refresh=True)
+            seconds[threads].append(time.perf_counter() - started)
+            if not result.success:
+                raise RuntimeError(f"dbt build with {threads} threads failed")
+    return {str(threads): round(statistics.median(values), 2) for threads, values in seconds.items()}
+
+
+def measure(
+    engine: str, scale: float, seed: int, append: float, updates: list[float], sweep: bool = False
+) -> dict[str, Any]:
     from dataops.commands.load import load_tables
     from dataops.core.config import load_settings
     from dataops.sources.generate import generate_tables, next_day
@@ -140,6 +194,7 @@ def measure(engine: str, scale: float, seed: int, append: float, updates: list[f
         load_tables(settings, tables, f"day {day}")
         incremental = _run(settings)
         refreshed = _run(settings, full_refresh=True)
+        raw = _raw(settings) if engine == "duckdb" else None
         build_share = incremental["stages"]["build"] / refreshed["stages"]["build"]
         result["days"].append(
             {
@@ -147,45 +202,181 @@ def measure(engine: str, scale: float, seed: int, append: float, updates: list[f
                 "update_pct": update,
                 "incremental": incremental,
                 "full_refresh": refreshed,
+                "raw": raw,
                 "build_share": round(build_share, 3),
                 "run_share": round(incremental["seconds"] / refreshed["seconds"], 3),
                 "equal": all(diff == [0, 0, 0] for diff in refreshed["diffs"].values()) and bool(refreshed["diffs"]),
             }
         )
         print(json.dumps(result["days"][-1]), file=sys.stderr, flush=True)
+    if sweep and engine == "duckdb" and scale in SWEEP_SCALES:
+        result["threads"] = _thread_sweep(settings)
     return result
+
+
+def _day_label(day: dict[str, Any]) -> str:
+    label = f"append {day['append_pct']:g}"
+    return label + (f" + update {day['update_pct']:g}" if day["update_pct"] else "")
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _floor(results: list[dict[str, Any]]) -> list[str]:
+    """What any build of the project costs whatever the data: the smallest scale's full build, the
+    same nodes on almost no rows, against the largest scale's full build."""
+    duckdb_results = sorted((r for r in results if r["engine"] == "duckdb"), key=lambda r: r["scale"])
+    if len(duckdb_results) < 2:
+        return []
+    smallest, largest = duckdb_results[0], duckdb_results[-1]
+    floor = min(day["full_refresh"]["stages"]["build"] for day in smallest["days"])
+    raw = min(day["raw"]["seconds"] for day in smallest["days"] if day["raw"])
+    full = statistics.median(day["full_refresh"]["stages"]["build"] for day in largest["days"])
+    return [
+        f"The floor: at scale {smallest['scale']:g} the full build of the same nodes takes {floor:.2f} s where their "
+        f"raw SQL takes {raw:.2f} s, so {floor - raw:.2f} s of every build is dbt's cost per node, whatever the "
+        f"data; that alone is {floor / full:.0%} of the full build at scale {largest['scale']:g} ({full:.2f} s), "
+        "the least an incremental build of every node there can take.",
+        "",
+    ]
+
+
+def _sweep_lines(results: list[dict[str, Any]]) -> list[str]:
+    swept = [r for r in results if r.get("threads")]
+    if not swept:
+        return []
+    return [
+        "dbt build alone (a full refresh, in-process, median of 2, thread counts alternated) per `--threads` "
+        "(the profile's is 4):",
+        "",
+        "| scale | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in THREADS) + " |",
+        "|---:|" + "---:|" * len(THREADS),
+        *(f"| {r['scale']:g} | " + " | ".join(f"{r['threads'][str(t)]:.2f} s" for t in THREADS) + " |" for r in swept),
+        "",
+    ]
+
+
+def render(results: list[dict[str, Any]]) -> str:
+    intro = (
+        "Reproduce with `python scripts/benchmark_incremental.py --scale 1 --scale 10 --scale 100 --write "
+        "BENCHMARKS.md` (`--engine postgres` adds PostgreSQL). Per engine and scale, in a warehouse of its own: "
+        "the day's data built whole, then the next day (`next_day`: new orders, with and without changed old "
+        "orders) loaded and built incrementally, then the same data built with `--full-refresh`, whose data diff "
+        "against the incremental version must be zero rows; on DuckDB the full refresh's compiled SQL of the "
+        "same models and data tests is then run directly in one DuckDB connection on a copy of that warehouse "
+        "(`scripts/raw_sql.py`: no dbt, no threads, no artifacts). *build* is the run's build stage (dbt build "
+        "of models, data and unit tests into the candidate; for an incremental run also the copy of the "
+        "published version into it), *run* the whole `dataops run --no-docs`, in-process. Targets (issue #16): "
+        f"an incremental build at most {BUILD_SHARE_TARGET:.0%} of a full build at scale 100; a full build at "
+        "most 1.3x the raw SQL at scale 100 and 2x at scale 10."
+    )
+    lines = [
+        "| engine | scale | next day | full refresh build / run | incremental build / run | **incremental / full "
+        "build** | raw SQL: models + tests | **full build / raw** | data diff |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    verdicts: list[str] = []
+    for result in results:
+        for day in result["days"]:
+            full, incremental, raw = day["full_refresh"], day["incremental"], day["raw"]
+            ratio = full["stages"]["build"] / raw["seconds"] if raw else None
+            raw_cells = (
+                [
+                    f"{raw['models_seconds']:.2f} + {raw['tests_seconds']:.2f} = {raw['seconds']:.2f} s",
+                    f"**{ratio:.2f}x**",
+                ]
+                if raw and ratio
+                else ["-", "-"]
+            )
+            cells = [
+                result["engine"],
+                f"{result['scale']:g}",
+                _day_label(day),
+                f"{full['stages']['build']:.2f} s / {full['seconds']:.1f} s",
+                f"{incremental['stages']['build']:.2f} s / {incremental['seconds']:.1f} s",
+                f"**{day['build_share']:.0%}**",
+                *raw_cells,
+                "0 rows" if day["equal"] else "DIFFERS",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+            if result["scale"] == 100:
+                verdicts.append(
+                    f"{result['engine']} scale {result['scale']:g}, {_day_label(day)}: "
+                    f"incremental {day['build_share']:.0%} of full, "
+                    f"target {_met(day['build_share'] <= BUILD_SHARE_TARGET)}"
+                )
+            if ratio and result["scale"] in RAW_RATIO_TARGETS:
+                target = RAW_RATIO_TARGETS[result["scale"]]
+                verdicts.append(
+                    f"{result['engine']} scale {result['scale']:g}, {_day_label(day)}: full build {ratio:.2f}x raw, "
+                    f"target {target:g}x {_met(ratio <= target)}"
+                )
+    largest = max(results, key=lambda r: (r["scale"], r["engine"] == "duckdb"))
+    day = largest["days"][-1]
+    kinds = sorted(set(day["incremental"]["node_seconds"]) | set(day["full_refresh"]["node_seconds"]))
+    lines += [
+        "",
+        f"Where the build's time goes, {largest['engine']} at scale {largest['scale']:g}, {_day_label(day)}: dbt's "
+        "seconds per node summed by kind (4 threads on 2 cores, so the sums exceed the stage), and the "
+        "incremental run's copy of the published version:",
+        "",
+        "| nodes | incremental | full refresh |",
+        "|---|---:|---:|",
+        *(
+            f"| {kind} | {day['incremental']['node_seconds'].get(kind, 0):.2f} s | "
+            f"{day['full_refresh']['node_seconds'].get(kind, 0):.2f} s |"
+            for kind in kinds
+        ),
+        f"| copy of the published version | {day['incremental']['copy_seconds']:.2f} s | - |",
+        "",
+        "Targets: " + "; ".join(verdicts) + ".",
+        "",
+        *_floor(results),
+        *_sweep_lines(results),
+    ]
+    return _section(SECTION, "Full build, incremental build and the raw SQL", intro, lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=100.0)
+    parser.add_argument("--scale", type=float, action="append", help="repeatable; default 1, 10, 100")
     parser.add_argument("--engine", action="append", choices=["duckdb", "postgres"])
     parser.add_argument("--append", type=float, default=1.0)
     parser.add_argument("--update", type=float, action="append", help="one next day per value (default: 0 and 1)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--write", type=Path, help="update this Markdown file's section")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the dbt builds per thread count")
     args = parser.parse_args()
     results = []
     for engine in args.engine or ["duckdb"]:
-        with tempfile.TemporaryDirectory(prefix=f"bench-incremental-{engine}-") as folder:
-            os.environ["DATAOPS_WAREHOUSE_DIR"] = folder
-            os.environ.pop("DATAOPS_HISTORY_URL", None)
-            server = None
-            if engine == "postgres":
-                postgres = _postgres_server()
-                server = postgres.start_server()
-                os.environ.update(server.env)
-                postgres.recreate_database(server.env)
-            try:
-                results.append(measure(engine, args.scale, args.seed, args.append, args.update or [0.0, 1.0]))
-            finally:
-                if server is not None:
-                    server.stop()
+        for scale in args.scale or [1.0, 10.0, 100.0]:
+            results.append(_measure_apart(engine, scale, args))
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
         args.json.write_text(text + "\n", encoding="utf-8")
+    _emit(render(results), args.write)
     return 0 if all(day["equal"] for result in results for day in result["days"]) else 1
+
+
+def _measure_apart(engine: str, scale: float, args: argparse.Namespace) -> dict[str, Any]:
+    """One engine at one scale, in a warehouse (and for PostgreSQL a server) of its own."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-incremental-{engine}-") as folder:
+        os.environ["DATAOPS_WAREHOUSE_DIR"] = folder
+        os.environ.pop("DATAOPS_HISTORY_URL", None)
+        server = None
+        if engine == "postgres":
+            postgres = _postgres_server()
+            server = postgres.start_server()
+            os.environ.update(server.env)
+            postgres.recreate_database(server.env)
+        try:
+            return measure(engine, scale, args.seed, args.append, args.update or [0.0, 1.0], not args.no_sweep)
+        finally:
+            if server is not None:
+                server.stop()
 
 
 if __name__ == "__main__":
