@@ -37,12 +37,7 @@
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') or '' -%}
     {%- if '__changed_rows__' in where -%}
-        {%- if var('dataops_incremental_from', none) -%}
-            {%- set changed = 'modified_at >= ' ~ incremental_cutoff() -%}
-        {%- else -%}
-            {%- set changed = '1 = 1' -%}
-        {%- endif -%}
-        {%- set where = where | replace('__changed_rows__', changed) -%}
+        {%- set where = where | replace('__changed_rows__', changed_rows()) -%}
     {%- endif -%}
     {#- The relation itself when there is no filter: a test may read its schema and name. -#}
     {%- if where -%}
@@ -52,6 +47,19 @@
         {%- do return(filtered) -%}
     {%- else -%}
         {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+  The condition on an incremental mart's rows (its `modified_at`) that holds for the changed rows
+  of an incremental build and for every row of a full one. Generic tests get it through
+  `__changed_rows__`; a singular test that holds row by row writes it in its own filter.
+#}
+{% macro changed_rows() -%}
+    {%- if var('dataops_incremental_from', none) -%}
+        modified_at >= {{ incremental_cutoff() }}
+    {%- else -%}
+        1 = 1
     {%- endif -%}
 {%- endmacro %}
 
