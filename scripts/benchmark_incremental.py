@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTION = "incremental"
 BUILD_SHARE_TARGET = 0.10
 RAW_RATIO_TARGETS = {100.0: 1.3, 10.0: 2.0}
+# The singular tests that read only an incremental build's changed rows call this macro (dbt/macros/incremental.sql).
+CHANGED_ROWS_MACRO = "macro.adventureworks.changed_rows"
 
 
 def _postgres_server() -> Any:
@@ -100,7 +102,12 @@ def _node_seconds(settings: Any) -> dict[str, float]:
                 else ("staging and intermediate")
             )
             if not node.get("test_metadata"):
-                kind = "singular tests (every row)"
+                reads = (
+                    "the changed rows"
+                    if CHANGED_ROWS_MACRO in node.get("depends_on", {}).get("macros", [])
+                    else "every row"
+                )
+                kind = f"singular tests on {reads}"
             elif "__changed_rows__" in where:
                 kind = "mart tests on the changed rows"
             else:
