@@ -6,6 +6,7 @@ the source late, older than the newest one built but within the lookback, is pic
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -19,7 +20,7 @@ from dataops.core.config import Settings
 from dataops.project.results import RunSummary
 from dataops.sources.edits import ms, replace_rows, timestamps
 from dataops.sources.generate import generate_tables, next_day
-from dataops.warehouse import connect
+from dataops.warehouse import QueryResult, connect
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,8 @@ MARTS = {
     "fct_orders": "order_id",
 }
 LOOKBACK_DAYS = 3  # dbt_project.yml's incremental_lookback_days
+INCREMENTAL_MARTS = ("customer_analytics", "fct_order_lines", "fct_orders")
+_WATERMARK = re.compile(r"incremental from (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -66,24 +69,41 @@ def _compiled_test(settings: Settings, name: str) -> str:
     return (folder / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def _published(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
+def _published(settings: Settings) -> dict[str, QueryResult]:
     """Every row of every published mart, as a consumer reads it."""
     warehouse = connect(settings)
     return {
-        mart: warehouse.read_only_query(f"SELECT * FROM {settings.consumer_schema}.{mart} ORDER BY {key}").rows
+        mart: warehouse.read_only_query(f"SELECT * FROM {settings.consumer_schema}.{mart} ORDER BY {key}")
         for mart, key in MARTS.items()
     }
 
 
+def _merged_rows_before(before: dict[str, QueryResult], after: dict[str, QueryResult], cutoff: datetime) -> list[str]:
+    """The rows an incremental build added or changed whose `modified_at` is older than its
+    cutoff: the changed-rows tests would not read them. There must be none."""
+    older = []
+    for mart in INCREMENTAL_MARTS:
+        column = after[mart].columns.index("modified_at")
+        for row in set(after[mart].rows) - set(before[mart].rows):
+            if row[column] < cutoff:
+                older.append(f"{mart}: {row}")
+    return older
+
+
 def _late_change(tables: dict[str, pa.Table], modified: datetime) -> tuple[dict[str, pa.Table], int]:
-    """One old order cancelled, with a ModifiedDate older than the newest in the data (it reached
-    the source late): its id."""
+    """One old order cancelled and moved to the other sales channel, in its header alone, with a
+    ModifiedDate older than the newest in the data (it reached the source late): its id. Its lines
+    carry the channel, so they change too, with their own ModifiedDates as they were."""
     headers = tables["Sales.SalesOrderHeader"]
     row = int(np.argmin(ms(headers.column("ModifiedDate"))))  # the order changed longest ago
     order_id = headers.column("SalesOrderID")[row].as_py()
     status = 6 if headers.column("Status")[row].as_py() != 6 else 5
+    online = not headers.column("OnlineOrderFlag")[row].as_py()
     rows = np.array([row])
     headers = replace_rows(headers, "Status", rows, pa.array([status], pa.int16()))
+    headers = replace_rows(
+        headers, "OnlineOrderFlag", rows, pa.array([online], headers.schema.field("OnlineOrderFlag").type)
+    )
     late_ms = int((modified - datetime(1970, 1, 1)).total_seconds() * 1000)
     headers = replace_rows(headers, "ModifiedDate", rows, timestamps(np.array([late_ms])))
     return {**tables, "Sales.SalesOrderHeader": headers}, order_id
@@ -117,11 +137,17 @@ def test_an_incremental_run_publishes_what_a_full_refresh_does(engine_settings: 
     newest = pc.max(day_1["Sales.SalesOrderHeader"].column("ModifiedDate")).as_py()
     day_1_late, late_order = _late_change(day_1, newest - timedelta(days=LOOKBACK_DAYS - 1))
     load_tables(settings, day_1_late, "day 1, with a late change")
+    before = _published(settings)
     third = _run(settings)
     assert "incremental from" in _build_detail(third)
     assert _diffs(third)["fct_orders"] == (0, 0, 1)
+    late_lines = sum(row[1] == late_order for row in before["fct_order_lines"].rows)
+    assert late_lines > 0 and _diffs(third)["fct_order_lines"] == (0, 0, late_lines)
     incremental = _published(settings)
-    assert any(row[0] == late_order and row[8] in ("Cancelled", "Shipped") for row in incremental["fct_orders"])
+    assert any(row[0] == late_order and row[8] in ("Cancelled", "Shipped") for row in incremental["fct_orders"].rows)
+    # Every row the build merged is one of the changed rows its tests read.
+    watermark = datetime.strptime(_WATERMARK.search(_build_detail(third)).group(1), "%Y-%m-%d %H:%M:%S")  # type: ignore[union-attr]
+    assert _merged_rows_before(before, incremental, watermark - timedelta(days=LOOKBACK_DAYS)) == []
 
     # The same data rebuilt whole: nothing differs, row by row, from what the increments published.
     refreshed = _run(settings, full_refresh=True)

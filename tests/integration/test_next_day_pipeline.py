@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from dataops.core.config import load_settings
 from dataops.history.store import DEFAULT_FILE, HistoryStore
+from dataops.warehouse import connect
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +59,21 @@ def test_the_next_day_loads_passes_the_run_and_publishes_exactly_the_day(
     assert (orders.added, orders.removed, orders.changed) == (63, 0, 31)
     assert {"total_due", "subtotal"} <= set(orders.changed_columns)
     lines = diffs["fct_order_lines"]
-    assert (lines.removed, lines.changed) == (0, 31) and lines.added > 63
+    # Every line of a changed order changes, its `modified_at` the later of its own and its
+    # order's; the first line of each in its total too.
+    settings = load_settings("dev")
+    marts = settings.consumer_schema
+    of_new_or_changed_orders = (
+        connect(settings)
+        .read_only_query(
+            f"SELECT count(*) FROM {marts}.fct_order_lines AS line JOIN {marts}.fct_orders AS o"
+            f" ON line.order_id = o.order_id WHERE o.modified_at > TIMESTAMP '{day_0}'"
+        )
+        .rows[0][0]
+    )
+    assert lines.added > 63 and lines.changed > 31
+    assert (lines.removed, lines.changed) == (0, of_new_or_changed_orders - lines.added)
+    assert {"line_total", "modified_at"} <= set(lines.changed_columns)
     customers = diffs["customer_analytics"]
     assert customers.removed == 0 and customers.added > 0 and customers.changed > 0
 

@@ -7,7 +7,9 @@
     )
 }}
 -- Incremental: a line is rebuilt when it changed since the cutoff (macros/incremental.sql), or its
--- order did (the line carries the order's customer, date and channel). `modified_at` is the line's.
+-- order did (the line carries the order's customer, date and channel). `modified_at` is the later of
+-- the line's and its order's, so that every line a build merges is one of its changed rows, which
+-- the changed-rows tests read.
 with orders as (
     select
         order_id,
@@ -41,6 +43,6 @@ select
     lines.unit_price,
     lines.unit_price_discount,
     lines.line_total,
-    lines.modified_at
+    {{ later_of('lines.modified_at', 'orders.modified_at') }} as modified_at
 from lines
 inner join orders on lines.order_id = orders.order_id
