@@ -176,3 +176,27 @@ def test_sources_that_do_not_continue_the_published_version_are_built_whole(sett
     rebuilt = _run(settings)
     assert "do not continue the published version" in _build_detail(rebuilt), _build_detail(rebuilt)
     assert "full refresh" in _build_detail(rebuilt)
+
+
+def test_an_order_moved_to_another_customer_is_built_whole(settings: Settings) -> None:
+    """An order that moves to another customer, with a newer ModifiedDate: the increment would
+    recompute the customer it moved to and keep the old metrics of the one it left."""
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    day_0 = generate_tables(SCALE, seed=SEED, as_of=now - timedelta(hours=30))
+    load_tables(settings, day_0, "day 0")
+    _run(settings)
+    headers = day_0["Sales.SalesOrderHeader"]
+    customers = headers.column("CustomerID").to_pylist()
+    rows = np.array([0])
+    other = next(customer for customer in customers if customer != customers[0])
+    headers = replace_rows(headers, "CustomerID", rows, pa.array([other], headers.schema.field("CustomerID").type))
+    modified = pc.max(headers.column("ModifiedDate")).as_py() + timedelta(hours=1)
+    late_ms = int((modified - datetime(1970, 1, 1)).total_seconds() * 1000)
+    headers = replace_rows(headers, "ModifiedDate", rows, timestamps(np.array([late_ms])))
+    load_tables(settings, {**day_0, "Sales.SalesOrderHeader": headers}, "one order moved")
+    moved = _run(settings)
+    assert "1 published orders have another customer in the source" in _build_detail(moved), _build_detail(moved)
+    assert "full refresh" in _build_detail(moved)
+    assert _diffs(moved)["fct_orders"] == (0, 0, 1)
+    # What it published is what a full refresh does: both customers' metrics as they now are.
+    assert _diffs(_run(settings, full_refresh=True)) == {mart: (0, 0, 0) for mart in MARTS}

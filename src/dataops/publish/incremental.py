@@ -77,7 +77,7 @@ def plan_incremental(
     if any(w is None for w in watermarks):
         return IncrementalPlan(tuple(marts), None, "a published incremental mart is empty")
     if ORDERS_MART in marts:
-        broken = _orders_not_continued(settings, warehouse)
+        broken, moved = _orders_not_continued(settings, warehouse)
         if broken:
             return IncrementalPlan(
                 tuple(marts),
@@ -85,21 +85,35 @@ def plan_incremental(
                 f"{broken:,} published orders are gone from the source or changed there without a newer "
                 "ModifiedDate: the sources do not continue the published version",
             )
+        if moved:
+            return IncrementalPlan(
+                tuple(marts),
+                None,
+                f"{moved:,} published orders have another customer in the source: the customers they "
+                "left are not among the changed rows, and an increment would keep their old metrics",
+            )
     return IncrementalPlan(tuple(marts), min(w for w in watermarks if w is not None), "the published version")
 
 
-def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> int:
+def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> tuple[int, int]:
     """The published orders an increment would keep wrongly: gone from the source (deleted, or
-    sources loaded that are another data set), or changed there with no ModifiedDate after the one
-    built (a reload, a fault, a change that bypassed the modified date). A next day of the same
-    sources has none: its changes all carry a newer ModifiedDate, which the increment merges."""
+    sources loaded that are another data set), or changed there in their total with no
+    ModifiedDate after the one built (a reload, a fault, a change that bypassed the modified date).
+    And, apart, those the source has with another customer, whatever their ModifiedDate: the
+    increment recomputes the customer an order moved to, never the one it left. A next day of the
+    same sources has none of either: its changes all carry a newer ModifiedDate, on the same
+    customers. One scan of the published orders for both counts."""
     result = warehouse.read_only_query(
-        f"SELECT COUNT(*) FROM {settings.consumer_schema}.{ORDERS_MART} AS built "
-        f"LEFT JOIN {ORDERS_SOURCE} AS source ON source.order_id = built.order_id "
-        "WHERE source.order_id IS NULL OR (source.modified_at <= built.modified_at "
-        "AND (source.total_due <> built.total_due OR source.customer_id <> built.customer_id))"
+        "SELECT SUM(CASE WHEN source.order_id IS NULL OR (source.modified_at <= built.modified_at "
+        "AND source.total_due <> built.total_due) THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN source.customer_id <> built.customer_id THEN 1 ELSE 0 END) "
+        f"FROM {settings.consumer_schema}.{ORDERS_MART} AS built "
+        f"LEFT JOIN {ORDERS_SOURCE} AS source ON source.order_id = built.order_id"
     )
-    return int(result.rows[0][0] or 0) if result.rows else 0
+    if not result.rows:
+        return 0, 0
+    broken, moved = result.rows[0]
+    return int(broken or 0), int(moved or 0)
 
 
 def _watermark(settings: Settings, warehouse: Warehouse, mart: str) -> datetime | None:
