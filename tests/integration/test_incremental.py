@@ -99,14 +99,17 @@ def _late_change(tables: dict[str, pa.Table], modified: datetime) -> tuple[dict[
     order_id = headers.column("SalesOrderID")[row].as_py()
     status = 6 if headers.column("Status")[row].as_py() != 6 else 5
     online = not headers.column("OnlineOrderFlag")[row].as_py()
-    rows = np.array([row])
-    headers = replace_rows(headers, "Status", rows, pa.array([status], pa.int16()))
-    headers = replace_rows(
-        headers, "OnlineOrderFlag", rows, pa.array([online], headers.schema.field("OnlineOrderFlag").type)
-    )
-    late_ms = int((modified - datetime(1970, 1, 1)).total_seconds() * 1000)
-    headers = replace_rows(headers, "ModifiedDate", rows, timestamps(np.array([late_ms])))
+    headers = _edit_header(headers, row, modified, Status=status, OnlineOrderFlag=online)
     return {**tables, "Sales.SalesOrderHeader": headers}, order_id
+
+
+def _edit_header(headers: pa.Table, row: int, modified: datetime, **values: object) -> pa.Table:
+    """One order's header with new `values` (column: value) and ModifiedDate `modified`."""
+    rows = np.array([row])
+    for column, value in values.items():
+        headers = replace_rows(headers, column, rows, pa.array([value], headers.schema.field(column).type))
+    modified_ms = int((modified - datetime(1970, 1, 1)).total_seconds() * 1000)
+    return replace_rows(headers, "ModifiedDate", rows, timestamps(np.array([modified_ms])))
 
 
 def test_an_incremental_run_publishes_what_a_full_refresh_does(engine_settings: Settings) -> None:
@@ -187,12 +190,9 @@ def test_an_order_moved_to_another_customer_is_built_whole(settings: Settings) -
     _run(settings)
     headers = day_0["Sales.SalesOrderHeader"]
     customers = headers.column("CustomerID").to_pylist()
-    rows = np.array([0])
     other = next(customer for customer in customers if customer != customers[0])
-    headers = replace_rows(headers, "CustomerID", rows, pa.array([other], headers.schema.field("CustomerID").type))
     modified = pc.max(headers.column("ModifiedDate")).as_py() + timedelta(hours=1)
-    late_ms = int((modified - datetime(1970, 1, 1)).total_seconds() * 1000)
-    headers = replace_rows(headers, "ModifiedDate", rows, timestamps(np.array([late_ms])))
+    headers = _edit_header(headers, 0, modified, CustomerID=other)
     load_tables(settings, {**day_0, "Sales.SalesOrderHeader": headers}, "one order moved")
     moved = _run(settings)
     assert "1 published orders have another customer in the source" in _build_detail(moved), _build_detail(moved)
