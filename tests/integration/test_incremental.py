@@ -18,7 +18,7 @@ from dataops.commands.load import load_tables
 from dataops.commands.run import Pipeline, RunOptions
 from dataops.core.config import Settings
 from dataops.project.results import RunSummary
-from dataops.sources.edits import ms, replace_rows, timestamps
+from dataops.sources.edits import ids, ms, replace_rows, round_div, set_order_money, timestamps, units
 from dataops.sources.generate import generate_tables, next_day
 from dataops.warehouse import QueryResult, connect
 
@@ -199,4 +199,34 @@ def test_an_order_moved_to_another_customer_is_built_whole(settings: Settings) -
     assert "full refresh" in _build_detail(moved)
     assert _diffs(moved)["fct_orders"] == (0, 0, 1)
     # What it published is what a full refresh does: both customers' metrics as they now are.
+    assert _diffs(_run(settings, full_refresh=True)) == {mart: (0, 0, 0) for mart in MARTS}
+
+
+def test_an_order_line_deleted_from_the_source_is_built_whole(settings: Settings) -> None:
+    """A line deleted from an order, whose header AdventureWorks then updates (its SubTotal less the
+    line, a newer ModifiedDate): a merge keyed on the line would bring the order's other lines and
+    keep the deleted one published."""
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    day_0 = generate_tables(SCALE, seed=SEED, as_of=now - timedelta(hours=30))
+    load_tables(settings, day_0, "day 0")
+    _run(settings)
+    lines, headers = day_0["Sales.SalesOrderDetail"], day_0["Sales.SalesOrderHeader"]
+    line_orders = ids(lines.column("SalesOrderID"))
+    order_ids, line_counts = np.unique(line_orders, return_counts=True)
+    order_id = int(order_ids[np.argmax(line_counts)])  # an order that keeps lines after losing one
+    deleted = int(np.flatnonzero(line_orders == order_id)[0])
+    kept = lines.filter(pa.array(np.arange(lines.num_rows) != deleted))
+    row = int(np.flatnonzero(ids(headers.column("SalesOrderID")) == order_id)[0])
+    line_total = units(lines.column("LineTotal"))[deleted]  # 1e-6 units; SubTotal has 1e-4
+    sub_total = units(headers.column("SubTotal"))[row] - round_div(np.array([line_total]), 100)
+    headers = set_order_money(headers, np.array([row]), sub_total)
+    modified = pc.max(headers.column("ModifiedDate")).as_py() + timedelta(hours=1)
+    headers = _edit_header(headers, row, modified)
+    load_tables(settings, {**day_0, "Sales.SalesOrderDetail": kept, "Sales.SalesOrderHeader": headers}, "a line gone")
+    rebuilt = _run(settings)
+    assert "1 published order lines are gone from the source" in _build_detail(rebuilt), _build_detail(rebuilt)
+    assert "full refresh" in _build_detail(rebuilt)
+    # The order's other lines carry its newer ModifiedDate (their modified_at is the later of both).
+    assert _diffs(rebuilt)["fct_order_lines"] == (0, 1, int(line_counts.max()) - 1)
+    assert _diffs(rebuilt)["fct_orders"] == (0, 0, 1)
     assert _diffs(_run(settings, full_refresh=True)) == {mart: (0, 0, 0) for mart in MARTS}

@@ -12,8 +12,8 @@ incremental marts (the oldest of those, if they differ), less the project's look
 as the var `dataops_incremental_from`, read by the models and by the data tests that check the
 changed rows only (dbt/macros/incremental.sql). Without a published version to start from, one
 built before its marts had a watermark, or sources that do not continue it (published orders gone
-from the source or changed there without a newer ModifiedDate: another data set was loaded), the
-build is a full refresh."""
+from the source or changed there without a newer ModifiedDate: another data set was loaded; a
+published order line gone from the source), the build is a full refresh."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ WATERMARK_VAR = "dataops_incremental_from"
 # checked on them.
 ORDERS_MART = "fct_orders"
 ORDERS_SOURCE = "staging.stg_orders"
+# A merge keyed on the line replaces the lines it brings and keeps every other: a line deleted from
+# the source (AdventureWorks updates its order's header when one goes) stays published.
+LINES_MART = "fct_order_lines"
+LINES_SOURCE = "staging.stg_order_lines"
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,12 @@ def plan_incremental(
                 f"{moved:,} published orders have another customer in the source: the customers they "
                 "left are not among the changed rows, and an increment would keep their old metrics",
             )
+    if LINES_MART in marts and (gone := _lines_gone(settings, warehouse)):
+        return IncrementalPlan(
+            tuple(marts),
+            None,
+            f"{gone:,} published order lines are gone from the source: a merge keeps the lines it does not bring",
+        )
     return IncrementalPlan(tuple(marts), min(w for w in watermarks if w is not None), "the published version")
 
 
@@ -114,6 +124,16 @@ def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> tuple[int
         return 0, 0
     broken, moved = result.rows[0]
     return int(broken or 0), int(moved or 0)
+
+
+def _lines_gone(settings: Settings, warehouse: Warehouse) -> int:
+    """The published order lines the source no longer has: deleted, or their order was."""
+    result = warehouse.read_only_query(
+        f"SELECT COUNT(*) FROM {settings.consumer_schema}.{LINES_MART} AS built "
+        f"LEFT JOIN {LINES_SOURCE} AS source ON source.order_line_id = built.order_line_id "
+        "WHERE source.order_line_id IS NULL"
+    )
+    return int(result.rows[0][0] or 0) if result.rows else 0
 
 
 def _watermark(settings: Settings, warehouse: Warehouse, mart: str) -> datetime | None:
