@@ -7,6 +7,7 @@ the source late, older than the newest one built but within the lookback, is pic
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -202,31 +203,70 @@ def test_an_order_moved_to_another_customer_is_built_whole(settings: Settings) -
     assert _diffs(_run(settings, full_refresh=True)) == {mart: (0, 0, 0) for mart in MARTS}
 
 
-def test_an_order_line_deleted_from_the_source_is_built_whole(settings: Settings) -> None:
-    """A line deleted from an order, whose header AdventureWorks then updates (its SubTotal less the
-    line, a newer ModifiedDate): a merge keyed on the line would bring the order's other lines and
-    keep the deleted one published."""
-    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    day_0 = generate_tables(SCALE, seed=SEED, as_of=now - timedelta(hours=30))
-    load_tables(settings, day_0, "day 0")
-    _run(settings)
+Tables = dict[str, pa.Table]
+
+
+def _without_row(table: pa.Table, row: int) -> pa.Table:
+    return table.filter(pa.array(np.arange(table.num_rows) != row))
+
+
+def _line_deleted(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
+    """A line deleted from the order with the most lines, whose header AdventureWorks then updates
+    (its SubTotal less the line, a newer ModifiedDate): the order's other lines carry that date."""
     lines, headers = day_0["Sales.SalesOrderDetail"], day_0["Sales.SalesOrderHeader"]
     line_orders = ids(lines.column("SalesOrderID"))
     order_ids, line_counts = np.unique(line_orders, return_counts=True)
-    order_id = int(order_ids[np.argmax(line_counts)])  # an order that keeps lines after losing one
+    order_id = int(order_ids[np.argmax(line_counts)])
     deleted = int(np.flatnonzero(line_orders == order_id)[0])
-    kept = lines.filter(pa.array(np.arange(lines.num_rows) != deleted))
     row = int(np.flatnonzero(ids(headers.column("SalesOrderID")) == order_id)[0])
     line_total = units(lines.column("LineTotal"))[deleted]  # 1e-6 units; SubTotal has 1e-4
     sub_total = units(headers.column("SubTotal"))[row] - round_div(np.array([line_total]), 100)
     headers = set_order_money(headers, np.array([row]), sub_total)
-    modified = pc.max(headers.column("ModifiedDate")).as_py() + timedelta(hours=1)
-    headers = _edit_header(headers, row, modified)
-    load_tables(settings, {**day_0, "Sales.SalesOrderDetail": kept, "Sales.SalesOrderHeader": headers}, "a line gone")
+    headers = _edit_header(headers, row, pc.max(headers.column("ModifiedDate")).as_py() + timedelta(hours=1))
+    day_1 = {**day_0, "Sales.SalesOrderDetail": _without_row(lines, deleted), "Sales.SalesOrderHeader": headers}
+    return day_0, day_1, {"fct_order_lines": (0, 1, int(line_counts.max()) - 1), "fct_orders": (0, 0, 1)}
+
+
+def _customer_deleted(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
+    """A customer who never ordered, deleted."""
+    customers = day_0["Sales.Customer"]
+    ordered = set(ids(day_0["Sales.SalesOrderHeader"].column("CustomerID")).tolist())
+    row = next(i for i, customer in enumerate(ids(customers.column("CustomerID"))) if customer not in ordered)
+    return day_0, {**day_0, "Sales.Customer": _without_row(customers, row)}, {"customer_analytics": (0, 1, 0)}
+
+
+def _email_deleted(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
+    """A customer's person with a second e-mail address on day 0 loses the first, the one the mart
+    shows, on day 1: the second one takes its place."""
+    emails = day_0["Person.EmailAddress"]
+    people = set(ids(day_0["Sales.Customer"].column("PersonID")).tolist())
+    row = next(i for i, person in enumerate(ids(emails.column("BusinessEntityID"))) if person in people)
+    second = emails.slice(row, 1)
+    next_id = pc.max(emails.column("EmailAddressID")).as_py() + 1
+    for column, value in (("EmailAddressID", next_id), ("EmailAddress", f"second{next_id}@adventure-works.com")):
+        second = replace_rows(second, column, np.array([0]), pa.array([value], emails.schema.field(column).type))
+    day_0 = {**day_0, "Person.EmailAddress": pa.concat_tables([emails, second])}
+    day_1 = {**day_0, "Person.EmailAddress": _without_row(day_0["Person.EmailAddress"], row)}
+    return day_0, day_1, {"customer_analytics": (0, 0, 1)}
+
+
+@pytest.mark.parametrize(
+    ("deletion", "rows"),
+    [(_line_deleted, "order lines"), (_customer_deleted, "customers"), (_email_deleted, "customers' e-mail addresses")],
+    ids=["order line", "customer", "e-mail"],
+)
+def test_a_row_deleted_from_the_source_is_built_whole(
+    settings: Settings, deletion: Callable[[Tables], tuple[Tables, Tables, dict[str, tuple[int, int, int]]]], rows: str
+) -> None:
+    """A deletion has no newer ModifiedDate to bring the rows it changes into a merge, and a merge
+    keeps the rows it does not bring: an increment would keep publishing what the source deleted."""
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    day_0, day_1, diffs = deletion(generate_tables(SCALE, seed=SEED, as_of=now - timedelta(hours=30)))
+    load_tables(settings, day_0, "day 0")
+    _run(settings)
+    load_tables(settings, day_1, "a row deleted")
     rebuilt = _run(settings)
-    assert "1 published order lines are gone from the source" in _build_detail(rebuilt), _build_detail(rebuilt)
+    assert f"1 published {rows} are gone from the source" in _build_detail(rebuilt), _build_detail(rebuilt)
     assert "full refresh" in _build_detail(rebuilt)
-    # The order's other lines carry its newer ModifiedDate (their modified_at is the later of both).
-    assert _diffs(rebuilt)["fct_order_lines"] == (0, 1, int(line_counts.max()) - 1)
-    assert _diffs(rebuilt)["fct_orders"] == (0, 0, 1)
+    assert {mart: _diffs(rebuilt)[mart] for mart in diffs} == diffs
     assert _diffs(_run(settings, full_refresh=True)) == {mart: (0, 0, 0) for mart in MARTS}

@@ -13,7 +13,8 @@ as the var `dataops_incremental_from`, read by the models and by the data tests 
 changed rows only (dbt/macros/incremental.sql). Without a published version to start from, one
 built before its marts had a watermark, or sources that do not continue it (published orders gone
 from the source or changed there without a newer ModifiedDate: another data set was loaded; a
-published order line gone from the source), the build is a full refresh."""
+published order line, customer or customer's e-mail address gone from the source), the build is a
+full refresh."""
 
 from __future__ import annotations
 
@@ -32,10 +33,53 @@ WATERMARK_VAR = "dataops_incremental_from"
 # checked on them.
 ORDERS_MART = "fct_orders"
 ORDERS_SOURCE = "staging.stg_orders"
-# A merge keyed on the line replaces the lines it brings and keeps every other: a line deleted from
-# the source (AdventureWorks updates its order's header when one goes) stays published.
-LINES_MART = "fct_order_lines"
-LINES_SOURCE = "staging.stg_order_lines"
+
+
+@dataclass(frozen=True)
+class GoneFromSource:
+    """Published rows of `mart` that no row of `source` matches on `columns` (the mart's column,
+    the source's), rows with a null in those aside: a deletion an increment would not undo."""
+
+    mart: str
+    source: str
+    columns: tuple[tuple[str, str], ...]
+    rows: str
+    why: str
+
+    def count_sql(self, schema: str) -> str:
+        on = " AND ".join(f"source.{theirs} = built.{ours}" for ours, theirs in self.columns)
+        present = " AND ".join(f"built.{ours} IS NOT NULL" for ours, _ in self.columns)
+        return (
+            f"SELECT COUNT(*) FROM {schema}.{self.mart} AS built LEFT JOIN {self.source} AS source ON {on} "
+            f"WHERE {present} AND source.{self.columns[0][1]} IS NULL"
+        )
+
+
+# A merge replaces the rows of the keys it brings and keeps every other, and a row is brought only
+# when something it is made of has a newer ModifiedDate: a deletion has none.
+GONE_FROM_SOURCE = (
+    GoneFromSource(
+        "fct_order_lines",
+        "staging.stg_order_lines",
+        (("order_line_id", "order_line_id"),),
+        "order lines",
+        "a merge keeps the lines it does not bring (AdventureWorks updates the order's header, not the line)",
+    ),
+    GoneFromSource(
+        "customer_analytics",
+        "staging.stg_customers",
+        (("customer_id", "customer_id"),),
+        "customers",
+        "a merge keeps the customers it does not bring",
+    ),
+    GoneFromSource(
+        "customer_analytics",
+        "staging.stg_email_addresses",
+        (("person_id", "person_id"), ("email", "email_address")),
+        "customers' e-mail addresses",
+        "a customer is rebuilt only when a row of theirs has a newer ModifiedDate, and a deleted one has none",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -96,12 +140,11 @@ def plan_incremental(
                 f"{moved:,} published orders have another customer in the source: the customers they "
                 "left are not among the changed rows, and an increment would keep their old metrics",
             )
-    if LINES_MART in marts and (gone := _lines_gone(settings, warehouse)):
-        return IncrementalPlan(
-            tuple(marts),
-            None,
-            f"{gone:,} published order lines are gone from the source: a merge keeps the lines it does not bring",
-        )
+    for check in (c for c in GONE_FROM_SOURCE if c.mart in marts):
+        if gone := _count(warehouse, check.count_sql(settings.consumer_schema)):
+            return IncrementalPlan(
+                tuple(marts), None, f"{gone:,} published {check.rows} are gone from the source: {check.why}"
+            )
     return IncrementalPlan(tuple(marts), min(w for w in watermarks if w is not None), "the published version")
 
 
@@ -126,13 +169,8 @@ def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> tuple[int
     return int(broken or 0), int(moved or 0)
 
 
-def _lines_gone(settings: Settings, warehouse: Warehouse) -> int:
-    """The published order lines the source no longer has: deleted, or their order was."""
-    result = warehouse.read_only_query(
-        f"SELECT COUNT(*) FROM {settings.consumer_schema}.{LINES_MART} AS built "
-        f"LEFT JOIN {LINES_SOURCE} AS source ON source.order_line_id = built.order_line_id "
-        "WHERE source.order_line_id IS NULL"
-    )
+def _count(warehouse: Warehouse, sql: str) -> int:
+    result = warehouse.read_only_query(sql)
     return int(result.rows[0][0] or 0) if result.rows else 0
 
 
