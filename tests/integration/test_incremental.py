@@ -2,7 +2,8 @@
 every row; the next day's data (new orders for old and new customers, changed old orders) is merged
 into a copy of the published version and published through the same audit; a change that reached
 the source late, older than the newest one built but within the lookback, is picked up; and a
-`--full-refresh` on the same data publishes exactly the same marts (data diff: zero rows)."""
+`--full-refresh` on the same data publishes exactly the same marts (data diff: zero rows). What an
+increment cannot merge right (a change older than the lookback, a deleted row) is built whole."""
 
 from __future__ import annotations
 
@@ -160,14 +161,15 @@ def test_an_incremental_run_publishes_what_a_full_refresh_does(engine_settings: 
     assert _diffs(refreshed) == {mart: (0, 0, 0) for mart in MARTS}
     assert _published(settings) == incremental
 
-    # What the increments do not read: a change older than the lookback is left for a full refresh.
-    # (That it is missed shows the build merged the changed rows only, not every row again.)
+    # A change older than the lookback, which no increment reads: seen, and built whole.
     newest = pc.max(day_1_late["Sales.SalesOrderHeader"].column("ModifiedDate")).as_py()
     too_late, _ = _late_change(day_1_late, newest - timedelta(days=LOOKBACK_DAYS + 2))
     load_tables(settings, too_late, "day 1, with a change older than the lookback")
-    missed = _run(settings)
-    assert "incremental from" in _build_detail(missed)
-    assert _diffs(missed)["fct_orders"] == (0, 0, 0)
+    rebuilt = _run(settings)
+    assert "published orders changed in the source at " in _build_detail(rebuilt), _build_detail(rebuilt)
+    assert "the watermark less the 3-day lookback" in _build_detail(rebuilt)
+    assert "full refresh" in _build_detail(rebuilt)
+    assert _diffs(rebuilt)["fct_orders"] == (0, 0, 1)
 
 
 def test_sources_that_do_not_continue_the_published_version_are_built_whole(settings: Settings) -> None:

@@ -55,8 +55,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
-
 from dataops.commands.changes import MANIFEST, read_state
 from dataops.commands.doctor import diagnose
 from dataops.commands.run import Pipeline, Reporter, RunOptions, SilentReporter, SlimBuild, parse_detail
@@ -69,7 +67,7 @@ from dataops.ops import notify
 from dataops.project.checks import run_checks
 from dataops.project.compile import compile_project
 from dataops.project.results import RunSummary, StageResult, what_stopped
-from dataops.project.runner import DbtProject
+from dataops.project.runner import DbtProject, project_vars
 from dataops.publish.audit import marts_of
 from dataops.sources.contract import SOURCE_TABLES
 from dataops.warehouse import connect
@@ -138,9 +136,7 @@ def last_deployment(history: HistoryStore, target: str) -> RunRecord | None:
 
 
 def _vars_digest(settings: Settings) -> str:
-    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8")) or {}
-    variables = {**(project.get("vars") or {}), **settings.dbt_vars}
-    return hashlib.sha256(json.dumps(variables, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(project_vars(settings), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _published_version(settings: Settings) -> int | None:

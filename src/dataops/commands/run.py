@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,7 +36,7 @@ from dataops.project.results import (
 from dataops.project.runner import DbtProject
 from dataops.project.samples import with_samples
 from dataops.publish.audit import marts_of
-from dataops.publish.incremental import IncrementalPlan, plan_incremental
+from dataops.publish.incremental import LOOKBACK_VAR, IncrementalPlan, plan_incremental
 from dataops.publish.lock import hold_target
 from dataops.publish.versions import publish_candidate
 from dataops.warehouse import LockHolder, connect
@@ -366,7 +366,8 @@ class Pipeline:
         assert self.project.manifest is not None
         incremental = [m.name for m in marts_of(self.project.manifest, self.settings) if m.incremental]
         warehouse = connect(self.settings)
-        plan = plan_incremental(self.settings, warehouse, incremental, full_refresh=full_refresh)
+        lookback = timedelta(days=int(self.project.var(LOOKBACK_VAR)))
+        plan = plan_incremental(self.settings, warehouse, incremental, lookback, full_refresh=full_refresh)
         if plan.incremental:
             warehouse.prepare_incremental(self.settings.candidate_schema, plan.marts)
         return plan

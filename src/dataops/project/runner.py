@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 from dbt.contracts.graph.manifest import Manifest
 from dbt_common.events.base_types import EventMsg
@@ -21,6 +22,12 @@ from dataops.warehouse import release_dbt_connections
 
 # dbt's own words for a selection criterion that matches nothing (event NoNodesForSelectionCriteria).
 _UNMATCHED_SELECTION = re.compile(r"The selection criterion '[^']*' does not match any enabled nodes")
+
+
+def project_vars(settings: Settings, project_dir: Path = DBT_PROJECT_DIR) -> dict[str, Any]:
+    """The vars dbt resolves for the target: dbt_project.yml's, then the target's own."""
+    project = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8")) or {}
+    return {**(project.get("vars") or {}), **settings.dbt_vars}
 
 
 @contextmanager
@@ -113,6 +120,14 @@ class DbtProject:
             raise DataOpsError("dbt could not parse the project; see the dbt log for the cause")
         self.manifest = result.result
         return self.manifest
+
+    def var(self, name: str) -> Any:
+        """A var as this project's dbt commands resolve it (dbt_project.yml's, the target's, the
+        project's own); a var none of them sets is a configuration error."""
+        variables = {**project_vars(self.settings, self.project_dir), **self.vars}
+        if name not in variables:
+            raise DataOpsError(f"{self.project_dir / 'dbt_project.yml'}: the var {name!r} is not set; add it to vars")
+        return variables[name]
 
     def sharing_parse(self, compile_only: bool) -> DbtProject:
         """The same project and the same parse, with dbt's artifacts in the other folder: one parse

@@ -13,13 +13,13 @@ as the var `dataops_incremental_from`, read by the models and by the data tests 
 changed rows only (dbt/macros/incremental.sql). Without a published version to start from, one
 built before its marts had a watermark, or sources that do not continue it (published orders gone
 from the source or changed there without a newer ModifiedDate: another data set was loaded; a
-published order line, customer or customer's e-mail address gone from the source), the build is a
-full refresh."""
+published order, order line, customer or customer's e-mail address gone from the source, or whose
+source row changed with a ModifiedDate older than the cutoff), the build is a full refresh."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dataops.core.config import Settings
@@ -28,6 +28,8 @@ from dataops.warehouse import Warehouse
 
 WATERMARK_COLUMN = "modified_at"
 WATERMARK_VAR = "dataops_incremental_from"
+# dbt_project.yml's var: how far before the watermark an increment reads the sources.
+LOOKBACK_VAR = "incremental_lookback_days"
 # The spine of the incremental marts (the lines and the customers' metrics follow the orders), and
 # the staging model it is built from: whether the sources continue the published version is
 # checked on them.
@@ -36,43 +38,52 @@ ORDERS_SOURCE = "staging.stg_orders"
 
 
 @dataclass(frozen=True)
-class GoneFromSource:
-    """Published rows of `mart` that no row of `source` matches on `columns` (the mart's column,
-    the source's), rows with a null in those aside: a deletion an increment would not undo."""
+class PublishedFrom:
+    """The published rows of `mart` against the `source` rows they were built from, matched on
+    `columns` (the mart's column, the source's; rows with a null there aside). Two things an
+    increment cannot see: a source row deleted (a merge replaces the rows of the keys it brings and
+    keeps every other, and a deletion brings none: `gone_why` says what would stay published), and
+    a source row changed since its published row was built with a ModifiedDate older than the
+    cutoff (it reached the source later than the lookback allows: no increment brings it)."""
 
     mart: str
     source: str
     columns: tuple[tuple[str, str], ...]
     rows: str
-    why: str
+    gone_why: str
 
-    def count_sql(self, schema: str) -> str:
+    def sql(self, schema: str) -> str:
+        """One scan: the published rows gone from the source, and the earliest ModifiedDate of a
+        source row newer than its published row."""
         on = " AND ".join(f"source.{theirs} = built.{ours}" for ours, theirs in self.columns)
         present = " AND ".join(f"built.{ours} IS NOT NULL" for ours, _ in self.columns)
+        modified = f"source.{WATERMARK_COLUMN}"
         return (
-            f"SELECT COUNT(*) FROM {schema}.{self.mart} AS built LEFT JOIN {self.source} AS source ON {on} "
-            f"WHERE {present} AND source.{self.columns[0][1]} IS NULL"
+            f"SELECT SUM(CASE WHEN source.{self.columns[0][1]} IS NULL THEN 1 ELSE 0 END), "
+            f"MIN(CASE WHEN {modified} > built.{WATERMARK_COLUMN} THEN {modified} END) "
+            f"FROM {schema}.{self.mart} AS built LEFT JOIN {self.source} AS source ON {on} WHERE {present}"
         )
 
 
-# A merge replaces the rows of the keys it brings and keeps every other, and a row is brought only
-# when something it is made of has a newer ModifiedDate: a deletion has none.
-GONE_FROM_SOURCE = (
-    GoneFromSource(
+PUBLISHED_FROM = (
+    PublishedFrom(
+        ORDERS_MART, ORDERS_SOURCE, (("order_id", "order_id"),), "orders", "a merge keeps the orders it does not bring"
+    ),
+    PublishedFrom(
         "fct_order_lines",
         "staging.stg_order_lines",
         (("order_line_id", "order_line_id"),),
         "order lines",
         "a merge keeps the lines it does not bring (AdventureWorks updates the order's header, not the line)",
     ),
-    GoneFromSource(
+    PublishedFrom(
         "customer_analytics",
         "staging.stg_customers",
         (("customer_id", "customer_id"),),
         "customers",
         "a merge keeps the customers it does not bring",
     ),
-    GoneFromSource(
+    PublishedFrom(
         "customer_analytics",
         "staging.stg_email_addresses",
         (("person_id", "person_id"), ("email", "email_address")),
@@ -105,10 +116,16 @@ class IncrementalPlan:
 
 
 def plan_incremental(
-    settings: Settings, warehouse: Warehouse, marts: list[str], full_refresh: str | None = None
+    settings: Settings,
+    warehouse: Warehouse,
+    marts: list[str],
+    lookback: timedelta,
+    full_refresh: str | None = None,
 ) -> IncrementalPlan:
     """Incremental unless the run says why it rebuilds every row (`full_refresh`), and when there
-    are incremental marts and the published version has each of them with its watermark column."""
+    are incremental marts, the published version has each of them with its watermark column, and
+    the sources continue it in what an increment merges from its watermark less `lookback` (the
+    project's `incremental_lookback_days`)."""
     if full_refresh is not None:
         return IncrementalPlan(tuple(marts), None, full_refresh)
     if not marts:
@@ -140,12 +157,23 @@ def plan_incremental(
                 f"{moved:,} published orders have another customer in the source: the customers they "
                 "left are not among the changed rows, and an increment would keep their old metrics",
             )
-    for check in (c for c in GONE_FROM_SOURCE if c.mart in marts):
-        if gone := _count(warehouse, check.count_sql(settings.consumer_schema)):
+    watermark = min(w for w in watermarks if w is not None)
+    cutoff = watermark - lookback
+    for check in (c for c in PUBLISHED_FROM if c.mart in marts):
+        gone, earliest_change = _gone_and_earliest_change(warehouse, check.sql(settings.consumer_schema))
+        if gone:
             return IncrementalPlan(
-                tuple(marts), None, f"{gone:,} published {check.rows} are gone from the source: {check.why}"
+                tuple(marts), None, f"{gone:,} published {check.rows} are gone from the source: {check.gone_why}"
             )
-    return IncrementalPlan(tuple(marts), min(w for w in watermarks if w is not None), "the published version")
+        if earliest_change is not None and earliest_change < cutoff:
+            return IncrementalPlan(
+                tuple(marts),
+                None,
+                f"published {check.rows} changed in the source at {earliest_change:%Y-%m-%d %H:%M:%S}, before "
+                f"the cutoff {cutoff:%Y-%m-%d %H:%M:%S} (the watermark less the {_days(lookback)} lookback): "
+                "no increment would bring them",
+            )
+    return IncrementalPlan(tuple(marts), watermark, "the published version")
 
 
 def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> tuple[int, int]:
@@ -169,9 +197,18 @@ def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> tuple[int
     return int(broken or 0), int(moved or 0)
 
 
-def _count(warehouse: Warehouse, sql: str) -> int:
+def _gone_and_earliest_change(warehouse: Warehouse, sql: str) -> tuple[int, datetime | None]:
     result = warehouse.read_only_query(sql)
-    return int(result.rows[0][0] or 0) if result.rows else 0
+    if not result.rows:
+        return 0, None
+    gone, earliest = result.rows[0]
+    if earliest is not None and not isinstance(earliest, datetime):
+        raise DataOpsError(f"a source's {WATERMARK_COLUMN} is no timestamp: {earliest!r}")
+    return int(gone or 0), earliest
+
+
+def _days(lookback: timedelta) -> str:
+    return f"{lookback.days}-day" if lookback == timedelta(days=lookback.days) else str(lookback)
 
 
 def _watermark(settings: Settings, warehouse: Warehouse, mart: str) -> datetime | None:
