@@ -12,9 +12,9 @@ incremental marts (the oldest of those, if they differ), less the project's look
 as the var `dataops_incremental_from`, read by the models and by the data tests that check the
 changed rows only (dbt/macros/incremental.sql). Without a published version to start from, one
 built before its marts had a watermark, or sources that do not continue it (published orders gone
-from the source or changed there without a newer ModifiedDate: another data set was loaded; a
-published order, order line, customer or customer's e-mail address gone from the source, or whose
-source row changed with a ModifiedDate older than the cutoff), the build is a full refresh."""
+from the source or changed there without a newer ModifiedDate: another data set was loaded), or
+published marts that do not reconcile with their sources where an increment would leave them as
+they are (`Reconciliation`), the build is a full refresh."""
 
 from __future__ import annotations
 
@@ -38,57 +38,89 @@ ORDERS_SOURCE = "staging.stg_orders"
 
 
 @dataclass(frozen=True)
-class PublishedFrom:
-    """The published rows of `mart` against the `source` rows they were built from, matched on
-    `columns` (the mart's column, the source's; rows with a null there aside). Two things an
-    increment cannot see: a source row deleted (a merge replaces the rows of the keys it brings and
-    keeps every other, and a deletion brings none: `gone_why` says what would stay published), and
-    a source row changed since its published row was built with a ModifiedDate older than the
-    cutoff (it reached the source later than the lookback allows: no increment brings it)."""
+class Reconciliation:
+    """The published rows of `mart` against the `source` rows they are built from, matched on `key`
+    (the mart's column, the source's), compared in the columns an increment must keep as the
+    source has them (`compared`, the same pairs), with the source's own `modified` column: what no
+    increment would merge right. A published row the source no longer has (a merge keeps the rows
+    it does not bring, and a deletion brings none: `gone_why` says what would stay published); a
+    source row the published version lacks, or has otherwise, whose `modified` is older than the
+    cutoff (it reached the source later than the lookback allows, or was edited behind its
+    ModifiedDate: no increment reads it)."""
 
     mart: str
     source: str
-    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, str]
+    compared: tuple[tuple[str, str], ...]
+    modified: str
     rows: str
     gone_why: str
 
     def sql(self, schema: str) -> str:
-        """One scan: the published rows gone from the source, and the earliest ModifiedDate of a
-        source row newer than its published row."""
-        on = " AND ".join(f"source.{theirs} = built.{ours}" for ours, theirs in self.columns)
-        present = " AND ".join(f"built.{ours} IS NOT NULL" for ours, _ in self.columns)
-        modified = f"source.{WATERMARK_COLUMN}"
+        """One scan of both: the published rows gone from the source, the earliest `modified` of a
+        source row missing from the published version, and of one that differs from it."""
+        ours, theirs = self.key
+        differs = " OR ".join(
+            f"CASE WHEN built.{b} = source.{s} OR (built.{b} IS NULL AND source.{s} IS NULL) THEN 0 ELSE 1 END = 1"
+            for b, s in self.compared
+        )
         return (
-            f"SELECT SUM(CASE WHEN source.{self.columns[0][1]} IS NULL THEN 1 ELSE 0 END), "
-            f"MIN(CASE WHEN {modified} > built.{WATERMARK_COLUMN} THEN {modified} END) "
-            f"FROM {schema}.{self.mart} AS built LEFT JOIN {self.source} AS source ON {on} WHERE {present}"
+            f"SELECT SUM(CASE WHEN source.{theirs} IS NULL THEN 1 ELSE 0 END), "
+            f"MIN(CASE WHEN built.{ours} IS NULL THEN source.{self.modified} END), "
+            f"MIN(CASE WHEN built.{ours} IS NOT NULL AND ({differs}) THEN source.{self.modified} END) "
+            f"FROM {schema}.{self.mart} AS built FULL OUTER JOIN {self.source} AS source "
+            f"ON source.{theirs} = built.{ours}"
         )
 
 
-PUBLISHED_FROM = (
-    PublishedFrom(
-        ORDERS_MART, ORDERS_SOURCE, (("order_id", "order_id"),), "orders", "a merge keeps the orders it does not bring"
+def _same(*columns: str) -> tuple[tuple[str, str], ...]:
+    return tuple((column, column) for column in columns)
+
+
+RECONCILIATIONS = (
+    Reconciliation(
+        ORDERS_MART,
+        ORDERS_SOURCE,
+        ("order_id", "order_id"),
+        _same(
+            "order_number",
+            "customer_id",
+            "territory_id",
+            "sales_person_id",
+            "order_date",
+            "due_date",
+            "ship_date",
+            "status",
+            "sales_channel",
+            "subtotal",
+            "tax_amount",
+            "freight",
+            "total_due",
+        ),
+        "modified_at",
+        "orders",
+        "a merge keeps the orders it does not bring",
     ),
-    PublishedFrom(
+    Reconciliation(
         "fct_order_lines",
         "staging.stg_order_lines",
-        (("order_line_id", "order_line_id"),),
+        ("order_line_id", "order_line_id"),
+        _same("order_id", "product_id", "order_quantity", "unit_price", "unit_price_discount", "line_total"),
+        "modified_at",
         "order lines",
         "a merge keeps the lines it does not bring (AdventureWorks updates the order's header, not the line)",
     ),
-    PublishedFrom(
+    # Who a customer is comes from the customer, its person, store and primary e-mail: compared as
+    # the profile the mart is built from has them, with the newest ModifiedDate of those rows. What
+    # a customer bought follows the orders, reconciled above.
+    Reconciliation(
         "customer_analytics",
-        "staging.stg_customers",
-        (("customer_id", "customer_id"),),
+        "intermediate.int_customer_profiles",
+        ("customer_id", "customer_id"),
+        _same("customer_type", "customer_name", "contact_name", "email", "person_id", "store_id", "territory_id"),
+        "profile_modified_at",
         "customers",
         "a merge keeps the customers it does not bring",
-    ),
-    PublishedFrom(
-        "customer_analytics",
-        "staging.stg_email_addresses",
-        (("person_id", "person_id"), ("email", "email_address")),
-        "customers' e-mail addresses",
-        "a customer is rebuilt only when a row of theirs has a newer ModifiedDate, and a deleted one has none",
     ),
 )
 
@@ -159,20 +191,21 @@ def plan_incremental(
             )
     watermark = min(w for w in watermarks if w is not None)
     cutoff = watermark - lookback
-    for check in (c for c in PUBLISHED_FROM if c.mart in marts):
-        gone, earliest_change = _gone_and_earliest_change(warehouse, check.sql(settings.consumer_schema))
+    for check in (c for c in RECONCILIATIONS if c.mart in marts):
+        gone, earliest_new, earliest_changed = _reconcile(warehouse, check.sql(settings.consumer_schema))
         if gone:
             return IncrementalPlan(
                 tuple(marts), None, f"{gone:,} published {check.rows} are gone from the source: {check.gone_why}"
             )
-        if earliest_change is not None and earliest_change < cutoff:
-            return IncrementalPlan(
-                tuple(marts),
-                None,
-                f"published {check.rows} changed in the source at {earliest_change:%Y-%m-%d %H:%M:%S}, before "
-                f"the cutoff {cutoff:%Y-%m-%d %H:%M:%S} (the watermark less the {_days(lookback)} lookback): "
-                "no increment would bring them",
-            )
+        for what, earliest in (("are new", earliest_new), ("changed", earliest_changed)):
+            if earliest is not None and earliest < cutoff:
+                return IncrementalPlan(
+                    tuple(marts),
+                    None,
+                    f"{check.rows} {what} in the source with a ModifiedDate of {earliest:%Y-%m-%d %H:%M:%S}, "
+                    f"before the cutoff {cutoff:%Y-%m-%d %H:%M:%S} (the watermark less the {_days(lookback)} "
+                    "lookback): no increment would read them",
+                )
     return IncrementalPlan(tuple(marts), watermark, "the published version")
 
 
@@ -197,14 +230,15 @@ def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> tuple[int
     return int(broken or 0), int(moved or 0)
 
 
-def _gone_and_earliest_change(warehouse: Warehouse, sql: str) -> tuple[int, datetime | None]:
+def _reconcile(warehouse: Warehouse, sql: str) -> tuple[int, datetime | None, datetime | None]:
     result = warehouse.read_only_query(sql)
     if not result.rows:
-        return 0, None
-    gone, earliest = result.rows[0]
-    if earliest is not None and not isinstance(earliest, datetime):
-        raise DataOpsError(f"a source's {WATERMARK_COLUMN} is no timestamp: {earliest!r}")
-    return int(gone or 0), earliest
+        return 0, None, None
+    gone, earliest_new, earliest_changed = result.rows[0]
+    for earliest in (earliest_new, earliest_changed):
+        if earliest is not None and not isinstance(earliest, datetime):
+            raise DataOpsError(f"a source's ModifiedDate is no timestamp: {earliest!r}")
+    return int(gone or 0), earliest_new, earliest_changed
 
 
 def _days(lookback: timedelta) -> str:
