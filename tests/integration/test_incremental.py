@@ -20,7 +20,7 @@ from dataops.commands.load import load_tables
 from dataops.commands.run import Pipeline, RunOptions
 from dataops.core.config import Settings
 from dataops.project.results import RunSummary
-from dataops.sources.edits import ids, ms, replace_rows, round_div, set_order_money, timestamps, units
+from dataops.sources.edits import decimal, ids, ms, replace_rows, round_div, set_order_money, timestamps, units
 from dataops.sources.generate import generate_tables, next_day
 from dataops.warehouse import QueryResult, connect
 
@@ -166,7 +166,7 @@ def test_an_incremental_run_publishes_what_a_full_refresh_does(engine_settings: 
     too_late, _ = _late_change(day_1_late, newest - timedelta(days=LOOKBACK_DAYS + 2))
     load_tables(settings, too_late, "day 1, with a change older than the lookback")
     rebuilt = _run(settings)
-    assert "orders changed in the source with a ModifiedDate of " in _build_detail(rebuilt), _build_detail(rebuilt)
+    assert "orders changed in the source, last modified " in _build_detail(rebuilt), _build_detail(rebuilt)
     assert "the watermark less the 3-day lookback" in _build_detail(rebuilt)
     assert "full refresh" in _build_detail(rebuilt)
     assert _diffs(rebuilt)["fct_orders"] == (0, 0, 1)
@@ -286,6 +286,37 @@ def _order_arrived_late(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[
     return first, day_0, {"fct_orders": (1, 0, 0), "fct_order_lines": (int(its_lines.sum()), 0, 0)}
 
 
+def _free_line_moved(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
+    """A free line (a promotional item, worth nothing, so no order's totals move) moved to another
+    order, with a newer ModifiedDate of its own: the increment brings the line and the order it
+    moved to, never the one it left."""
+    lines, headers = day_0["Sales.SalesOrderDetail"], day_0["Sales.SalesOrderHeader"]
+    line_orders = ids(lines.column("SalesOrderID"))
+    order_ids, line_counts = np.unique(line_orders, return_counts=True)
+    row = int(np.flatnonzero(line_orders == int(order_ids[np.argmax(line_counts)]))[0])
+    header = int(np.flatnonzero(ids(headers.column("SalesOrderID")) == line_orders[row])[0])
+    line_total = units(lines.column("LineTotal"))[row]
+    sub_total = units(headers.column("SubTotal"))[header] - round_div(np.array([line_total]), 100)
+    rows = np.array([row])
+    for column in ("UnitPrice", "LineTotal"):
+        lines = replace_rows(lines, column, rows, decimal(np.array([0]), lines.schema.field(column).type))
+    first = {
+        **day_0,
+        "Sales.SalesOrderDetail": lines,
+        "Sales.SalesOrderHeader": set_order_money(headers, np.array([header]), sub_total),
+    }
+    other = int(next(order for order in order_ids if order != line_orders[row]))
+    moved = replace_rows(lines, "SalesOrderID", rows, pa.array([other], pa.int32()))
+    modified = pc.max(headers.column("ModifiedDate")).as_py() + timedelta(hours=1)
+    moved = replace_rows(
+        moved,
+        "ModifiedDate",
+        rows,
+        timestamps(np.array([int((modified - datetime(1970, 1, 1)).total_seconds() * 1000)])),
+    )
+    return first, {**first, "Sales.SalesOrderDetail": moved}, {"fct_order_lines": (0, 0, 1), "fct_orders": (0, 0, 2)}
+
+
 def _territory_edited_behind_modified_date(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
     """A customer who ordered moved to another territory, its ModifiedDate left as it was."""
     customers = day_0["Sales.Customer"]
@@ -320,11 +351,19 @@ def test_a_second_copy_of_an_e_mail_address_leaves_the_build_incremental(setting
     [
         (_line_deleted, "1 published order lines are gone from the source"),
         (_customer_deleted, "1 published customers are gone from the source"),
-        (_email_deleted, "customers changed in the source with a ModifiedDate of "),
-        (_order_arrived_late, "orders are new in the source with a ModifiedDate of "),
-        (_territory_edited_behind_modified_date, "customers changed in the source with a ModifiedDate of "),
+        (_email_deleted, "customers changed in the source, last modified "),
+        (_order_arrived_late, "orders are new in the source, last modified "),
+        (_territory_edited_behind_modified_date, "customers changed in the source, last modified "),
+        (_free_line_moved, "1 published order lines have another order in the source"),
     ],
-    ids=["deleted order line", "deleted customer", "deleted e-mail", "late order", "edit behind ModifiedDate"],
+    ids=[
+        "deleted order line",
+        "deleted customer",
+        "deleted e-mail",
+        "late order",
+        "edit behind ModifiedDate",
+        "moved line",
+    ],
 )
 def test_what_an_increment_would_not_merge_right_is_built_whole(
     settings: Settings, deletion: Callable[[Tables], tuple[Tables, Tables, dict[str, tuple[int, int, int]]]], rows: str

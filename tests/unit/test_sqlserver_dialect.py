@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dataops.publish.incremental import RECONCILIATIONS, Reconciliation
 from dataops.warehouse.sqlserver_dialect import portability_problems
 
 
@@ -44,3 +45,10 @@ def test_names_the_line() -> None:
 )
 def test_accepts_portable_tsql(sql: str) -> None:
     assert portability_problems(sql) == []
+
+
+@pytest.mark.parametrize("check", RECONCILIATIONS, ids=lambda check: f"{check.mart} from {check.source}")
+def test_the_incremental_reconciliations_are_t_sql(check: Reconciliation) -> None:
+    """The scans that decide whether a build may be incremental run on SQL Server as written."""
+    sql = check.sql("marts")
+    assert "FULL OUTER JOIN" in sql and portability_problems(sql) == []

@@ -46,7 +46,9 @@ class Reconciliation:
     it does not bring, and a deletion brings none: `gone_why` says what would stay published); a
     source row the published version lacks, or has otherwise, whose `modified` is older than the
     cutoff (it reached the source later than the lookback allows, or was edited behind its
-    ModifiedDate: no increment reads it)."""
+    ModifiedDate: no increment reads it). And, whatever its date, a row that `moved` to another
+    parent (the mart's column, the source's, and why that matters): the increment rebuilds what it
+    moved to, never what it left."""
 
     mart: str
     source: str
@@ -55,22 +57,30 @@ class Reconciliation:
     modified: str
     rows: str
     gone_why: str
+    moved: tuple[str, str, str] | None = None
 
     def sql(self, schema: str) -> str:
         """One scan of both: the published rows gone from the source, the earliest `modified` of a
-        source row missing from the published version, and of one that differs from it."""
+        source row missing from the published version, and of one that differs from it, and the
+        rows that moved (0 without `moved`)."""
         ours, theirs = self.key
-        differs = " OR ".join(
-            f"CASE WHEN built.{b} = source.{s} OR (built.{b} IS NULL AND source.{s} IS NULL) THEN 0 ELSE 1 END = 1"
-            for b, s in self.compared
-        )
+        differs = " OR ".join(_differs(b, s) for b, s in self.compared)
+        moved = f"built.{ours} IS NOT NULL AND {_differs(*self.moved[:2])}" if self.moved else "1 = 0"
         return (
             f"SELECT SUM(CASE WHEN source.{theirs} IS NULL THEN 1 ELSE 0 END), "
             f"MIN(CASE WHEN built.{ours} IS NULL THEN source.{self.modified} END), "
-            f"MIN(CASE WHEN built.{ours} IS NOT NULL AND ({differs}) THEN source.{self.modified} END) "
+            f"MIN(CASE WHEN built.{ours} IS NOT NULL AND ({differs}) THEN source.{self.modified} END), "
+            f"SUM(CASE WHEN source.{theirs} IS NOT NULL AND {moved} THEN 1 ELSE 0 END) "
             f"FROM {schema}.{self.mart} AS built FULL OUTER JOIN {self.source} AS source "
             f"ON source.{theirs} = built.{ours}"
         )
+
+
+def _differs(ours: str, theirs: str) -> str:
+    """A published column unlike the source's, NULL against a value included (no IS DISTINCT FROM
+    in SQL Server before 2022)."""
+    same = f"built.{ours} = source.{theirs} OR (built.{ours} IS NULL AND source.{theirs} IS NULL)"
+    return f"CASE WHEN {same} THEN 0 ELSE 1 END = 1"
 
 
 def _same(*columns: str) -> tuple[tuple[str, str], ...]:
@@ -100,6 +110,11 @@ RECONCILIATIONS = (
         "modified_at",
         "orders",
         "a merge keeps the orders it does not bring",
+        moved=(
+            "customer_id",
+            "customer_id",
+            "the customers they left are not among the changed rows, and an increment would keep their old metrics",
+        ),
     ),
     Reconciliation(
         "fct_order_lines",
@@ -109,6 +124,11 @@ RECONCILIATIONS = (
         "modified_at",
         "order lines",
         "a merge keeps the lines it does not bring (AdventureWorks updates the order's header, not the line)",
+        moved=(
+            "order_id",
+            "order_id",
+            "the orders they left are not among the changed rows, and an increment would keep their old line counts",
+        ),
     ),
     # Who a customer is comes from the customer, its person, store and primary e-mail: compared as
     # the profile the mart is built from has them, with the newest ModifiedDate of those rows. What
@@ -173,72 +193,63 @@ def plan_incremental(
     watermarks = [_watermark(settings, warehouse, mart) for mart in marts]
     if any(w is None for w in watermarks):
         return IncrementalPlan(tuple(marts), None, "a published incremental mart is empty")
-    if ORDERS_MART in marts:
-        broken, moved = _orders_not_continued(settings, warehouse)
-        if broken:
-            return IncrementalPlan(
-                tuple(marts),
-                None,
-                f"{broken:,} published orders are gone from the source or changed there without a newer "
-                "ModifiedDate: the sources do not continue the published version",
-            )
-        if moved:
-            return IncrementalPlan(
-                tuple(marts),
-                None,
-                f"{moved:,} published orders have another customer in the source: the customers they "
-                "left are not among the changed rows, and an increment would keep their old metrics",
-            )
+    if ORDERS_MART in marts and (broken := _orders_not_continued(settings, warehouse)):
+        return IncrementalPlan(
+            tuple(marts),
+            None,
+            f"{broken:,} published orders are gone from the source or changed there without a newer "
+            "ModifiedDate: the sources do not continue the published version",
+        )
     watermark = min(w for w in watermarks if w is not None)
     cutoff = watermark - lookback
     for check in (c for c in RECONCILIATIONS if c.mart in marts):
-        gone, earliest_new, earliest_changed = _reconcile(warehouse, check.sql(settings.consumer_schema))
+        gone, earliest_new, earliest_changed, moved = _reconcile(warehouse, check.sql(settings.consumer_schema))
         if gone:
             return IncrementalPlan(
                 tuple(marts), None, f"{gone:,} published {check.rows} are gone from the source: {check.gone_why}"
+            )
+        if moved and check.moved is not None:
+            parent = check.moved[1].removesuffix("_id")
+            return IncrementalPlan(
+                tuple(marts),
+                None,
+                f"{moved:,} published {check.rows} have another {parent} in the source: {check.moved[2]}",
             )
         for what, earliest in (("are new", earliest_new), ("changed", earliest_changed)):
             if earliest is not None and earliest < cutoff:
                 return IncrementalPlan(
                     tuple(marts),
                     None,
-                    f"{check.rows} {what} in the source with a ModifiedDate of {earliest:%Y-%m-%d %H:%M:%S}, "
+                    f"{check.rows} {what} in the source, last modified {earliest:%Y-%m-%d %H:%M:%S}, "
                     f"before the cutoff {cutoff:%Y-%m-%d %H:%M:%S} (the watermark less the {_days(lookback)} "
                     "lookback): no increment would read them",
                 )
     return IncrementalPlan(tuple(marts), watermark, "the published version")
 
 
-def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> tuple[int, int]:
-    """The published orders an increment would keep wrongly: gone from the source (deleted, or
-    sources loaded that are another data set), or changed there in their total with no
+def _orders_not_continued(settings: Settings, warehouse: Warehouse) -> int:
+    """The published orders that say the sources are not the ones published: gone from the source
+    (deleted, or sources loaded that are another data set), or changed there in their total with no
     ModifiedDate after the one built (a reload, a fault, a change that bypassed the modified date).
-    And, apart, those the source has with another customer, whatever their ModifiedDate: the
-    increment recomputes the customer an order moved to, never the one it left. A next day of the
-    same sources has none of either: its changes all carry a newer ModifiedDate, on the same
-    customers. One scan of the published orders for both counts."""
+    A next day of the same sources has none: its changes all carry a newer ModifiedDate."""
     result = warehouse.read_only_query(
         "SELECT SUM(CASE WHEN source.order_id IS NULL OR (source.modified_at <= built.modified_at "
-        "AND source.total_due <> built.total_due) THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN source.customer_id <> built.customer_id THEN 1 ELSE 0 END) "
+        "AND source.total_due <> built.total_due) THEN 1 ELSE 0 END) "
         f"FROM {settings.consumer_schema}.{ORDERS_MART} AS built "
         f"LEFT JOIN {ORDERS_SOURCE} AS source ON source.order_id = built.order_id"
     )
-    if not result.rows:
-        return 0, 0
-    broken, moved = result.rows[0]
-    return int(broken or 0), int(moved or 0)
+    return int(result.rows[0][0] or 0) if result.rows else 0
 
 
-def _reconcile(warehouse: Warehouse, sql: str) -> tuple[int, datetime | None, datetime | None]:
+def _reconcile(warehouse: Warehouse, sql: str) -> tuple[int, datetime | None, datetime | None, int]:
     result = warehouse.read_only_query(sql)
     if not result.rows:
-        return 0, None, None
-    gone, earliest_new, earliest_changed = result.rows[0]
+        return 0, None, None, 0
+    gone, earliest_new, earliest_changed, moved = result.rows[0]
     for earliest in (earliest_new, earliest_changed):
         if earliest is not None and not isinstance(earliest, datetime):
             raise DataOpsError(f"a source's ModifiedDate is no timestamp: {earliest!r}")
-    return int(gone or 0), earliest_new, earliest_changed
+    return int(gone or 0), earliest_new, earliest_changed, int(moved or 0)
 
 
 def _days(lookback: timedelta) -> str:
