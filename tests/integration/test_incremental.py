@@ -101,17 +101,17 @@ def _late_change(tables: dict[str, pa.Table], modified: datetime) -> tuple[dict[
     order_id = headers.column("SalesOrderID")[row].as_py()
     status = 6 if headers.column("Status")[row].as_py() != 6 else 5
     online = not headers.column("OnlineOrderFlag")[row].as_py()
-    headers = _edit_header(headers, row, modified, Status=status, OnlineOrderFlag=online)
+    headers = _edit_row(headers, row, modified, Status=status, OnlineOrderFlag=online)
     return {**tables, "Sales.SalesOrderHeader": headers}, order_id
 
 
-def _edit_header(headers: pa.Table, row: int, modified: datetime, **values: object) -> pa.Table:
-    """One order's header with new `values` (column: value) and ModifiedDate `modified`."""
+def _edit_row(table: pa.Table, row: int, modified: datetime, **values: object) -> pa.Table:
+    """One row of a source table with new `values` (column: value) and ModifiedDate `modified`."""
     rows = np.array([row])
     for column, value in values.items():
-        headers = replace_rows(headers, column, rows, pa.array([value], headers.schema.field(column).type))
+        table = replace_rows(table, column, rows, pa.array([value], table.schema.field(column).type))
     modified_ms = int((modified - datetime(1970, 1, 1)).total_seconds() * 1000)
-    return replace_rows(headers, "ModifiedDate", rows, timestamps(np.array([modified_ms])))
+    return replace_rows(table, "ModifiedDate", rows, timestamps(np.array([modified_ms])))
 
 
 def test_an_incremental_run_publishes_what_a_full_refresh_does(engine_settings: Settings) -> None:
@@ -195,7 +195,7 @@ def test_an_order_moved_to_another_customer_is_built_whole(settings: Settings) -
     customers = headers.column("CustomerID").to_pylist()
     other = next(customer for customer in customers if customer != customers[0])
     modified = pc.max(headers.column("ModifiedDate")).as_py() + timedelta(hours=1)
-    headers = _edit_header(headers, 0, modified, CustomerID=other)
+    headers = _edit_row(headers, 0, modified, CustomerID=other)
     load_tables(settings, {**day_0, "Sales.SalesOrderHeader": headers}, "one order moved")
     moved = _run(settings)
     assert "1 published orders have another customer in the source" in _build_detail(moved), _build_detail(moved)
@@ -212,29 +212,55 @@ def _without_row(table: pa.Table, row: int) -> pa.Table:
     return table.filter(pa.array(np.arange(table.num_rows) != row))
 
 
-def _line_deleted(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
-    """A line deleted from the order with the most lines, whose header AdventureWorks then updates
-    (its SubTotal less the line, a newer ModifiedDate): the order's other lines carry that date."""
+def _a_line_of_the_largest_order(day_0: Tables) -> tuple[int, int, int, pa.Table]:
+    """The first line of the order with the most lines: its row, that order's row and line count,
+    and the headers with that order's totals less the line's (SubTotal and what follows from it)."""
     lines, headers = day_0["Sales.SalesOrderDetail"], day_0["Sales.SalesOrderHeader"]
     line_orders = ids(lines.column("SalesOrderID"))
     order_ids, line_counts = np.unique(line_orders, return_counts=True)
-    order_id = int(order_ids[np.argmax(line_counts)])
-    deleted = int(np.flatnonzero(line_orders == order_id)[0])
-    row = int(np.flatnonzero(ids(headers.column("SalesOrderID")) == order_id)[0])
-    line_total = units(lines.column("LineTotal"))[deleted]  # 1e-6 units; SubTotal has 1e-4
-    sub_total = units(headers.column("SubTotal"))[row] - round_div(np.array([line_total]), 100)
-    headers = set_order_money(headers, np.array([row]), sub_total)
-    headers = _edit_header(headers, row, pc.max(headers.column("ModifiedDate")).as_py() + timedelta(hours=1))
-    day_1 = {**day_0, "Sales.SalesOrderDetail": _without_row(lines, deleted), "Sales.SalesOrderHeader": headers}
-    return day_0, day_1, {"fct_order_lines": (0, 1, int(line_counts.max()) - 1), "fct_orders": (0, 0, 1)}
+    line = int(np.flatnonzero(line_orders == int(order_ids[np.argmax(line_counts)]))[0])
+    order = int(np.flatnonzero(ids(headers.column("SalesOrderID")) == line_orders[line])[0])
+    line_total = units(lines.column("LineTotal"))[line]  # 1e-6 units; SubTotal has 1e-4
+    sub_total = units(headers.column("SubTotal"))[order] - round_div(np.array([line_total]), 100)
+    return line, order, int(line_counts.max()), set_order_money(headers, np.array([order]), sub_total)
+
+
+def _an_hour_after(table: pa.Table) -> datetime:
+    return pc.max(table.column("ModifiedDate")).as_py() + timedelta(hours=1)
+
+
+def _line_deleted(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
+    """A line deleted from the order with the most lines, whose header AdventureWorks then updates
+    (its SubTotal less the line, a newer ModifiedDate): the order's other lines carry that date."""
+    deleted, order, line_count, headers = _a_line_of_the_largest_order(day_0)
+    headers = _edit_row(headers, order, _an_hour_after(headers))
+    lines = _without_row(day_0["Sales.SalesOrderDetail"], deleted)
+    day_1 = {**day_0, "Sales.SalesOrderDetail": lines, "Sales.SalesOrderHeader": headers}
+    return day_0, day_1, {"fct_order_lines": (0, 1, line_count - 1), "fct_orders": (0, 0, 1)}
+
+
+def _first_customer(day_0: Tables, ordered: bool) -> int:
+    """The row of the first customer who ordered (or who never did)."""
+    buyers = set(ids(day_0["Sales.SalesOrderHeader"].column("CustomerID")).tolist())
+    customers = ids(day_0["Sales.Customer"].column("CustomerID"))
+    return next(i for i, customer in enumerate(customers) if (customer in buyers) == ordered)
 
 
 def _customer_deleted(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
     """A customer who never ordered, deleted."""
     customers = day_0["Sales.Customer"]
-    ordered = set(ids(day_0["Sales.SalesOrderHeader"].column("CustomerID")).tolist())
-    row = next(i for i, customer in enumerate(ids(customers.column("CustomerID"))) if customer not in ordered)
+    row = _first_customer(day_0, ordered=False)
     return day_0, {**day_0, "Sales.Customer": _without_row(customers, row)}, {"customer_analytics": (0, 1, 0)}
+
+
+def _second_email(emails: pa.Table, row: int, **values: object) -> pa.Table:
+    """The e-mail addresses with one more for the person of `row`, a copy of it under the next
+    EmailAddressID (with `values` changed), registered after it and so not the one the mart shows."""
+    second = emails.slice(row, 1)
+    values = {"EmailAddressID": pc.max(emails.column("EmailAddressID")).as_py() + 1, **values}
+    for column, value in values.items():
+        second = replace_rows(second, column, np.array([0]), pa.array([value], emails.schema.field(column).type))
+    return pa.concat_tables([emails, second])
 
 
 def _email_deleted(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
@@ -262,11 +288,9 @@ def _email_deleted(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, 
         )
         if person in old_people and email_modified < old
     )
-    second = emails.slice(row, 1)
     next_id = pc.max(emails.column("EmailAddressID")).as_py() + 1
-    for column, value in (("EmailAddressID", next_id), ("EmailAddress", f"second{next_id}@adventure-works.com")):
-        second = replace_rows(second, column, np.array([0]), pa.array([value], emails.schema.field(column).type))
-    day_0 = {**day_0, "Person.EmailAddress": pa.concat_tables([emails, second])}
+    second = _second_email(emails, row, EmailAddress=f"second{next_id}@adventure-works.com")
+    day_0 = {**day_0, "Person.EmailAddress": second}
     day_1 = {**day_0, "Person.EmailAddress": _without_row(day_0["Person.EmailAddress"], row)}
     return day_0, day_1, {"customer_analytics": (0, 0, 1)}
 
@@ -290,39 +314,22 @@ def _free_line_moved(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int
     """A free line (a promotional item, worth nothing, so no order's totals move) moved to another
     order, with a newer ModifiedDate of its own: the increment brings the line and the order it
     moved to, never the one it left."""
-    lines, headers = day_0["Sales.SalesOrderDetail"], day_0["Sales.SalesOrderHeader"]
-    line_orders = ids(lines.column("SalesOrderID"))
-    order_ids, line_counts = np.unique(line_orders, return_counts=True)
-    row = int(np.flatnonzero(line_orders == int(order_ids[np.argmax(line_counts)]))[0])
-    header = int(np.flatnonzero(ids(headers.column("SalesOrderID")) == line_orders[row])[0])
-    line_total = units(lines.column("LineTotal"))[row]
-    sub_total = units(headers.column("SubTotal"))[header] - round_div(np.array([line_total]), 100)
-    rows = np.array([row])
+    row, _, _, headers = _a_line_of_the_largest_order(day_0)
+    lines = day_0["Sales.SalesOrderDetail"]
     for column in ("UnitPrice", "LineTotal"):
-        lines = replace_rows(lines, column, rows, decimal(np.array([0]), lines.schema.field(column).type))
-    first = {
-        **day_0,
-        "Sales.SalesOrderDetail": lines,
-        "Sales.SalesOrderHeader": set_order_money(headers, np.array([header]), sub_total),
-    }
-    other = int(next(order for order in order_ids if order != line_orders[row]))
-    moved = replace_rows(lines, "SalesOrderID", rows, pa.array([other], pa.int32()))
-    modified = pc.max(headers.column("ModifiedDate")).as_py() + timedelta(hours=1)
-    moved = replace_rows(
-        moved,
-        "ModifiedDate",
-        rows,
-        timestamps(np.array([int((modified - datetime(1970, 1, 1)).total_seconds() * 1000)])),
-    )
+        lines = replace_rows(lines, column, np.array([row]), decimal(np.array([0]), lines.schema.field(column).type))
+    first = {**day_0, "Sales.SalesOrderDetail": lines, "Sales.SalesOrderHeader": headers}
+    line_orders = ids(lines.column("SalesOrderID"))
+    other = int(next(order for order in line_orders if order != line_orders[row]))
+    moved = _edit_row(lines, row, _an_hour_after(headers), SalesOrderID=other)
     return first, {**first, "Sales.SalesOrderDetail": moved}, {"fct_order_lines": (0, 0, 1), "fct_orders": (0, 0, 2)}
 
 
 def _territory_edited_behind_modified_date(day_0: Tables) -> tuple[Tables, Tables, dict[str, tuple[int, int, int]]]:
     """A customer who ordered moved to another territory, its ModifiedDate left as it was."""
     customers = day_0["Sales.Customer"]
-    ordered = set(ids(day_0["Sales.SalesOrderHeader"].column("CustomerID")).tolist())
     territories = ids(customers.column("TerritoryID"))
-    row = next(i for i, customer in enumerate(ids(customers.column("CustomerID"))) if customer in ordered)
+    row = _first_customer(day_0, ordered=True)
     other = int(next(t for t in territories if t != territories[row]))
     moved = replace_rows(customers, "TerritoryID", np.array([row]), pa.array([other], pa.int32()))
     return day_0, {**day_0, "Sales.Customer": moved}, {"customer_analytics": (0, 0, 1)}
@@ -335,11 +342,7 @@ def test_a_second_copy_of_an_e_mail_address_leaves_the_build_incremental(setting
     day_0 = generate_tables(SCALE, seed=SEED, as_of=now - timedelta(hours=30))
     load_tables(settings, day_0, "day 0")
     _run(settings)
-    emails = day_0["Person.EmailAddress"]
-    second = emails.slice(0, 1)
-    next_id = pc.max(emails.column("EmailAddressID")).as_py() + 1
-    second = replace_rows(second, "EmailAddressID", np.array([0]), pa.array([next_id], pa.int32()))
-    load_tables(settings, {**day_0, "Person.EmailAddress": pa.concat_tables([emails, second])}, "a copy")
+    load_tables(settings, {**day_0, "Person.EmailAddress": _second_email(day_0["Person.EmailAddress"], 0)}, "a copy")
     for _ in range(2):
         again = _run(settings)
         assert "incremental from" in _build_detail(again), _build_detail(again)
@@ -347,7 +350,7 @@ def test_a_second_copy_of_an_e_mail_address_leaves_the_build_incremental(setting
 
 
 @pytest.mark.parametrize(
-    ("deletion", "rows"),
+    ("case", "reason"),
     [
         (_line_deleted, "1 published order lines are gone from the source"),
         (_customer_deleted, "1 published customers are gone from the source"),
@@ -366,18 +369,18 @@ def test_a_second_copy_of_an_e_mail_address_leaves_the_build_incremental(setting
     ],
 )
 def test_what_an_increment_would_not_merge_right_is_built_whole(
-    settings: Settings, deletion: Callable[[Tables], tuple[Tables, Tables, dict[str, tuple[int, int, int]]]], rows: str
+    settings: Settings, case: Callable[[Tables], tuple[Tables, Tables, dict[str, tuple[int, int, int]]]], reason: str
 ) -> None:
     """A deletion has no newer ModifiedDate to bring the rows it changes into a merge, and a merge
     keeps the rows it does not bring: an increment would keep publishing what the source deleted.
     A row new or changed with a ModifiedDate older than the cutoff is never read by an increment."""
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    day_0, day_1, diffs = deletion(generate_tables(SCALE, seed=SEED, as_of=now - timedelta(hours=30)))
+    day_0, day_1, diffs = case(generate_tables(SCALE, seed=SEED, as_of=now - timedelta(hours=30)))
     load_tables(settings, day_0, "day 0")
     _run(settings)
     load_tables(settings, day_1, "what an increment would not merge right")
     rebuilt = _run(settings)
-    assert rows in _build_detail(rebuilt), _build_detail(rebuilt)
+    assert reason in _build_detail(rebuilt), _build_detail(rebuilt)
     assert "full refresh" in _build_detail(rebuilt)
     assert {mart: _diffs(rebuilt)[mart] for mart in diffs} == diffs
     assert _diffs(_run(settings, full_refresh=True)) == {mart: (0, 0, 0) for mart in MARTS}
